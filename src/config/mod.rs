@@ -1,0 +1,166 @@
+//! hooks.toml: reading it, checking all of it at once, and the validated types the
+//! daemon runs on. Two stages, as in ripgrep: [`raw`] is the file as written (serde),
+//! [`Config`] is what `validate` made of it (globs compiled, secrets loaded, paths
+//! resolved). A `Config` only exists if the file had no errors.
+
+mod diag;
+mod keys;
+mod raw;
+mod units;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use globset::GlobSet;
+
+pub use diag::{Diagnostic, Severity};
+pub use units::{parse_duration, parse_size};
+
+use crate::event::Forge;
+use crate::verify::Auth;
+
+/// The validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    pub server: Server,
+    pub hooks: Vec<Hook>,
+}
+
+impl Config {
+    pub fn hook(&self, id: &str) -> Option<&Hook> {
+        self.hooks.iter().find(|h| h.id == id)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: SocketAddr,
+    /// Absolute (resolved against the config file's folder).
+    pub state_dir: PathBuf,
+    /// Bodies larger than this are refused with 413 before being read.
+    pub max_body: u64,
+}
+
+#[derive(Debug)]
+pub struct Hook {
+    /// Served at `POST /hooks/{id}`.
+    pub id: String,
+    pub forge: Forge,
+    pub auth: Auth,
+    /// `owner/name`; a delivery for another repository is ignored.
+    pub repository: String,
+    /// Where the worker fetches from: always from the config, never from a payload.
+    pub clone_url: String,
+    /// Tried in order; the first that matches wins.
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug)]
+pub struct Rule {
+    /// Position among the hook's rules, from 0; recorded with each job.
+    pub index: usize,
+    /// Globs on the branch name (without `refs/heads/`); `None`: no branch matches.
+    pub branches: Option<Globs>,
+    /// Globs on the tag name (without `refs/tags/`); `None`: no tag matches.
+    pub tags: Option<Globs>,
+    /// When set, at least one changed file must match.
+    pub paths: Option<Globs>,
+    pub commands: Vec<Command>,
+    pub timeout: Duration,
+}
+
+/// Compiled globs, with the patterns kept for display. `*` does not cross `/`; `**` does.
+#[derive(Debug, Clone)]
+pub struct Globs {
+    pub patterns: Vec<String>,
+    pub set: GlobSet,
+}
+
+impl Globs {
+    pub fn is_match(&self, s: &str) -> bool {
+        self.set.is_match(s)
+    }
+}
+
+/// One deploy command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Executed directly, no shell.
+    Argv(Vec<String>),
+    /// Run with `/bin/sh -c`. Written by the operator; payload data never goes in it.
+    Shell(String),
+}
+
+/// A config that was read, with the warnings found on the way.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// A config that cannot be used: every problem found, errors and warnings.
+#[derive(Debug)]
+pub struct Invalid {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// Reads and validates `path`. Secrets named by `secret_env` are read from this
+/// process's environment.
+pub fn load(path: &Path) -> Result<Loaded, Invalid> {
+    let text = std::fs::read_to_string(path).map_err(|e| Invalid {
+        diagnostics: vec![Diagnostic {
+            severity: Severity::Error,
+            file: path.display().to_string(),
+            position: None,
+            message: format!("cannot read config: {e}"),
+        }],
+    })?;
+    let mut loaded = validate::validate(path, &text, &|name| std::env::var(name).ok())?;
+    if let Some(w) = world_writable_warning(path) {
+        loaded.warnings.push(w);
+    }
+    Ok(loaded)
+}
+
+/// Validates config text as if read from `path` (relative paths in it resolve against
+/// `path`'s folder), looking up `secret_env` variables with `env`.
+pub fn load_str(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, Invalid> {
+    validate::validate(path, text, env)
+}
+
+fn world_writable_warning(path: &Path) -> Option<Diagnostic> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o002 != 0).then(|| Diagnostic {
+        severity: Severity::Warning,
+        file: path.display().to_string(),
+        position: None,
+        message: format!(
+            "the config file is writable by every user (mode {:o}): anyone on this machine could change what gets deployed; chmod o-w it",
+            mode & 0o7777
+        ),
+    })
+}

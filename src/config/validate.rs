@@ -1,0 +1,819 @@
+//! Turns the raw document into a [`Config`], collecting every problem (with its place in
+//! the file) instead of stopping at the first.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use globset::{GlobBuilder, GlobSetBuilder};
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::DeTable;
+
+use super::diag::{Diagnostic, Severity, Source, did_you_mean};
+use super::raw::{RawCommand, RawConfig, RawHook, RawRule, RawServer, StringList};
+use super::units::{parse_duration, parse_size};
+use super::{Command, Config, Globs, Hook, Invalid, Loaded, Rule, Server, keys};
+use crate::event::{Forge, is_valid_ref_path};
+use crate::secret::Secret;
+use crate::verify::{Auth, decode_whsec};
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:9000";
+const DEFAULT_STATE_DIR: &str = "state";
+const DEFAULT_MAX_BODY: u64 = 25 << 20;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+pub fn validate(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, Invalid> {
+    let src = Source {
+        file: path.display().to_string(),
+        text,
+    };
+    let mut doc = DeTable::parse(text).map_err(|e| Invalid {
+        diagnostics: vec![src.error(e.span().unwrap_or(0..0), e.message().trim().to_owned())],
+    })?;
+    let mut diags = keys::strip_unknown(doc.get_mut(), &src);
+    let raw = match RawConfig::deserialize(toml::de::Deserializer::from(doc)) {
+        Ok(raw) => raw,
+        Err(e) => {
+            diags.push(src.error(e.span().unwrap_or(0..0), e.message().trim().to_owned()));
+            return Err(Invalid { diagnostics: diags });
+        }
+    };
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let base = std::path::absolute(folder).unwrap_or_else(|_| folder.to_path_buf());
+    let mut v = Validator {
+        src: &src,
+        base,
+        env,
+        diags,
+    };
+    let server = v.server(raw.server);
+    let hooks = v.hooks(raw.hook);
+    let diags = v.diags;
+    if diags.iter().any(|d| d.severity == Severity::Error) {
+        return Err(Invalid { diagnostics: diags });
+    }
+    Ok(Loaded {
+        config: Config {
+            path: path.to_path_buf(),
+            server: server.expect("no errors means the server section was valid"),
+            hooks,
+        },
+        warnings: diags,
+    })
+}
+
+struct Validator<'a> {
+    src: &'a Source<'a>,
+    base: PathBuf,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    diags: Vec<Diagnostic>,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let d = self.src.error(span, message);
+        self.diags.push(d);
+    }
+
+    fn warning(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let d = self.src.warning(span, message);
+        self.diags.push(d);
+    }
+
+    fn errors(&self) -> usize {
+        self.diags
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
+    }
+
+    fn resolve(&self, p: &str) -> PathBuf {
+        self.base.join(p)
+    }
+
+    fn server(&mut self, raw: Option<Spanned<RawServer>>) -> Option<Server> {
+        let raw = raw.map(Spanned::into_inner);
+        let (listen, state_dir, max_body) = match raw {
+            Some(s) => (s.listen, s.state_dir, s.max_body),
+            None => (None, None, None),
+        };
+        let listen = match listen {
+            None => Some(DEFAULT_LISTEN.parse().expect("valid default")),
+            Some(l) => {
+                let parsed = l.get_ref().parse::<SocketAddr>().ok();
+                if parsed.is_none() {
+                    self.error(
+                        l.span(),
+                        format!(
+                            "listen = {:?} is not address:port; write it like \"127.0.0.1:9000\" or \"[::]:9000\"",
+                            l.get_ref()
+                        ),
+                    );
+                }
+                parsed
+            }
+        };
+        let state_dir = match state_dir {
+            None => Some(self.resolve(DEFAULT_STATE_DIR)),
+            Some(d) if d.get_ref().trim().is_empty() => {
+                self.error(
+                    d.span(),
+                    "state_dir is empty; name a directory, like \"state\"",
+                );
+                None
+            }
+            Some(d) => Some(self.resolve(d.get_ref())),
+        };
+        let max_body = match max_body {
+            None => Some(DEFAULT_MAX_BODY),
+            Some(m) => match parse_size(m.get_ref()) {
+                Ok(0) => {
+                    self.error(m.span(), "max_body must be more than 0");
+                    None
+                }
+                Ok(n) => Some(n),
+                Err(e) => {
+                    self.error(m.span(), format!("max_body: {e}"));
+                    None
+                }
+            },
+        };
+        Some(Server {
+            listen: listen?,
+            state_dir: state_dir?,
+            max_body: max_body?,
+        })
+    }
+
+    fn hooks(&mut self, raw: Vec<Spanned<RawHook>>) -> Vec<Hook> {
+        let mut hooks: Vec<Hook> = Vec::new();
+        let mut seen: Vec<(String, usize)> = Vec::new();
+        for h in raw {
+            if let Some(id) = &h.get_ref().id {
+                let line = self.src.position(id.span().start).0;
+                if let Some((_, first)) = seen.iter().find(|(s, _)| s == id.get_ref()) {
+                    let msg = format!(
+                        "duplicate hook id `{}` (first defined at line {first}); each hook needs its own id",
+                        id.get_ref()
+                    );
+                    self.error(id.span(), msg);
+                    continue;
+                }
+                seen.push((id.get_ref().clone(), line));
+            }
+            if let Some(hook) = self.hook(h) {
+                hooks.push(hook);
+            }
+        }
+        hooks
+    }
+
+    fn required<T>(
+        &mut self,
+        field: Option<Spanned<T>>,
+        table: &Range<usize>,
+        key: &str,
+        example: &str,
+    ) -> Option<Spanned<T>> {
+        if field.is_none() {
+            self.error(
+                table.clone(),
+                format!("[[hook]] is missing `{key}` (for example: {example})"),
+            );
+        }
+        field
+    }
+
+    fn hook(&mut self, raw: Spanned<RawHook>) -> Option<Hook> {
+        let span = raw.span();
+        let h = raw.into_inner();
+        let before = self.errors();
+
+        let id = self.required(h.id, &span, "id", r#"id = "website""#);
+        if let Some(id) = &id
+            && !valid_hook_id(id.get_ref())
+        {
+            self.error(
+                id.span(),
+                format!(
+                    "hook id {:?} must be 1 to 64 letters, digits, `-`, `_` or `.`, starting with a letter or digit (it becomes the URL /hooks/<id>)",
+                    id.get_ref()
+                ),
+            );
+        }
+        let forge = self.required(h.forge, &span, "forge", r#"forge = "github""#);
+        let forge = forge.and_then(|f| {
+            let parsed = Forge::from_name(f.get_ref());
+            if parsed.is_none() {
+                let names: Vec<&str> = Forge::ALL.iter().map(|f| f.as_str()).collect();
+                let hint = did_you_mean(f.get_ref(), &names)
+                    .map(|n| format!("did you mean `{n}`? "))
+                    .unwrap_or_default();
+                self.error(
+                    f.span(),
+                    format!(
+                        "unknown forge {:?}; {hint}forge is one of {}",
+                        f.get_ref(),
+                        names.join(", ")
+                    ),
+                );
+            }
+            parsed
+        });
+        let repository = self.required(
+            h.repository,
+            &span,
+            "repository",
+            r#"repository = "acme/website""#,
+        );
+        if let Some(r) = &repository
+            && !valid_repository(r.get_ref())
+        {
+            self.error(
+                r.span(),
+                format!(
+                    "repository {:?} must be owner/name as the forge names it (GitLab: the project's path with namespace)",
+                    r.get_ref()
+                ),
+            );
+        }
+        let clone_url = self.required(
+            h.clone_url,
+            &span,
+            "clone_url",
+            r#"clone_url = "https://github.com/acme/website.git""#,
+        );
+        let clone_url = clone_url.and_then(|u| self.clone_url(&u));
+
+        let secrets = self.secrets(&span, h.secret_file, h.secret_env, h.secret);
+        let legacy_sha1 = h.legacy_sha1.as_ref().is_some_and(|b| *b.get_ref());
+        if let (Some(flag), Some(f)) = (&h.legacy_sha1, forge)
+            && f != Forge::Github
+        {
+            self.error(
+                flag.span(),
+                "legacy_sha1 applies only to forge = \"github\"",
+            );
+        }
+        let auth = match (forge, secrets) {
+            (Some(f), Some((secrets, secret_span))) => {
+                self.auth(f, secrets, legacy_sha1, secret_span)
+            }
+            _ => None,
+        };
+
+        if h.rule.is_empty() {
+            self.error(
+                span.clone(),
+                "hook has no [[hook.rule]]: every push would be ignored; add a rule with branches and commands",
+            );
+        }
+        let mut rules: Vec<(Range<usize>, Rule)> = Vec::new();
+        for (i, r) in h.rule.into_iter().enumerate() {
+            let span = r.span();
+            if let Some(rule) = self.rule(i, r) {
+                rules.push((span, rule));
+            }
+        }
+        for (span, message) in shadowed_rules(&rules) {
+            self.error(span, message);
+        }
+        let rules = rules.into_iter().map(|(_, r)| r).collect();
+
+        if self.errors() > before {
+            return None;
+        }
+        Some(Hook {
+            id: id?.into_inner(),
+            forge: forge?,
+            auth: auth?,
+            repository: repository?.into_inner(),
+            clone_url: clone_url?,
+            rules,
+        })
+    }
+
+    fn clone_url(&mut self, u: &Spanned<String>) -> Option<String> {
+        let url = u.get_ref();
+        let problem = if url.is_empty() {
+            Some("clone_url is empty".to_owned())
+        } else if url.starts_with('-') {
+            Some("clone_url must not start with `-`".to_owned())
+        } else if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            Some("clone_url must not contain spaces or control characters".to_owned())
+        } else if has_credentials(url) {
+            Some("clone_url contains a password or token; keep credentials out of the URL (and out of logs)".to_owned())
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            self.error(u.span(), p);
+            return None;
+        }
+        if url.starts_with("http://") {
+            self.warning(
+                u.span(),
+                "clone_url uses plain http: what gets deployed can be changed in transit; use https or ssh",
+            );
+        }
+        let is_remote = ["https://", "http://", "ssh://", "git://", "file://"]
+            .iter()
+            .any(|s| url.starts_with(s))
+            || is_scp_like(url);
+        if is_remote {
+            Some(url.clone())
+        } else {
+            // A local path: resolve it like every other path in the file.
+            Some(self.resolve(url).display().to_string())
+        }
+    }
+
+    /// Exactly one of the three secret keys; returns the secret values and the span of
+    /// the key they came from.
+    fn secrets(
+        &mut self,
+        hook: &Range<usize>,
+        file: Option<Spanned<StringList>>,
+        env: Option<Spanned<StringList>>,
+        inline: Option<Spanned<StringList>>,
+    ) -> Option<(Vec<Vec<u8>>, Range<usize>)> {
+        let given: Vec<(&str, Spanned<StringList>)> = [
+            ("secret_file", file),
+            ("secret_env", env),
+            ("secret", inline),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect();
+        let (key, list) = match given.len() {
+            0 => {
+                self.error(
+                    hook.clone(),
+                    "hook has no secret: set one of secret_file, secret_env or secret (an unsigned hook would deploy for anyone)",
+                );
+                return None;
+            }
+            1 => given.into_iter().next().expect("one"),
+            _ => {
+                let names: Vec<&str> = given.iter().map(|(k, _)| *k).collect();
+                self.error(
+                    given[1].1.span(),
+                    format!(
+                        "set only one of {}: a hook's secrets all come from one place",
+                        names.join(" and ")
+                    ),
+                );
+                return None;
+            }
+        };
+        let span = list.span();
+        let values = list.into_inner().0;
+        if values.is_empty() {
+            self.error(span, format!("{key} is an empty list"));
+            return None;
+        }
+        let mut secrets = Vec::new();
+        for v in values {
+            let secret = match key {
+                "secret_file" => self.secret_from_file(&v, &span),
+                "secret_env" => {
+                    let value = (self.env)(&v).filter(|s| !s.trim().is_empty());
+                    if value.is_none() {
+                        self.error(
+                            span.clone(),
+                            format!("environment variable {v} is not set or empty"),
+                        );
+                    }
+                    value.map(|s| s.trim().as_bytes().to_vec())
+                }
+                _ => {
+                    if v.is_empty() {
+                        self.error(span.clone(), "secret is empty");
+                        None
+                    } else {
+                        Some(v.into_bytes())
+                    }
+                }
+            };
+            secrets.push(secret?);
+        }
+        if key == "secret" {
+            self.warning(
+                span.clone(),
+                "inline secret: anyone who can read this file can forge deliveries; prefer secret_file",
+            );
+        }
+        Some((secrets, span))
+    }
+
+    fn secret_from_file(&mut self, name: &str, span: &Range<usize>) -> Option<Vec<u8>> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.resolve(name);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let trimmed = bytes.trim_ascii().to_vec();
+                if trimmed.is_empty() {
+                    self.error(
+                        span.clone(),
+                        format!("secret file {} is empty", path.display()),
+                    );
+                    return None;
+                }
+                if let Ok(meta) = std::fs::metadata(&path)
+                    && meta.permissions().mode() & 0o004 != 0
+                {
+                    self.warning(
+                        span.clone(),
+                        format!(
+                            "secret file {} is readable by every user; chmod 600 it",
+                            path.display()
+                        ),
+                    );
+                }
+                Some(trimmed)
+            }
+            Err(e) => {
+                self.error(
+                    span.clone(),
+                    format!("cannot read secret file {}: {e}", path.display()),
+                );
+                None
+            }
+        }
+    }
+
+    fn auth(
+        &mut self,
+        forge: Forge,
+        secrets: Vec<Vec<u8>>,
+        legacy_sha1: bool,
+        span: Range<usize>,
+    ) -> Option<Auth> {
+        let as_keys = |secrets: &[Vec<u8>]| -> Option<Vec<Secret>> {
+            secrets
+                .iter()
+                .map(|s| {
+                    std::str::from_utf8(s)
+                        .ok()
+                        .and_then(decode_whsec)
+                        .map(Secret::new)
+                })
+                .collect()
+        };
+        let plain =
+            |secrets: Vec<Vec<u8>>| secrets.into_iter().map(Secret::new).collect::<Vec<_>>();
+        Some(match forge {
+            Forge::Github => Auth::Github {
+                secrets: plain(secrets),
+                legacy_sha1,
+            },
+            Forge::Gitea => Auth::Gitea {
+                secrets: plain(secrets),
+                headers: &["X-Gitea-Signature"],
+            },
+            Forge::Forgejo => Auth::Gitea {
+                secrets: plain(secrets),
+                headers: &["X-Forgejo-Signature", "X-Gitea-Signature"],
+            },
+            Forge::Gogs => Auth::Gitea {
+                secrets: plain(secrets),
+                headers: &["X-Gogs-Signature"],
+            },
+            Forge::Bitbucket => Auth::Bitbucket {
+                secrets: plain(secrets),
+            },
+            Forge::Gitlab => {
+                let signing = secrets.iter().filter(|s| s.starts_with(b"whsec_")).count();
+                if signing == 0 {
+                    Auth::GitlabToken {
+                        tokens: plain(secrets),
+                    }
+                } else if signing == secrets.len() {
+                    let Some(keys) = as_keys(&secrets) else {
+                        self.error(span, "a GitLab signing token must be whsec_ followed by base64, as GitLab shows it");
+                        return None;
+                    };
+                    Auth::StandardWebhooks { keys }
+                } else {
+                    self.error(
+                        span,
+                        "mix of GitLab secret tokens and whsec_ signing tokens: use one kind for a hook (signing tokens are safer)",
+                    );
+                    return None;
+                }
+            }
+            Forge::Generic => {
+                let Some(keys) = as_keys(&secrets) else {
+                    self.error(
+                        span,
+                        "generic hooks are signed per Standard Webhooks: the secret must be whsec_ followed by base64, e.g. \"whsec_$(openssl rand -base64 32)\"",
+                    );
+                    return None;
+                };
+                Auth::StandardWebhooks { keys }
+            }
+        })
+    }
+
+    fn rule(&mut self, index: usize, raw: Spanned<RawRule>) -> Option<Rule> {
+        let span = raw.span();
+        let r = raw.into_inner();
+        let before = self.errors();
+        let branches = r
+            .branches
+            .as_ref()
+            .and_then(|b| self.ref_globs(b, "branch", "refs/heads/"));
+        let tags = r
+            .tags
+            .as_ref()
+            .and_then(|t| self.ref_globs(t, "tag", "refs/tags/"));
+        if branches.is_none() && tags.is_none() && self.errors() == before {
+            self.error(
+                span.clone(),
+                "rule matches no ref: add branches = [\"main\"] and/or tags = [\"v*\"]",
+            );
+        }
+        let paths = r.paths.as_ref().and_then(|p| self.path_globs(p));
+        let commands = self.commands(r.commands, &span);
+        let timeout = match r.timeout {
+            None => Some(DEFAULT_TIMEOUT),
+            Some(t) => match parse_duration(t.get_ref()) {
+                Ok(d) if d.is_zero() => {
+                    self.error(t.span(), "timeout must be more than 0");
+                    None
+                }
+                Ok(d) => Some(d),
+                Err(e) => {
+                    self.error(t.span(), format!("timeout: {e}"));
+                    None
+                }
+            },
+        };
+        if self.errors() > before {
+            return None;
+        }
+        Some(Rule {
+            index,
+            branches,
+            tags,
+            paths,
+            commands: commands?,
+            timeout: timeout?,
+        })
+    }
+
+    fn ref_globs(
+        &mut self,
+        list: &Spanned<Vec<Spanned<String>>>,
+        what: &str,
+        prefix: &str,
+    ) -> Option<Globs> {
+        if list.get_ref().is_empty() {
+            // An empty list is how a rule says "no branches" (or tags); it is only an
+            // error if the rule then matches nothing at all, checked by the caller.
+            return None;
+        }
+        let before = self.errors();
+        for p in list.get_ref() {
+            let pat = p.get_ref();
+            if let Some(short) = pat.strip_prefix(prefix) {
+                self.error(
+                    p.span(),
+                    format!("{what} patterns match the name without {prefix}: write `{short}`, not `{pat}`"),
+                );
+            } else if let Some(why) = never_matches_ref(pat) {
+                self.error(
+                    p.span(),
+                    format!("{what} pattern `{pat}` can never match: {why}"),
+                );
+            }
+        }
+        let globs = self.compile(list)?;
+        (self.errors() == before).then_some(globs)
+    }
+
+    fn path_globs(&mut self, list: &Spanned<Vec<Spanned<String>>>) -> Option<Globs> {
+        if list.get_ref().is_empty() {
+            self.error(
+                list.span(),
+                "paths = [] can never match; remove `paths` to deploy whatever files changed",
+            );
+            return None;
+        }
+        let before = self.errors();
+        for p in list.get_ref() {
+            let pat = p.get_ref();
+            if pat.starts_with('/') || pat.starts_with("./") {
+                let fixed = pat.trim_start_matches("./").trim_start_matches('/');
+                self.error(
+                    p.span(),
+                    format!("path patterns are relative to the repository root: write `{fixed}`, not `{pat}`"),
+                );
+            }
+        }
+        let globs = self.compile(list)?;
+        (self.errors() == before).then_some(globs)
+    }
+
+    fn compile(&mut self, list: &Spanned<Vec<Spanned<String>>>) -> Option<Globs> {
+        let mut builder = GlobSetBuilder::new();
+        let mut ok = true;
+        for p in list.get_ref() {
+            match GlobBuilder::new(p.get_ref())
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()
+            {
+                Ok(g) => {
+                    builder.add(g);
+                }
+                Err(e) => {
+                    ok = false;
+                    self.error(p.span(), format!("bad glob: {e}"));
+                }
+            }
+        }
+        if !ok {
+            return None;
+        }
+        match builder.build() {
+            Ok(set) => Some(Globs {
+                patterns: list.get_ref().iter().map(|p| p.get_ref().clone()).collect(),
+                set,
+            }),
+            Err(e) => {
+                self.error(list.span(), format!("bad glob: {e}"));
+                None
+            }
+        }
+    }
+
+    fn commands(
+        &mut self,
+        raw: Option<Spanned<Vec<Spanned<RawCommand>>>>,
+        rule: &Range<usize>,
+    ) -> Option<Vec<Command>> {
+        let Some(list) = raw.filter(|l| !l.get_ref().is_empty()) else {
+            self.error(
+                rule.clone(),
+                "rule has no commands: add commands = [[\"make\", \"deploy\"]] (an argv list) or [\"./deploy.sh\"] (run by /bin/sh -c)",
+            );
+            return None;
+        };
+        let mut out = Vec::new();
+        for c in list.into_inner() {
+            let span = c.span();
+            match c.into_inner() {
+                RawCommand::Argv(argv) if argv.first().is_none_or(String::is_empty) => {
+                    self.error(
+                        span,
+                        "command is an empty argv list; its first item is the program to run",
+                    );
+                }
+                RawCommand::Shell(s) if s.trim().is_empty() => {
+                    self.error(span, "command is an empty string");
+                }
+                RawCommand::Argv(argv) => out.push(Command::Argv(argv)),
+                RawCommand::Shell(s) => out.push(Command::Shell(s)),
+            }
+        }
+        Some(out)
+    }
+}
+
+/// Rules that an earlier rule always wins over, given as errors once all rules exist.
+fn shadowed_rules(rules: &[(Range<usize>, Rule)]) -> Vec<(Range<usize>, String)> {
+    let mut out = Vec::new();
+    for (i, (span, rule)) in rules.iter().enumerate() {
+        for (_, earlier) in &rules[..i] {
+            if earlier.paths.is_none()
+                && covers(earlier.branches.as_ref(), rule.branches.as_ref())
+                && covers(earlier.tags.as_ref(), rule.tags.as_ref())
+            {
+                out.push((
+                    span.clone(),
+                    format!(
+                        "this rule can never match: rule {} above it matches every push this one does, and the first matching rule wins",
+                        earlier.index + 1
+                    ),
+                ));
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Whether globs `a` match at least every name globs `b` match (judged conservatively).
+fn covers(a: Option<&Globs>, b: Option<&Globs>) -> bool {
+    match (a, b) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some(a), Some(b)) => {
+            a.patterns.iter().any(|p| p == "**")
+                || b.patterns.iter().all(|p| a.patterns.contains(p))
+        }
+    }
+}
+
+fn valid_hook_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id.as_bytes()[0].is_ascii_alphanumeric()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+fn valid_repository(r: &str) -> bool {
+    r.contains('/')
+        && !r.starts_with('/')
+        && !r.ends_with('/')
+        && r.chars().all(|c| !c.is_whitespace() && !c.is_control())
+}
+
+fn has_credentials(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
+
+/// `user@host:path`, the scp-like form git accepts for ssh.
+fn is_scp_like(url: &str) -> bool {
+    match url.split_once(':') {
+        Some((host, _)) => host.contains('@') && !host.contains('/'),
+        None => false,
+    }
+}
+
+/// Why a branch or tag glob can never match a valid ref name, if it cannot.
+fn never_matches_ref(pat: &str) -> Option<String> {
+    if pat.is_empty() {
+        return Some("it is empty".to_owned());
+    }
+    // Replace glob wildcards by a plain character and check what remains against git's
+    // ref-name rules: anything they forbid cannot appear in a name we are sent.
+    let literal: String = pat
+        .chars()
+        .map(|c| {
+            if matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | ',' | '!') {
+                'x'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if is_valid_ref_path(&literal) {
+        return None;
+    }
+    let reason = if pat.contains("..") {
+        "git ref names cannot contain `..`"
+    } else if pat.chars().any(char::is_whitespace) {
+        "git ref names cannot contain spaces"
+    } else if pat.as_bytes().ends_with(b".lock") {
+        "git ref names cannot end with `.lock`"
+    } else if pat.starts_with('/') || pat.ends_with('/') || pat.contains("//") {
+        "git ref names cannot start or end with `/` or contain `//`"
+    } else {
+        "git ref names cannot contain that (see git check-ref-format)"
+    };
+    Some(reason.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ref_patterns_that_can_never_match() {
+        assert_eq!(never_matches_ref("release/*"), None);
+        assert_eq!(never_matches_ref("v[0-9]*"), None);
+        assert_eq!(never_matches_ref("**"), None);
+        assert!(never_matches_ref("a..b").unwrap().contains("`..`"));
+        assert!(never_matches_ref("my branch").unwrap().contains("spaces"));
+        assert!(never_matches_ref("x.lock").is_some());
+        assert!(never_matches_ref("release/").is_some());
+    }
+
+    #[test]
+    fn clone_url_helpers() {
+        assert!(has_credentials("https://user:tok@host/x.git"));
+        assert!(!has_credentials("https://git@host/x.git"));
+        assert!(!has_credentials("ssh://git@host:22/x.git"));
+        assert!(is_scp_like("git@github.com:acme/website.git"));
+        assert!(!is_scp_like("./repo"));
+        assert!(!is_scp_like("/srv/a:b"));
+    }
+}

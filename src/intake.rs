@@ -1,0 +1,139 @@
+//! One delivery from bytes to decision: verify the signature, read the payload, route each
+//! push to a rule. Pure (the clock is passed in): the server does the I/O around it.
+
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+
+use crate::config::Hook;
+use crate::event::{DeliveryId, PushEvent};
+use crate::forge::{self, DeliveryKind, ParseError};
+use crate::routing::{Route, route};
+use crate::verify::{self, Headers, Rejection, to_hex};
+
+/// What a delivery asks for, once it is known to be authentic and readable.
+#[derive(Debug)]
+pub enum Decision {
+    /// The forge testing the hook.
+    Pong { delivery: Option<DeliveryId> },
+    /// Nothing to run, and why (a non-push event, a deleted branch, no matching rule).
+    Ignore {
+        delivery: Option<DeliveryId>,
+        reason: String,
+    },
+    /// Jobs to queue. `replay_keys` identify the delivery: if the store has seen any of
+    /// them for this hook before, it is a replay and must not run again.
+    Deploy {
+        delivery: Option<DeliveryId>,
+        replay_keys: Vec<String>,
+        jobs: Vec<JobSpec>,
+        /// Pushes in the same delivery that matched no rule, and why.
+        skipped: Vec<String>,
+    },
+}
+
+/// One push to deploy with one rule of the hook.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    pub rule: usize,
+    pub event: PushEvent,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// Not authentic: 401.
+    #[error(transparent)]
+    Unauthorized(#[from] Rejection),
+    /// Authentic but unreadable: 400.
+    #[error(transparent)]
+    BadRequest(#[from] ParseError),
+}
+
+pub fn decide(
+    hook: &Hook,
+    headers: &dyn Headers,
+    body: &[u8],
+    now: SystemTime,
+) -> Result<Decision, IntakeError> {
+    let verified = verify::verify(&hook.auth, headers, body, now)?;
+    let delivery = forge::parse(hook.forge, headers, &verified)?;
+    let events = match delivery.kind {
+        DeliveryKind::Ping => {
+            return Ok(Decision::Pong {
+                delivery: delivery.id,
+            });
+        }
+        DeliveryKind::Other(name) => {
+            return Ok(Decision::Ignore {
+                delivery: delivery.id,
+                reason: format!("{name:?} is not a push event; only pushes deploy"),
+            });
+        }
+        DeliveryKind::Push(events) => events,
+    };
+    let mut jobs = Vec::new();
+    let mut skipped = Vec::new();
+    for event in events {
+        match route(hook, &event) {
+            Route::Deploy(rule) => jobs.push(JobSpec {
+                rule: rule.index,
+                event,
+            }),
+            Route::Ignore(why) => skipped.push(why.to_string()),
+        }
+    }
+    if jobs.is_empty() {
+        let reason = if skipped.is_empty() {
+            "the delivery updates no branch or tag".to_owned()
+        } else {
+            skipped.join("; ")
+        };
+        return Ok(Decision::Ignore {
+            delivery: delivery.id,
+            reason,
+        });
+    }
+    Ok(Decision::Deploy {
+        replay_keys: replay_keys(delivery.id.as_ref(), verified.signed_id().is_some(), body),
+        delivery: delivery.id,
+        jobs,
+        skipped,
+    })
+}
+
+/// The delivery id, and (unless the signature covers the id and a timestamp, as in
+/// Standard Webhooks) a digest of the body: forges that sign only the body leave the
+/// delivery id header unprotected, so a captured push could be replayed under a fresh id
+/// to roll a deployment back. The same signed body is never accepted twice.
+fn replay_keys(id: Option<&DeliveryId>, id_is_signed: bool, body: &[u8]) -> Vec<String> {
+    let mut keys = Vec::with_capacity(2);
+    if let Some(id) = id {
+        keys.push(format!("id:{id}"));
+    }
+    if !id_is_signed {
+        keys.push(format!("body:{}", to_hex(&Sha256::digest(body))));
+    }
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_keys_cover_unsigned_ids_with_the_body() {
+        let id = DeliveryId::parse("d1").unwrap();
+        let k = replay_keys(Some(&id), false, b"{}");
+        assert_eq!(k.len(), 2);
+        assert_eq!(k[0], "id:d1");
+        assert!(
+            k[1].starts_with(
+                "body:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+            )
+        );
+        assert_eq!(
+            replay_keys(Some(&id), true, b"{}"),
+            vec!["id:d1".to_owned()]
+        );
+    }
+}

@@ -1,0 +1,27 @@
+//! deployhook: a GitOps deploy daemon. A forge's push webhook is verified, normalized
+//! into a [`event::PushEvent`], matched against the rules in hooks.toml and recorded as a
+//! durable job.
+//!
+//! # Layout
+//!
+//! Data flows one way through these modules:
+//!
+//! - [`config`]: hooks.toml → validated [`config::Config`] (or every problem as `file:line:col`).
+//! - [`verify`]: proves a delivery's signature, per forge, before anything else is read.
+//! - [`forge`]: reads a verified body into a [`forge::Delivery`] of push events.
+//! - [`routing`]: picks the first rule of a hook that matches a push event.
+//! - [`intake`]: ties verify → forge → routing together into one decision per delivery.
+//! - [`store`]: the embedded SQLite state (seen deliveries, jobs); the only writer of `state_dir`.
+//! - [`server`]: the actix-web HTTP front; the only module that knows actix.
+//! - [`cli`]: command-line definition; `main.rs` only dispatches.
+
+pub mod cli;
+pub mod config;
+pub mod event;
+pub mod forge;
+pub mod intake;
+pub mod routing;
+pub mod secret;
+pub mod server;
+pub mod store;
+pub mod verify;

@@ -1,0 +1,62 @@
+//! Every error answer: one variant per status, always a JSON `{"error": "..."}` that says
+//! what the sender should do.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpResponse, ResponseError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(
+        "no hook named {0:?}; check the URL (hooks are served at /hooks/<id> as configured in hooks.toml)"
+    )]
+    UnknownHook(String),
+    #[error("not found; deliveries go to POST /hooks/<id>")]
+    NotFound,
+    #[error("method not allowed; deliveries are POST requests")]
+    MethodNotAllowed,
+    #[error(
+        "body is larger than this server accepts ({limit} bytes; raise server.max_body to allow more)"
+    )]
+    TooLarge { limit: u64 },
+    /// Not authentic.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Authentic but unreadable, or a broken upload.
+    #[error("{0}")]
+    BadRequest(String),
+    /// We could not record it; the sender should retry later.
+    #[error("cannot record the delivery right now ({0}); retry later")]
+    Unavailable(String),
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::UnknownHook(_) | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::MethodNotAllowed) {
+            res.insert_header((header::ALLOW, "POST"));
+        }
+        if matches!(self, ApiError::Unavailable(_)) {
+            res.insert_header((header::RETRY_AFTER, "30"));
+        }
+        res.json(serde_json::json!({ "error": self.to_string() }))
+    }
+}
+
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}
+
+pub async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}

@@ -1,0 +1,174 @@
+//! `POST /hooks/{id}`: reads the body within `max_body`, hands it to `intake`, records
+//! accepted work in the store before answering, and logs one line per delivery.
+
+use std::time::SystemTime;
+
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt as _;
+use serde_json::json;
+
+use super::{ApiError, AppState};
+use crate::config::Hook;
+use crate::event::DeliveryId;
+use crate::intake::{self, Decision, IntakeError};
+use crate::store::Acceptance;
+use crate::verify::Headers;
+
+/// actix's header map seen through `verify::Headers`.
+struct ActixHeaders<'a>(&'a HeaderMap);
+
+impl Headers for ActixHeaders<'_> {
+    fn get(&self, name: &str) -> Option<&[u8]> {
+        self.0.get(name).map(header::HeaderValue::as_bytes)
+    }
+}
+
+pub async fn deliver(
+    req: HttpRequest,
+    id: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let config = state.config.clone();
+    let Some(hook) = config.hook(&id) else {
+        tracing::info!(hook = ?id.as_str(), "delivery for an unknown hook refused");
+        return Err(ApiError::UnknownHook(id.into_inner()));
+    };
+    let body = match read_body(&req, payload, config.server.max_body).await {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::info!(hook = %hook.id, error = %e, "delivery body refused");
+            return Err(e);
+        }
+    };
+    let headers = ActixHeaders(req.headers());
+    let decision = match intake::decide(hook, &headers, &body, SystemTime::now()) {
+        Ok(d) => d,
+        Err(IntakeError::Unauthorized(r)) => {
+            tracing::warn!(hook = %hook.id, peer = ?req.peer_addr(), reason = %r, "delivery rejected: not authentic");
+            return Err(ApiError::Unauthorized(r.to_string()));
+        }
+        Err(IntakeError::BadRequest(e)) => {
+            // The message may quote payload text: `?` escapes it for the log.
+            tracing::warn!(hook = %hook.id, error = ?e.to_string(), "signed delivery is unreadable");
+            return Err(ApiError::BadRequest(e.to_string()));
+        }
+    };
+    respond(&state, hook, decision).await
+}
+
+async fn respond(
+    state: &AppState,
+    hook: &Hook,
+    decision: Decision,
+) -> Result<HttpResponse, ApiError> {
+    match decision {
+        Decision::Pong { delivery } => {
+            tracing::info!(hook = %hook.id, delivery = %show(delivery.as_ref()), "ping answered");
+            Ok(HttpResponse::Ok().json(json!({
+                "status": "pong",
+                "hook": hook.id,
+                "delivery": delivery.as_ref().map(DeliveryId::as_str),
+            })))
+        }
+        Decision::Ignore { delivery, reason } => {
+            tracing::info!(hook = %hook.id, delivery = %show(delivery.as_ref()), reason = ?reason, "delivery ignored");
+            Ok(HttpResponse::Ok().json(json!({
+                "status": "ignored",
+                "hook": hook.id,
+                "delivery": delivery.as_ref().map(DeliveryId::as_str),
+                "reason": reason,
+            })))
+        }
+        Decision::Deploy {
+            delivery,
+            replay_keys,
+            jobs,
+            skipped,
+        } => {
+            let summary: Vec<_> = jobs
+                .iter()
+                .map(|j| {
+                    (
+                        j.rule,
+                        j.event.git_ref.to_string(),
+                        j.event.after.to_string(),
+                    )
+                })
+                .collect();
+            let outcome = state
+                .store
+                .accept(&hook.id, replay_keys, jobs)
+                .await
+                .map_err(|e| {
+                    tracing::error!(hook = %hook.id, delivery = %show(delivery.as_ref()), error = %e, "delivery not recorded");
+                    ApiError::Unavailable(e.to_string())
+                })?;
+            let delivery_str = delivery.as_ref().map(DeliveryId::as_str);
+            match outcome {
+                Acceptance::Duplicate => {
+                    tracing::info!(hook = %hook.id, delivery = %show(delivery.as_ref()), "duplicate delivery: already accepted, not deployed again");
+                    Ok(HttpResponse::Ok().json(json!({
+                        "status": "duplicate",
+                        "hook": hook.id,
+                        "delivery": delivery_str,
+                        "reason": "this delivery was already accepted; it will not deploy again",
+                    })))
+                }
+                Acceptance::Queued(ids) => {
+                    let jobs: Vec<_> = ids
+                        .iter()
+                        .zip(&summary)
+                        .map(|(id, (rule, git_ref, sha))| {
+                            tracing::info!(hook = %hook.id, delivery = %show(delivery.as_ref()), job = id.0, rule, git_ref = %git_ref, sha = %sha, "job queued");
+                            json!({ "id": id.0, "rule": rule, "ref": git_ref, "sha": sha, "state": "queued" })
+                        })
+                        .collect();
+                    Ok(HttpResponse::Accepted().json(json!({
+                        "status": "queued",
+                        "hook": hook.id,
+                        "delivery": delivery_str,
+                        "jobs": jobs,
+                        "skipped": skipped,
+                    })))
+                }
+            }
+        }
+    }
+}
+
+fn show(d: Option<&DeliveryId>) -> &str {
+    d.map_or("-", DeliveryId::as_str)
+}
+
+/// Reads at most `limit` bytes. A declared or actual larger body is refused with 413
+/// without buffering it; a body cut short is a 400.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: u64,
+) -> Result<Vec<u8>, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::TooLarge { limit });
+    }
+    let capacity = usize::try_from(declared.unwrap_or(0).min(limit)).unwrap_or(0);
+    let mut body = Vec::with_capacity(capacity);
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::BadRequest(format!(
+                "the request body could not be read to its end: {e}"
+            ))
+        })?;
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(ApiError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
