@@ -57,7 +57,8 @@ pub fn validate(
     };
     let server = v.server(raw.server);
     let hooks = v.hooks(raw.hook);
-    let diags = v.diags;
+    let mut diags = v.diags;
+    diags.sort_by_key(|d| d.position);
     if diags.iter().any(|d| d.severity == Severity::Error) {
         return Err(Invalid { diagnostics: diags });
     }
@@ -166,10 +167,11 @@ impl Validator<'_> {
                         id.get_ref()
                     );
                     self.error(id.span(), msg);
-                    continue;
+                } else {
+                    seen.push((id.get_ref().clone(), line));
                 }
-                seen.push((id.get_ref().clone(), line));
             }
+            // Checked even when its id is taken, so that all its problems show at once.
             if let Some(hook) = self.hook(h) {
                 hooks.push(hook);
             }

@@ -1,0 +1,160 @@
+//! `deployhook check` through the real binary: exit codes and messages, verbatim.
+
+use std::process::Command;
+
+use crate::helpers::TestDir;
+
+fn check(dir: &TestDir) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_deployhook"))
+        .args(["check", "--config"])
+        .arg(dir.config_path())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn shipped_hooks_toml_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/hooks.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_deployhook"))
+        .args(["check", "--config", path])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{path}: ok (2 hooks)\n")
+    );
+    // The demo's inline secrets are allowed but called out.
+    assert_eq!(
+        stderr.matches("warning: inline secret").count(),
+        2,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn every_problem_is_listed_with_file_line_and_column() {
+    let text = r#"[server]
+listn = "127.0.0.1:9000"
+max_body = "25 parsecs"
+
+[[hook]]
+id = "site"
+forge = "githbu"
+secret_file = "missing"
+repository = "acme/website"
+clone_url = "https://user:token@example.com/x.git"
+
+[[hook.rule]]
+branches = ["refs/heads/main", "a..b", "[oops"]
+commands = []
+
+[[hook]]
+id = "site"
+forge = "generic"
+secret_file = "secret"
+repository = "acme"
+clone_url = "/srv/app"
+
+[[hook.rule]]
+branches = ["**"]
+commands = [["make"]]
+
+[[hook.rule]]
+branches = ["main"]
+commands = [["make"]]
+
+[[hook.rule]]
+branches = ["main"]
+paths = []
+commands = [[]]
+timeout = "soon"
+
+[[hook]]
+id = "lab"
+forge = "gitlab"
+secret = "tok"
+secret_env = "LAB_TOKEN"
+repository = "a/b"
+clone_url = "git@example.com:a/b.git"
+"#;
+    let dir = TestDir::new(text);
+    let file = dir.config_path().display().to_string();
+    let (code, stdout, stderr) = check(&dir);
+    assert_eq!(code, 1);
+    assert_eq!(stdout, "");
+    let expected = [
+        "2:1: unknown key `listn` in [server]; did you mean `listen`?",
+        "3:12: max_body: unknown size unit \"parsecs\": use B, KB, KiB, MB, MiB, GB or GiB",
+        "7:9: unknown forge \"githbu\"; did you mean `github`? forge is one of github, gitlab, gitea, forgejo, gogs, bitbucket, generic",
+        &format!(
+            "8:15: cannot read secret file {}/missing: No such file or directory (os error 2)",
+            dir.dir.path().display()
+        ),
+        "10:13: clone_url contains a password or token; keep credentials out of the URL (and out of logs)",
+        "12:1: rule has no commands: add commands = [[\"make\", \"deploy\"]] (an argv list) or [\"./deploy.sh\"] (run by /bin/sh -c)",
+        "13:13: branch patterns match the name without refs/heads/: write `main`, not `refs/heads/main`",
+        "13:32: branch pattern `a..b` can never match: git ref names cannot contain `..`",
+        "13:40: bad glob: error parsing glob '[oops': unclosed character class; missing ']'",
+        "17:6: duplicate hook id `site` (first defined at line 6); each hook needs its own id",
+        "19:15: generic hooks are signed per Standard Webhooks: the secret must be whsec_ followed by base64, e.g. \"whsec_$(openssl rand -base64 32)\"",
+        "20:14: repository \"acme\" must be owner/name as the forge names it (GitLab: the project's path with namespace)",
+        "27:1: this rule can never match: rule 1 above it matches every push this one does, and the first matching rule wins",
+        "33:9: paths = [] can never match; remove `paths` to deploy whatever files changed",
+        "34:13: command is an empty argv list; its first item is the program to run",
+        "35:11: timeout: \"soon\" is not a duration: write a number and a unit (ms, s, m, h, d), like \"10m\" or \"1h30m\"",
+        "40:10: set only one of secret_env and secret: a hook's secrets all come from one place",
+        "37:1: hook has no [[hook.rule]]: every push would be ignored; add a rule with branches and commands",
+    ];
+    let mut want: Vec<String> = expected.iter().map(|e| format!("{file}:{e}")).collect();
+    want.sort_by_key(|l| {
+        let pos = &l[file.len() + 1..];
+        let mut it = pos.split(':');
+        (
+            it.next().unwrap().parse::<usize>().unwrap(),
+            it.next().unwrap().parse::<usize>().unwrap(),
+        )
+    });
+    want.push(format!(
+        "{file}: {} errors; nothing was started",
+        expected.len()
+    ));
+    let got: Vec<&str> = stderr.lines().collect();
+    assert_eq!(got, want, "\n--- stderr ---\n{stderr}");
+}
+
+#[test]
+fn syntax_errors_and_missing_files_are_reported() {
+    let dir = TestDir::new("[server\nlisten = 1\n");
+    let (code, _, stderr) = check(&dir);
+    assert_eq!(code, 1);
+    let file = dir.config_path().display().to_string();
+    assert!(stderr.starts_with(&format!("{file}:1:8: ")), "{stderr}");
+
+    let dir = TestDir::new("[server]\nlisten = 9000\n");
+    let file = dir.config_path().display().to_string();
+    let (code, _, stderr) = check(&dir);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.starts_with(&format!(
+            "{file}:2:10: invalid type: integer `9000`, expected a string"
+        )),
+        "{stderr}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_deployhook"))
+        .args(["check", "--config", "/nonexistent/hooks.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).lines().next(),
+        Some("/nonexistent/hooks.toml: cannot read config: No such file or directory (os error 2)")
+    );
+}

@@ -1,0 +1,355 @@
+//! Test support: a config in a temp dir, a running server, a raw HTTP client, and
+//! signing with the openssl command line.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use deployhook::config;
+use deployhook::server::Application;
+use deployhook::store::Store;
+
+pub const BEFORE: &str = "6113728f27ae82c7b1a177c8d03f9e96e0adf246";
+pub const AFTER: &str = "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c";
+
+/// The secret every test hook uses, and the Standard Webhooks key.
+pub const SECRET: &str = "It's a Secret to Everybody";
+pub const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub const GITLAB_TOKEN: &str = "gl-token-0123456789";
+
+pub fn fixture(path: &str) -> Vec<u8> {
+    let full = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path);
+    std::fs::read(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+}
+
+/// A hook per forge, all for acme/website, with a branch rule, a tag rule and a rule
+/// with a paths filter.
+pub fn standard_config() -> String {
+    let mut text = String::from(
+        "[server]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\nmax_body = \"64KiB\"\n",
+    );
+    for (id, forge, secret) in [
+        ("gh", "github", "secret_file = \"secret\""),
+        (
+            "gh-sha1",
+            "github",
+            "secret_file = \"secret\"\nlegacy_sha1 = true",
+        ),
+        ("gl", "gitlab", "secret_file = \"gitlab-token\""),
+        ("gl-signed", "gitlab", "secret_file = \"whsec\""),
+        ("gitea", "gitea", "secret_file = \"secret\""),
+        ("forgejo", "forgejo", "secret_file = \"secret\""),
+        ("gogs", "gogs", "secret_file = \"secret\""),
+        ("bb", "bitbucket", "secret_file = \"secret\""),
+        ("ci", "generic", "secret_file = \"whsec\""),
+    ] {
+        text.push_str(&format!(
+            r#"
+[[hook]]
+id = "{id}"
+forge = "{forge}"
+{secret}
+repository = "acme/website"
+clone_url = "https://git.example.invalid/acme/website.git"
+
+[[hook.rule]]
+branches = ["main", "release/*"]
+commands = [["make", "deploy"]]
+
+[[hook.rule]]
+tags = ["v*"]
+commands = [["make", "release"]]
+
+[[hook.rule]]
+branches = ["docs"]
+paths = ["docs/**"]
+commands = [["make", "docs"]]
+"#
+        ));
+    }
+    text
+}
+
+/// A config file and its secrets in a fresh temp dir.
+pub struct TestDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestDir {
+    pub fn new(config_text: &str) -> TestDir {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, content: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, content).unwrap();
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+        };
+        write("secret", &format!("{SECRET}\n"));
+        write("gitlab-token", GITLAB_TOKEN);
+        write("whsec", WHSEC);
+        write("hooks.toml", config_text);
+        TestDir { dir }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("hooks.toml")
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("state/deployhook.db")
+    }
+
+    /// Count of jobs recorded, read straight from the SQLite file.
+    pub fn jobs(&self) -> Vec<(String, i64, String, String)> {
+        let db = self.db_path();
+        if !db.exists() {
+            return Vec::new();
+        }
+        let conn = rusqlite::Connection::open(db).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT hook, rule, git_ref, after_sha FROM jobs ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+}
+
+/// A server running in its own thread on 127.0.0.1:0; stopped when dropped.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    dir: Option<TestDir>,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestApp {
+    pub fn spawn(config_text: &str) -> TestApp {
+        Self::spawn_in(TestDir::new(config_text))
+    }
+
+    pub fn spawn_in(dir: TestDir) -> TestApp {
+        let loaded = config::load(&dir.config_path()).unwrap_or_else(|e| panic!("{e}"));
+        let cfg = loaded.config;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let system = actix_web::rt::System::new();
+            system.block_on(async move {
+                let store = Store::open(&cfg.server.state_dir).unwrap();
+                let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let app = Application::with_listener(cfg, store, listener).unwrap();
+                tx.send((app.local_addr(), app.handle())).unwrap();
+                app.run().await.unwrap();
+            });
+        });
+        let (addr, handle) = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        TestApp {
+            addr,
+            dir: Some(dir),
+            handle,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the server and hands back its directory (state and all), for a restart.
+    pub fn stop(mut self) -> TestDir {
+        self.shutdown();
+        self.dir.take().expect("dir is only taken here")
+    }
+
+    pub fn dir(&self) -> &TestDir {
+        self.dir.as_ref().expect("dir is only taken by stop")
+    }
+
+    fn shutdown(&mut self) {
+        // Not graceful: a test is over, nothing in flight matters.
+        actix_web::rt::System::new().block_on(self.handle.stop(false));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    pub fn post(&self, hook: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        post(self.addr, &format!("/hooks/{hook}"), headers, body)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The `error` message of an error answer.
+    pub fn error(&self) -> String {
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error field: {}", self.body))
+            .to_owned()
+    }
+}
+
+pub fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    raw(addr, &bytes)
+}
+
+/// Sends raw bytes, reads the answer until the server closes the connection.
+pub fn raw(addr: SocketAddr, request: &[u8]) -> Response {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(request).unwrap();
+    read_response(&mut s)
+}
+
+pub fn read_response(s: &mut TcpStream) -> Response {
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    parse_response(&buf)
+}
+
+pub fn parse_response(buf: &[u8]) -> Response {
+    let text = String::from_utf8_lossy(buf).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP response: {text:?}"));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Response {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// HMAC-SHA256 of `data` under `key`, computed by `openssl dgst`.
+pub fn openssl_hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let hexkey: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let mut child = Command::new("openssl")
+        .args([
+            "dgst",
+            "-sha256",
+            "-mac",
+            "HMAC",
+            "-macopt",
+            &format!("hexkey:{hexkey}"),
+            "-binary",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("openssl must be installed (.ci/run installs it)");
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout.len(), 32);
+    out.stdout
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// `X-Hub-Signature-256` as GitHub (and, as `X-Hub-Signature`, Bitbucket) sends it.
+pub fn hub_signature(body: &[u8]) -> String {
+    format!("sha256={}", hex(&openssl_hmac(SECRET.as_bytes(), body)))
+}
+
+/// The bare hex signature Gitea, Forgejo and Gogs send.
+pub fn bare_signature(body: &[u8]) -> String {
+    hex(&openssl_hmac(SECRET.as_bytes(), body))
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Standard Webhooks headers for `body`: (id, timestamp, signature).
+pub fn standard_webhooks(id: &str, timestamp: u64, body: &[u8]) -> [(String, String); 3] {
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(WHSEC.trim_start_matches("whsec_"))
+        .unwrap();
+    let mut signed = format!("{id}.{timestamp}.").into_bytes();
+    signed.extend_from_slice(body);
+    [
+        ("webhook-id".into(), id.into()),
+        ("webhook-timestamp".into(), timestamp.to_string()),
+        (
+            "webhook-signature".into(),
+            format!("v1,{}", b64(&openssl_hmac(&key, &signed))),
+        ),
+    ]
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Headers as `&str` pairs, for `post`.
+pub fn refs(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}

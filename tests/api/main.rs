@@ -1,0 +1,11 @@
+//! The integration tests: one binary, real servers bound to 127.0.0.1:0, requests sent as
+//! raw HTTP over TCP, signatures computed by openssl (an independent signer).
+
+mod helpers;
+
+mod check;
+mod deliveries;
+mod properties;
+mod rejections;
+mod replay;
+mod serve;
