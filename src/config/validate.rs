@@ -213,24 +213,7 @@ impl Validator<'_> {
             );
         }
         let forge = self.required(h.forge, &span, "forge", r#"forge = "github""#);
-        let forge = forge.and_then(|f| {
-            let parsed = Forge::from_name(f.get_ref());
-            if parsed.is_none() {
-                let names: Vec<&str> = Forge::ALL.iter().map(|f| f.as_str()).collect();
-                let hint = did_you_mean(f.get_ref(), &names)
-                    .map(|n| format!("did you mean `{n}`? "))
-                    .unwrap_or_default();
-                self.error(
-                    f.span(),
-                    format!(
-                        "unknown forge {:?}; {hint}forge is one of {}",
-                        f.get_ref(),
-                        names.join(", ")
-                    ),
-                );
-            }
-            parsed
-        });
+        let forge = forge.and_then(|f| self.forge(&f));
         let repository = self.required(
             h.repository,
             &span,
@@ -273,23 +256,7 @@ impl Validator<'_> {
             _ => None,
         };
 
-        if h.rule.is_empty() {
-            self.error(
-                span.clone(),
-                "hook has no [[hook.rule]]: every push would be ignored; add a rule with branches and commands",
-            );
-        }
-        let mut rules: Vec<(Range<usize>, Rule)> = Vec::new();
-        for (i, r) in h.rule.into_iter().enumerate() {
-            let span = r.span();
-            if let Some(rule) = self.rule(i, r) {
-                rules.push((span, rule));
-            }
-        }
-        for (span, message) in shadowed_rules(&rules) {
-            self.error(span, message);
-        }
-        let rules = rules.into_iter().map(|(_, r)| r).collect();
+        let rules = self.rules(h.rule, &span);
 
         if self.errors() > before {
             return None;
@@ -302,6 +269,45 @@ impl Validator<'_> {
             clone_url: clone_url?,
             rules,
         })
+    }
+
+    fn forge(&mut self, f: &Spanned<String>) -> Option<Forge> {
+        let parsed = Forge::from_name(f.get_ref());
+        if parsed.is_none() {
+            let names: Vec<&str> = Forge::ALL.iter().map(|f| f.as_str()).collect();
+            let hint = did_you_mean(f.get_ref(), &names)
+                .map(|n| format!("did you mean `{n}`? "))
+                .unwrap_or_default();
+            self.error(
+                f.span(),
+                format!(
+                    "unknown forge {:?}; {hint}forge is one of {}",
+                    f.get_ref(),
+                    names.join(", ")
+                ),
+            );
+        }
+        parsed
+    }
+
+    fn rules(&mut self, raw: Vec<Spanned<RawRule>>, hook: &Range<usize>) -> Vec<Rule> {
+        if raw.is_empty() {
+            self.error(
+                hook.clone(),
+                "hook has no [[hook.rule]]: every push would be ignored; add a rule with branches and commands",
+            );
+        }
+        let mut rules: Vec<(Range<usize>, Rule)> = Vec::new();
+        for (i, r) in raw.into_iter().enumerate() {
+            let span = r.span();
+            if let Some(rule) = self.rule(i, r) {
+                rules.push((span, rule));
+            }
+        }
+        for (span, message) in shadowed_rules(&rules) {
+            self.error(span, message);
+        }
+        rules.into_iter().map(|(_, r)| r).collect()
     }
 
     fn clone_url(&mut self, u: &Spanned<String>) -> Option<String> {

@@ -1,6 +1,7 @@
 //! Test support: a config in a temp dir, a running server, a raw HTTP client, and
 //! signing with the openssl command line.
 
+use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -48,7 +49,8 @@ pub fn standard_config() -> String {
         ("bb", "bitbucket", "secret_file = \"secret\""),
         ("ci", "generic", "secret_file = \"whsec\""),
     ] {
-        text.push_str(&format!(
+        let _ = write!(
+            text,
             r#"
 [[hook]]
 id = "{id}"
@@ -70,7 +72,7 @@ branches = ["docs"]
 paths = ["docs/**"]
 commands = [["make", "docs"]]
 "#
-        ));
+        );
     }
     text
 }
@@ -221,7 +223,7 @@ pub fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &[u8])
         body.len()
     );
     for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
+        let _ = write!(req, "{k}: {v}\r\n");
     }
     req.push_str("\r\n");
     let mut bytes = req.into_bytes();
@@ -270,7 +272,7 @@ pub fn parse_response(buf: &[u8]) -> Response {
 
 /// HMAC-SHA256 of `data` under `key`, computed by `openssl dgst`.
 pub fn openssl_hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let hexkey: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let hexkey = hex(key);
     let mut child = Command::new("openssl")
         .args([
             "dgst",
@@ -293,7 +295,10 @@ pub fn openssl_hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 pub fn b64(bytes: &[u8]) -> String {
