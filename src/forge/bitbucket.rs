@@ -136,9 +136,8 @@ fn cloud(p: CloudPush, id: Option<&DeliveryId>) -> Result<Vec<PushEvent>, ParseE
                 forced: change.forced,
                 paths: ChangedPaths::Unknown,
                 pusher: pusher.clone(),
-                delivery: id.cloned(),
             }
-            .validate()?,
+            .validate(id.cloned())?,
         );
     }
     Ok(events)
@@ -164,9 +163,8 @@ fn server(p: ServerPush, id: Option<&DeliveryId>) -> Result<Vec<PushEvent>, Pars
                 forced: false,
                 paths: ChangedPaths::Unknown,
                 pusher: pusher.clone(),
-                delivery: id.cloned(),
             }
-            .validate()
+            .validate(id.cloned())
             .map_err(ParseError::from)
         })
         .collect()

@@ -9,7 +9,7 @@
 
 use serde::Deserialize;
 
-use super::{Delivery, DeliveryKind, ParseError, RawPush, from_json};
+use super::{Delivery, ParseError, RawPush, from_json, single_push};
 use crate::event::{ChangedPaths, Forge};
 use crate::verify::Verified;
 
@@ -31,28 +31,26 @@ pub(super) fn parse(verified: &Verified<'_>) -> Result<Delivery, ParseError> {
         "generic push (see README: generic push format)",
     )?;
     let id = verified.signed_id().cloned();
-    let event = RawPush {
-        forge: Forge::Generic,
-        repository: p.repository,
-        git_ref: &p.git_ref,
-        before: &p.before,
-        after: &p.after,
-        forced: false,
-        paths: p.paths.map_or(ChangedPaths::Unknown, ChangedPaths::Known),
-        pusher: p.pusher,
-        delivery: id.clone(),
-    }
-    .validate()?;
-    Ok(Delivery {
+    single_push(
         id,
-        kind: DeliveryKind::Push(vec![event]),
-    })
+        RawPush {
+            forge: Forge::Generic,
+            repository: p.repository,
+            git_ref: &p.git_ref,
+            before: &p.before,
+            after: &p.after,
+            forced: false,
+            paths: p.paths.map_or(ChangedPaths::Unknown, ChangedPaths::Known),
+            pusher: p.pusher,
+        },
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::event::{DeliveryId, RefKind};
+    use crate::forge::DeliveryKind;
 
     #[test]
     fn documented_generic_push() {

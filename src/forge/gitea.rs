@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::{
     CommitFiles, Delivery, DeliveryKind, ParseError, RawPush, changed_paths, check_json,
-    delivery_header, event_header, from_json,
+    delivery_header, event_header, from_json, single_push,
 };
 use crate::event::Forge;
 use crate::verify::{Headers, Verified};
@@ -63,22 +63,19 @@ pub(super) fn parse(
         });
     }
     let p: Push = from_json(json, "push event")?;
-    let event = RawPush {
-        forge,
-        repository: p.repository.full_name,
-        git_ref: &p.git_ref,
-        before: &p.before,
-        after: &p.after,
-        forced: false,
-        paths: changed_paths(&p.commits, p.total_commits),
-        pusher: p.pusher.and_then(|u| u.login.or(u.username)),
-        delivery: id.clone(),
-    }
-    .validate()?;
-    Ok(Delivery {
+    single_push(
         id,
-        kind: DeliveryKind::Push(vec![event]),
-    })
+        RawPush {
+            forge,
+            repository: p.repository.full_name,
+            git_ref: &p.git_ref,
+            before: &p.before,
+            after: &p.after,
+            forced: false,
+            paths: changed_paths(&p.commits, p.total_commits),
+            pusher: p.pusher.and_then(|u| u.login.or(u.username)),
+        },
+    )
 }
 
 #[cfg(test)]

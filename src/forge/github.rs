@@ -62,9 +62,8 @@ pub(super) fn parse(
                 forced: p.forced,
                 paths,
                 pusher: p.pusher.and_then(|p| p.name),
-                delivery: id.clone(),
             }
-            .validate()?;
+            .validate(id.clone())?;
             DeliveryKind::Push(vec![event])
         }
         "ping" => {

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::{
     CommitFiles, Delivery, DeliveryKind, ParseError, RawPush, changed_paths, check_json,
-    delivery_header, event_header, from_json,
+    delivery_header, event_header, from_json, single_push,
 };
 use crate::event::Forge;
 use crate::verify::{Headers, Verified};
@@ -67,23 +67,20 @@ pub(super) fn parse(
             kind: DeliveryKind::Other(event),
         });
     }
-    let event = RawPush {
-        forge: Forge::Gitlab,
-        repository: p.project.path_with_namespace,
-        git_ref: &p.git_ref,
-        before: &p.before,
-        after: &p.after,
-        // GitLab does not say whether a push was forced.
-        forced: false,
-        paths: changed_paths(&p.commits, p.total_commits_count),
-        pusher: p.user_username,
-        delivery: id.clone(),
-    }
-    .validate()?;
-    Ok(Delivery {
+    single_push(
         id,
-        kind: DeliveryKind::Push(vec![event]),
-    })
+        RawPush {
+            forge: Forge::Gitlab,
+            repository: p.project.path_with_namespace,
+            git_ref: &p.git_ref,
+            before: &p.before,
+            after: &p.after,
+            // GitLab does not say whether a push was forced.
+            forced: false,
+            paths: changed_paths(&p.commits, p.total_commits_count),
+            pusher: p.user_username,
+        },
+    )
 }
 
 #[cfg(test)]

@@ -150,6 +150,15 @@ fn changed_paths(commits: &[CommitFiles], total: Option<usize>) -> ChangedPaths 
     ChangedPaths::Known(set.into_iter().cloned().collect())
 }
 
+/// A delivery of exactly one push, as every forge but Bitbucket sends.
+fn single_push(id: Option<DeliveryId>, raw: RawPush<'_>) -> Result<Delivery, ParseError> {
+    let event = raw.validate(id.clone())?;
+    Ok(Delivery {
+        id,
+        kind: DeliveryKind::Push(vec![event]),
+    })
+}
+
 /// The fields of a push as the payload spells them, before validation.
 struct RawPush<'a> {
     forge: Forge,
@@ -160,11 +169,10 @@ struct RawPush<'a> {
     forced: bool,
     paths: ChangedPaths,
     pusher: Option<String>,
-    delivery: Option<DeliveryId>,
 }
 
 impl RawPush<'_> {
-    fn validate(self) -> Result<PushEvent, InvalidValue> {
+    fn validate(self, delivery: Option<DeliveryId>) -> Result<PushEvent, InvalidValue> {
         Ok(PushEvent {
             forge: self.forge,
             repository: self.repository,
@@ -174,7 +182,7 @@ impl RawPush<'_> {
             forced: self.forced,
             paths: self.paths,
             pusher: self.pusher.filter(|p| !p.is_empty()),
-            delivery: self.delivery,
+            delivery,
         })
     }
 }

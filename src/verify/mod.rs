@@ -156,15 +156,12 @@ pub fn verify<'a>(
             Ok(unsigned_id(json))
         }
         Auth::Bitbucket { secrets } => {
-            let value = text_header(headers, "X-Hub-Signature")?;
-            let mac =
-                value
-                    .strip_prefix("sha256=")
-                    .and_then(hex_value)
-                    .ok_or(Rejection::Malformed {
-                        header: "X-Hub-Signature",
-                        expected: "sha256=<64 hexadecimal digits>",
-                    })?;
+            let mac = prefixed_hex(
+                headers,
+                "X-Hub-Signature",
+                "sha256=",
+                "sha256=<64 hexadecimal digits>",
+            )?;
             check_hmac::<Hmac<Sha256>>(secrets, &[body], &mac)?;
             Ok(unsigned_id(encoding.json_only(body)))
         }
@@ -210,13 +207,7 @@ fn verify_github(
     const SHA256: &str = "X-Hub-Signature-256";
     const SHA1: &str = "X-Hub-Signature";
     if headers.get(SHA256).is_some() {
-        let mac = text_header(headers, SHA256)?
-            .strip_prefix("sha256=")
-            .and_then(hex_value)
-            .ok_or(Rejection::Malformed {
-                header: SHA256,
-                expected: "sha256=<64 hexadecimal digits>",
-            })?;
+        let mac = prefixed_hex(headers, SHA256, "sha256=", "sha256=<64 hexadecimal digits>")?;
         return check_hmac::<Hmac<Sha256>>(secrets, &[body], &mac);
     }
     if headers.get(SHA1).is_none() {
@@ -225,14 +216,21 @@ fn verify_github(
     if !legacy_sha1 {
         return Err(Rejection::Sha1NotAllowed);
     }
-    let mac = text_header(headers, SHA1)?
-        .strip_prefix("sha1=")
-        .and_then(hex_value)
-        .ok_or(Rejection::Malformed {
-            header: SHA1,
-            expected: "sha1=<40 hexadecimal digits>",
-        })?;
+    let mac = prefixed_hex(headers, SHA1, "sha1=", "sha1=<40 hexadecimal digits>")?;
     check_hmac::<Hmac<Sha1>>(secrets, &[body], &mac)
+}
+
+/// The bytes of a `<prefix><hex>` signature header, such as `sha256=<hex>`.
+fn prefixed_hex(
+    headers: &dyn Headers,
+    header: &'static str,
+    prefix: &str,
+    expected: &'static str,
+) -> Result<Vec<u8>, Rejection> {
+    text_header(headers, header)?
+        .strip_prefix(prefix)
+        .and_then(hex_value)
+        .ok_or(Rejection::Malformed { header, expected })
 }
 
 /// Succeeds when the MAC of `parts` (concatenated) under any secret equals `mac`.
