@@ -5,8 +5,8 @@
 use serde::Deserialize;
 
 use super::{
-    Delivery, DeliveryKind, ParseError, RawPush, check_json, delivery_header, event_header,
-    from_json,
+    Delivery, DeliveryKind, ParseError, RawPush, check_json, delivery_header, delivery_headers,
+    event_header, from_json,
 };
 use crate::event::{ChangedPaths, DeliveryId, Forge, PushEvent, RefName};
 use crate::verify::{Headers, Verified};
@@ -93,7 +93,7 @@ pub(super) fn parse(
     verified: &Verified<'_>,
 ) -> Result<Delivery, ParseError> {
     let event = event_header(headers, &["X-Event-Key"])?;
-    let id = delivery_header(headers, &["X-Request-UUID", "X-Request-Id"])?;
+    let id = delivery_header(headers, delivery_headers(Forge::Bitbucket))?;
     let json = verified.json()?;
     let kind = match event.as_str() {
         "repo:push" => DeliveryKind::Push(cloud(from_json(json, "Bitbucket push")?, id.as_ref())?),

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::{
     CommitFiles, Delivery, DeliveryKind, ParseError, RawPush, changed_paths, check_json,
-    delivery_header, event_header, from_json, single_push,
+    delivery_header, delivery_headers, event_header, from_json, single_push,
 };
 use crate::event::Forge;
 use crate::verify::{Headers, Verified};
@@ -34,15 +34,12 @@ struct User {
     username: Option<String>,
 }
 
-/// Event and delivery headers, in order of preference. Forgejo also sends Gitea's.
-fn header_names(forge: Forge) -> (&'static [&'static str], &'static [&'static str]) {
+/// Event headers, in order of preference. Forgejo also sends Gitea's.
+fn event_names(forge: Forge) -> &'static [&'static str] {
     match forge {
-        Forge::Forgejo => (
-            &["X-Forgejo-Event", "X-Gitea-Event"],
-            &["X-Forgejo-Delivery", "X-Gitea-Delivery"],
-        ),
-        Forge::Gogs => (&["X-Gogs-Event"], &["X-Gogs-Delivery"]),
-        _ => (&["X-Gitea-Event"], &["X-Gitea-Delivery"]),
+        Forge::Forgejo => &["X-Forgejo-Event", "X-Gitea-Event"],
+        Forge::Gogs => &["X-Gogs-Event"],
+        _ => &["X-Gitea-Event"],
     }
 }
 
@@ -51,9 +48,8 @@ pub(super) fn parse(
     headers: &dyn Headers,
     verified: &Verified<'_>,
 ) -> Result<Delivery, ParseError> {
-    let (event_names, delivery_names) = header_names(forge);
-    let event = event_header(headers, event_names)?;
-    let id = delivery_header(headers, delivery_names)?;
+    let event = event_header(headers, event_names(forge))?;
+    let id = delivery_header(headers, delivery_headers(forge))?;
     let json = verified.json()?;
     if event != "push" {
         check_json(json, "event")?;

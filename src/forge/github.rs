@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::{
     CommitFiles, Delivery, DeliveryKind, ParseError, RawPush, changed_paths, check_json,
-    delivery_header, event_header, from_json,
+    delivery_header, delivery_headers, event_header, from_json,
 };
 use crate::event::Forge;
 use crate::verify::{Headers, Verified};
@@ -43,7 +43,7 @@ pub(super) fn parse(
     verified: &Verified<'_>,
 ) -> Result<Delivery, ParseError> {
     let event = event_header(headers, &["X-GitHub-Event"])?;
-    let id = delivery_header(headers, &["X-GitHub-Delivery"])?;
+    let id = delivery_header(headers, delivery_headers(Forge::Github))?;
     let json = verified.json()?;
     let kind = match event.as_str() {
         "push" => {

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::{
     CommitFiles, Delivery, DeliveryKind, ParseError, RawPush, changed_paths, check_json,
-    delivery_header, event_header, from_json, single_push,
+    delivery_header, delivery_headers, event_header, from_json, single_push,
 };
 use crate::event::Forge;
 use crate::verify::{Headers, Verified};
@@ -41,7 +41,7 @@ pub(super) fn parse(
     let event = event_header(headers, &["X-Gitlab-Event"])?;
     let id = match verified.signed_id() {
         Some(signed) => Some(signed.clone()),
-        None => delivery_header(headers, &["Idempotency-Key", "X-Gitlab-Event-UUID"])?,
+        None => delivery_header(headers, delivery_headers(Forge::Gitlab))?,
     };
     let json = verified.json()?;
     let is_push = match event.as_str() {

@@ -66,6 +66,27 @@ pub fn parse(
     }
 }
 
+/// The headers a forge puts its delivery id in, in order of preference.
+fn delivery_headers(forge: Forge) -> &'static [&'static str] {
+    match forge {
+        Forge::Github => &["X-GitHub-Delivery"],
+        Forge::Gitlab => &["Idempotency-Key", "webhook-id", "X-Gitlab-Event-UUID"],
+        Forge::Gitea => &["X-Gitea-Delivery"],
+        Forge::Forgejo => &["X-Forgejo-Delivery", "X-Gitea-Delivery"],
+        Forge::Gogs => &["X-Gogs-Delivery"],
+        Forge::Bitbucket => &["X-Request-UUID", "X-Request-Id"],
+        Forge::Generic => &["webhook-id"],
+    }
+}
+
+/// The delivery id a request claims to have, for log lines about requests refused before
+/// they could be read. Not verified, but printable ASCII (or `None`), so safe to log.
+pub fn claimed_delivery_id(forge: Forge, headers: &dyn Headers) -> Option<DeliveryId> {
+    delivery_header(headers, delivery_headers(forge))
+        .ok()
+        .flatten()
+}
+
 /// The event name from the first of `names` present, reduced to characters that are
 /// safe to print.
 fn event_header(headers: &dyn Headers, names: &[&'static str]) -> Result<String, ParseError> {

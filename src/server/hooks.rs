@@ -11,6 +11,7 @@ use serde_json::json;
 use super::{ApiError, AppState};
 use crate::config::Hook;
 use crate::event::DeliveryId;
+use crate::forge;
 use crate::intake::{self, Decision, IntakeError};
 use crate::store::Acceptance;
 use crate::verify::Headers;
@@ -35,23 +36,26 @@ pub async fn deliver(
         tracing::info!(hook = ?id.as_str(), "delivery for an unknown hook refused");
         return Err(ApiError::UnknownHook(id.into_inner()));
     };
+    let headers = ActixHeaders(req.headers());
+    // Unverified, but printable: only for log lines about refused requests.
+    let claimed = forge::claimed_delivery_id(hook.forge, &headers);
+    let claimed = show(claimed.as_ref());
     let body = match read_body(&req, payload, config.server.max_body).await {
         Ok(body) => body,
         Err(e) => {
-            tracing::info!(hook = %hook.id, error = %e, "delivery body refused");
+            tracing::info!(hook = %hook.id, delivery = %claimed, error = %e, "delivery body refused");
             return Err(e);
         }
     };
-    let headers = ActixHeaders(req.headers());
     let decision = match intake::decide(hook, &headers, &body, SystemTime::now()) {
         Ok(d) => d,
         Err(IntakeError::Unauthorized(r)) => {
-            tracing::warn!(hook = %hook.id, peer = ?req.peer_addr(), reason = %r, "delivery rejected: not authentic");
+            tracing::warn!(hook = %hook.id, delivery = %claimed, peer = ?req.peer_addr(), reason = %r, "delivery rejected: not authentic");
             return Err(ApiError::Unauthorized(r.to_string()));
         }
         Err(IntakeError::BadRequest(e)) => {
             // The message may quote payload text: `?` escapes it for the log.
-            tracing::warn!(hook = %hook.id, error = ?e.to_string(), "signed delivery is unreadable");
+            tracing::warn!(hook = %hook.id, delivery = %claimed, error = ?e.to_string(), "signed delivery is unreadable");
             return Err(ApiError::BadRequest(e.to_string()));
         }
     };

@@ -57,6 +57,20 @@ fn serve_answers_a_signed_push_and_stops_on_sigterm() {
     );
     assert_eq!(res.status, 202, "{}", res.body);
 
+    // A forged one: refused, and the log line names the hook and the claimed delivery.
+    let res = post(
+        addr,
+        "/hooks/gh",
+        &[
+            ("Content-Type", "application/json"),
+            ("X-GitHub-Event", "push"),
+            ("X-GitHub-Delivery", "forged-1"),
+            ("X-Hub-Signature-256", &format!("sha256={}", "0".repeat(64))),
+        ],
+        &body,
+    );
+    assert_eq!(res.status, 401);
+
     // A signed payload that names a repository full of terminal escapes.
     let hostile = serde_json::json!({
         "repository": "evil/\u{1b}[2J\u{1b}[31mrepo\nFAKE LOG LINE",
@@ -88,6 +102,12 @@ fn serve_answers_a_signed_push_and_stops_on_sigterm() {
     let text = String::from_utf8_lossy(&all);
     assert!(text.contains("job queued"), "{text}");
     assert!(text.contains("delivery ignored"), "{text}");
+    assert!(
+        text.lines().any(|l| l.contains("not authentic")
+            && l.contains("hook=gh")
+            && l.contains("delivery=forged-1")),
+        "{text}"
+    );
     assert!(!all.contains(&0x1b), "raw escape byte in the log:\n{text}");
     assert!(
         !text.lines().any(|l| l.starts_with("FAKE LOG LINE")),
