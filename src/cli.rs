@@ -1,6 +1,7 @@
 //! The command line, defined once with clap so that help, man page and completions all
 //! come from the same place.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +20,17 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// How the API commands reach the daemon.
+#[derive(Debug, clap::Args)]
+pub struct ApiArgs {
+    /// The daemon's address.
+    #[arg(long, default_value = "http://127.0.0.1:9000")]
+    pub url: String,
+    /// A file holding the API token (server.api_token_file), if the daemon has one.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: receive webhooks on [server] listen and queue deploys.
@@ -32,5 +44,49 @@ pub enum Command {
         /// The hooks.toml to check.
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+    },
+    /// List recent jobs.
+    Jobs {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Only this hook's jobs.
+        #[arg(long)]
+        hook: Option<String>,
+        /// Only jobs in this state (queued, running, succeeded, failed, timed_out, cancelled, superseded, interrupted).
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Print a job's log.
+    Logs {
+        #[command(flatten)]
+        api: ApiArgs,
+        job: u64,
+        /// Keep printing as the job runs, until it ends.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Queue a deploy by hand.
+    Deploy {
+        #[command(flatten)]
+        api: ApiArgs,
+        hook: String,
+        /// A branch name (main) or a full ref (refs/tags/v1.2.0).
+        #[arg(long = "ref")]
+        git_ref: String,
+        /// The commit; default: what the ref points at on the remote now.
+        #[arg(long)]
+        sha: Option<String>,
+    },
+    /// Cancel a queued or running job.
+    Cancel {
+        #[command(flatten)]
+        api: ApiArgs,
+        job: u64,
+    },
+    /// Internal: the per-command supervisor the runner starts (limits, user, sandbox).
+    #[command(hide = true)]
+    SandboxExec {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
     },
 }

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use crate::config::Hook;
+use crate::config::{Hook, QueueMode};
 use crate::event::{DeliveryId, PushEvent};
 use crate::forge::{self, DeliveryKind, ParseError};
 use crate::routing::{Route, route};
@@ -36,6 +36,7 @@ pub enum Decision {
 #[derive(Debug, Clone)]
 pub struct JobSpec {
     pub rule: usize,
+    pub queue: QueueMode,
     pub event: PushEvent,
 }
 
@@ -77,6 +78,7 @@ pub fn decide(
         match route(hook, &event) {
             Route::Deploy(rule) => jobs.push(JobSpec {
                 rule: rule.index,
+                queue: rule.queue,
                 event,
             }),
             Route::Ignore(why) => skipped.push(why.to_string()),

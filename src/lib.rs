@@ -13,15 +13,23 @@
 //! - [`intake`]: ties verify → forge → routing together into one decision per delivery.
 //! - [`store`]: the embedded SQLite state (seen deliveries, jobs); the only writer of `state_dir`.
 //! - [`server`]: the actix-web HTTP front; the only module that knows actix.
+//! - [`git`]: fetches with git2 into a cache and checks out the exact pushed commit.
+//! - [`runner`]: runs a job's commands as sandboxed child processes; the only spawner.
+//! - [`worker`]: claims queued jobs and drives git and runner for each.
 //! - [`cli`]: command-line definition; `main.rs` only dispatches.
+//! - [`ctl`]: the CLI commands that talk to a running daemon's API.
 
 pub mod cli;
 pub mod config;
+pub mod ctl;
 pub mod event;
 pub mod forge;
+pub mod git;
 pub mod intake;
 pub mod routing;
+pub mod runner;
 pub mod secret;
 pub mod server;
 pub mod store;
 pub mod verify;
+pub mod worker;

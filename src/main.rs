@@ -3,18 +3,51 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
-use deployhook::cli::{Cli, Command};
+use deployhook::cli::{ApiArgs, Cli, Command};
 use deployhook::config::{self, Loaded};
+use deployhook::ctl;
+use deployhook::runner;
 use deployhook::server::Application;
 use deployhook::store::Store;
+use deployhook::worker::Worker;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Serve { config } => serve(&config),
+        Command::SandboxExec { args } => deployhook::runner::launcher::main(args),
+        Command::Jobs { api, hook, state } => ctl(&api, |t, out| {
+            ctl::jobs(t, hook.as_deref(), state.as_deref(), out)
+        }),
+        Command::Logs { api, job, follow } => ctl(&api, |t, out| ctl::logs(t, job, follow, out)),
+        Command::Deploy {
+            api,
+            hook,
+            git_ref,
+            sha,
+        } => ctl(&api, |t, out| {
+            ctl::deploy(t, &hook, &git_ref, sha.as_deref(), out)
+        }),
+        Command::Cancel { api, job } => ctl(&api, |t, out| ctl::cancel(t, job, out)),
+    }
+}
+
+fn ctl(
+    api: &ApiArgs,
+    run: impl FnOnce(&ctl::Target, &mut dyn std::io::Write) -> Result<(), ctl::CtlError>,
+) -> ExitCode {
+    let result = ctl::Target::new(&api.url, api.token_file.as_deref())
+        .and_then(|t| run(&t, &mut std::io::stdout().lock()));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("deployhook: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -63,6 +96,13 @@ fn serve(path: &Path) -> ExitCode {
     for w in &warnings {
         tracing::warn!("{w}");
     }
+    if let Err(e) = runner::become_subreaper() {
+        tracing::warn!(
+            "cannot become a child subreaper ({e}); orphaned deploy processes will be reaped by init instead"
+        );
+    }
+    tracing::info!("sandbox: {}", runner::sandbox_support());
+    let config = Arc::new(config);
     let store = match Store::open(&config.server.state_dir) {
         Ok(s) => s,
         Err(e) => {
@@ -70,29 +110,46 @@ fn serve(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let hooks = config.hooks.len();
-    let app = match Application::build(config, store.clone()) {
+    let launcher = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("cannot find the deployhook binary to supervise commands with: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let worker = Worker::new(Arc::clone(&config), store.clone(), launcher);
+    let app = match Application::build(
+        Arc::clone(&config),
+        store.clone(),
+        worker.handle(),
+        worker.git(),
+    ) {
         Ok(app) => app,
         Err(e) => {
-            tracing::error!("cannot listen: {e}");
+            tracing::error!("cannot listen on {}: {e}", config.server.listen);
             return ExitCode::FAILURE;
         }
     };
     tracing::info!(
         addr = %app.local_addr(),
-        hooks,
+        hooks = config.hooks.len(),
         state = %store.path().display(),
         "listening on {}",
         app.local_addr()
     );
     let result = actix_web::rt::System::new().block_on(async move {
-        let handle = app.handle();
+        let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
+        let worker = actix_web::rt::spawn(worker.run(jobs_stopped));
+        let server = app.handle();
         actix_web::rt::spawn(async move {
             wait_for_stop_signal().await;
-            tracing::info!("stopping: finishing requests in flight");
-            handle.stop(true).await;
+            tracing::info!("stopping: finishing requests in flight, interrupting running jobs");
+            let _ = stop_jobs.send(true);
+            server.stop(true).await;
         });
-        app.run().await
+        let result = app.run().await;
+        let _ = worker.await;
+        result
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

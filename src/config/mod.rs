@@ -20,6 +20,7 @@ pub use diag::{Diagnostic, Severity};
 pub use units::{parse_duration, parse_size};
 
 use crate::event::Forge;
+use crate::secret::Secret;
 use crate::verify::Auth;
 
 /// The validated configuration.
@@ -44,6 +45,17 @@ pub struct Server {
     pub state_dir: PathBuf,
     /// Bodies larger than this are refused with 413 before being read.
     pub max_body: u64,
+    /// Jobs of different hooks that may run at once (one per hook at a time, always).
+    pub max_concurrent_jobs: usize,
+    /// Bearer token for the API; `None`: the API answers loopback clients only.
+    pub api_token: Option<Secret>,
+    /// Between SIGTERM and SIGKILL when a command times out or is cancelled.
+    pub kill_grace: Duration,
+    /// A job's log is cut (and the cut marked) past this many bytes.
+    pub max_log_size: u64,
+    /// Finished jobs kept per hook, by count and by age; older ones and their logs are pruned.
+    pub keep_jobs: usize,
+    pub keep_for: Duration,
 }
 
 #[derive(Debug)]
@@ -56,6 +68,11 @@ pub struct Hook {
     pub repository: String,
     /// Where the worker fetches from: always from the config, never from a payload.
     pub clone_url: String,
+    pub git_auth: GitAuth,
+    /// Fetch with depth 1.
+    pub shallow: bool,
+    /// Check out submodules recursively.
+    pub submodules: bool,
     /// Tried in order; the first that matches wins.
     pub rules: Vec<Rule>,
 }
@@ -71,7 +88,63 @@ pub struct Rule {
     /// When set, at least one changed file must match.
     pub paths: Option<Globs>,
     pub commands: Vec<Command>,
+    /// Per command.
     pub timeout: Duration,
+    pub queue: QueueMode,
+    /// Queue a job again when the daemon died while it ran.
+    pub retry_interrupted: bool,
+    /// Extra environment for the commands (the runner clears everything else).
+    pub env: Vec<(String, String)>,
+    /// Drop to this user (and its groups) when the daemon runs as root.
+    pub run_as: Option<String>,
+    pub limits: Limits,
+    /// Let commands write only to their work tree and a private temp dir.
+    pub sandbox: bool,
+}
+
+/// What a newer push does to a pending one of the same hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueMode {
+    /// The newer push replaces the pending one, which is recorded as superseded.
+    Supersede,
+    /// Every push runs, in order.
+    Fifo,
+}
+
+impl QueueMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueMode::Supersede => "supersede",
+            QueueMode::Fifo => "fifo",
+        }
+    }
+}
+
+/// Resource limits for each command (setrlimit).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// CPU time (RLIMIT_CPU).
+    pub cpu: Option<Duration>,
+    /// Address space in bytes (RLIMIT_AS).
+    pub memory: Option<u64>,
+    pub nofile: Option<u64>,
+    pub nproc: Option<u64>,
+}
+
+/// How the worker authenticates to `clone_url`; files are read when fetching.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GitAuth {
+    None,
+    /// An SSH private key; the host key must be in `known_hosts`.
+    SshKey {
+        key_file: PathBuf,
+        known_hosts: PathBuf,
+    },
+    /// An HTTPS token, sent as the password of `user`.
+    Token {
+        token_file: PathBuf,
+        user: String,
+    },
 }
 
 /// Compiled globs, with the patterns kept for display. `*` does not cross `/`; `**` does.

@@ -1,6 +1,7 @@
 //! hooks.toml exactly as written: the serde shapes, with spans kept for messages. Every
 //! field is optional here so that `validate` can report all missing keys at once.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Deserialize;
@@ -15,12 +16,18 @@ pub struct RawConfig {
     pub hook: Vec<Spanned<RawHook>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub listen: Option<Spanned<String>>,
     pub state_dir: Option<Spanned<String>>,
     pub max_body: Option<Spanned<String>>,
+    pub max_concurrent_jobs: Option<Spanned<i64>>,
+    pub api_token_file: Option<Spanned<String>>,
+    pub kill_grace: Option<Spanned<String>>,
+    pub max_log_size: Option<Spanned<String>>,
+    pub keep_jobs: Option<Spanned<i64>>,
+    pub keep_for: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -34,6 +41,12 @@ pub struct RawHook {
     pub legacy_sha1: Option<Spanned<bool>>,
     pub repository: Option<Spanned<String>>,
     pub clone_url: Option<Spanned<String>>,
+    pub ssh_key_file: Option<Spanned<String>>,
+    pub known_hosts_file: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
+    pub token_user: Option<Spanned<String>>,
+    pub shallow: Option<Spanned<bool>>,
+    pub submodules: Option<Spanned<bool>>,
     #[serde(default)]
     pub rule: Vec<Spanned<RawRule>>,
 }
@@ -46,6 +59,21 @@ pub struct RawRule {
     pub paths: Option<Spanned<Vec<Spanned<String>>>>,
     pub commands: Option<Spanned<Vec<Spanned<RawCommand>>>>,
     pub timeout: Option<Spanned<String>>,
+    pub queue: Option<Spanned<String>>,
+    pub retry_interrupted: Option<Spanned<bool>>,
+    pub env: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+    pub run_as: Option<Spanned<String>>,
+    pub limits: Option<Spanned<RawLimits>>,
+    pub sandbox: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub cpu: Option<Spanned<String>>,
+    pub memory: Option<Spanned<String>>,
+    pub nofile: Option<Spanned<i64>>,
+    pub nproc: Option<Spanned<i64>>,
 }
 
 /// One value or several: `secret_file = "a"` or `secret_file = ["new", "old"]` while a

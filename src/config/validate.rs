@@ -1,6 +1,7 @@
 //! Turns the raw document into a [`Config`], collecting every problem (with its place in
 //! the file) instead of stopping at the first.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -12,9 +13,11 @@ use toml::Spanned;
 use toml::de::DeTable;
 
 use super::diag::{Diagnostic, Severity, Source, did_you_mean};
-use super::raw::{RawCommand, RawConfig, RawHook, RawRule, RawServer, StringList};
+use super::raw::{RawCommand, RawConfig, RawHook, RawLimits, RawRule, RawServer, StringList};
 use super::units::{parse_duration, parse_size};
-use super::{Command, Config, Globs, Hook, Invalid, Loaded, Rule, Server, keys};
+use super::{
+    Command, Config, GitAuth, Globs, Hook, Invalid, Limits, Loaded, QueueMode, Rule, Server, keys,
+};
 use crate::event::{Forge, is_valid_ref_path};
 use crate::secret::Secret;
 use crate::verify::{Auth, decode_whsec};
@@ -102,57 +105,69 @@ impl Validator<'_> {
     }
 
     fn server(&mut self, raw: Option<Spanned<RawServer>>) -> Option<Server> {
-        let raw = raw.map(Spanned::into_inner);
-        let (listen, state_dir, max_body) = match raw {
-            Some(s) => (s.listen, s.state_dir, s.max_body),
-            None => (None, None, None),
-        };
-        let listen = match listen {
-            None => Some(DEFAULT_LISTEN.parse().expect("valid default")),
-            Some(l) => {
-                let parsed = l.get_ref().parse::<SocketAddr>().ok();
-                if parsed.is_none() {
-                    self.error(
-                        l.span(),
-                        format!(
-                            "listen = {:?} is not address:port; write it like \"127.0.0.1:9000\" or \"[::]:9000\"",
-                            l.get_ref()
-                        ),
-                    );
-                }
-                parsed
+        let s = raw.map_or_else(RawServer::default, Spanned::into_inner);
+        let listen = self.field(s.listen, "listen", |l| {
+            l.parse::<SocketAddr>().map_err(|_| {
+                format!(
+                    "{l:?} is not address:port; write it like \"127.0.0.1:9000\" or \"[::]:9000\""
+                )
+            })
+        });
+        let state_dir = self.field(s.state_dir, "state_dir", |d| {
+            if d.trim().is_empty() {
+                Err("is empty; name a directory, like \"state\"".to_owned())
+            } else {
+                Ok(d.clone())
             }
+        });
+        let api_token = match s.api_token_file {
+            None => Some(None),
+            Some(f) => self
+                .secret_from_file(f.get_ref(), &f.span())
+                .map(|bytes| Some(Secret::new(bytes))),
         };
-        let state_dir = match state_dir {
-            None => Some(self.resolve(DEFAULT_STATE_DIR)),
-            Some(d) if d.get_ref().trim().is_empty() => {
-                self.error(
-                    d.span(),
-                    "state_dir is empty; name a directory, like \"state\"",
-                );
-                None
-            }
-            Some(d) => Some(self.resolve(d.get_ref())),
+        // Every key is checked before any `?`, so that all their problems are reported.
+        let max_body = self.field(s.max_body, "max_body", |s| nonzero_size(s));
+        let max_jobs = self.field(s.max_concurrent_jobs, "max_concurrent_jobs", |n| {
+            positive(*n)
+        });
+        let kill_grace = self.field(s.kill_grace, "kill_grace", |s| nonzero_duration(s));
+        let max_log_size = self.field(s.max_log_size, "max_log_size", |s| nonzero_size(s));
+        let keep_jobs = self.field(s.keep_jobs, "keep_jobs", |n| positive(*n));
+        let keep_for = self.field(s.keep_for, "keep_for", |s| nonzero_duration(s));
+        let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let server = Server {
+            listen: listen
+                .ok()?
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
+            state_dir: self.resolve(
+                &state_dir
+                    .ok()?
+                    .unwrap_or_else(|| DEFAULT_STATE_DIR.to_owned()),
+            ),
+            max_body: max_body.ok()?.unwrap_or(DEFAULT_MAX_BODY),
+            max_concurrent_jobs: to_usize(max_jobs.ok()?.unwrap_or(4)),
+            api_token: api_token?,
+            kill_grace: kill_grace.ok()?.unwrap_or(Duration::from_secs(10)),
+            max_log_size: max_log_size.ok()?.unwrap_or(1 << 20),
+            keep_jobs: to_usize(keep_jobs.ok()?.unwrap_or(100)),
+            keep_for: keep_for.ok()?.unwrap_or(Duration::from_secs(30 * 86_400)),
         };
-        let max_body = match max_body {
-            None => Some(DEFAULT_MAX_BODY),
-            Some(m) => match parse_size(m.get_ref()) {
-                Ok(0) => {
-                    self.error(m.span(), "max_body must be more than 0");
-                    None
-                }
-                Ok(n) => Some(n),
-                Err(e) => {
-                    self.error(m.span(), format!("max_body: {e}"));
-                    None
-                }
-            },
-        };
-        Some(Server {
-            listen: listen?,
-            state_dir: state_dir?,
-            max_body: max_body?,
-        })
+        Some(server)
+    }
+
+    /// Parses an optional key with `parse`, reporting a failure at the key's value as
+    /// `key: message`. `Ok(None)`: the key is absent; `Err(())`: a problem was reported.
+    fn field<S, T>(
+        &mut self,
+        value: Option<Spanned<S>>,
+        key: &str,
+        parse: impl FnOnce(&S) -> Result<T, String>,
+    ) -> Result<Option<T>, ()> {
+        let Some(v) = value else { return Ok(None) };
+        parse(v.get_ref())
+            .map(Some)
+            .map_err(|e| self.error(v.span(), format!("{key}: {e}")))
     }
 
     fn hooks(&mut self, raw: Vec<Spanned<RawHook>>) -> Vec<Hook> {
@@ -238,6 +253,12 @@ impl Validator<'_> {
             r#"clone_url = "https://github.com/acme/website.git""#,
         );
         let clone_url = clone_url.and_then(|u| self.clone_url(&u));
+        let git_auth = self.git_auth(
+            h.ssh_key_file,
+            h.known_hosts_file,
+            h.token_file,
+            h.token_user,
+        );
 
         let secrets = self.secrets(&span, h.secret_file, h.secret_env, h.secret);
         let legacy_sha1 = h.legacy_sha1.as_ref().is_some_and(|b| *b.get_ref());
@@ -267,6 +288,9 @@ impl Validator<'_> {
             auth: auth?,
             repository: repository?.into_inner(),
             clone_url: clone_url?,
+            git_auth: git_auth?,
+            shallow: h.shallow.is_some_and(Spanned::into_inner),
+            submodules: h.submodules.is_some_and(Spanned::into_inner),
             rules,
         })
     }
@@ -552,20 +576,22 @@ impl Validator<'_> {
         }
         let paths = r.paths.as_ref().and_then(|p| self.path_globs(p));
         let commands = self.commands(r.commands, &span);
-        let timeout = match r.timeout {
-            None => Some(DEFAULT_TIMEOUT),
-            Some(t) => match parse_duration(t.get_ref()) {
-                Ok(d) if d.is_zero() => {
-                    self.error(t.span(), "timeout must be more than 0");
-                    None
-                }
-                Ok(d) => Some(d),
-                Err(e) => {
-                    self.error(t.span(), format!("timeout: {e}"));
-                    None
-                }
+        let timeout = self.field(r.timeout, "timeout", |s| nonzero_duration(s));
+        let queue = self.field(r.queue, "queue", |q| match q.as_str() {
+            "supersede" => Ok(QueueMode::Supersede),
+            "fifo" => Ok(QueueMode::Fifo),
+            other => Err(format!("{other:?} is not a queue mode: use \"supersede\" (a newer push replaces a pending one) or \"fifo\" (every push runs, in order)")),
+        });
+        let env = self.env(r.env);
+        let run_as = self.field(
+            r.run_as,
+            "run_as",
+            |user| match nix::unistd::User::from_name(user) {
+                Ok(Some(_)) => Ok(user.clone()),
+                _ => Err(format!("no user named {user:?} on this machine")),
             },
-        };
+        );
+        let limits = r.limits.map(Spanned::into_inner).map(|l| self.limits(l));
         if self.errors() > before {
             return None;
         }
@@ -575,8 +601,128 @@ impl Validator<'_> {
             tags,
             paths,
             commands: commands?,
-            timeout: timeout?,
+            timeout: timeout.ok()?.unwrap_or(DEFAULT_TIMEOUT),
+            queue: queue.ok()?.unwrap_or(QueueMode::Supersede),
+            retry_interrupted: r.retry_interrupted.is_some_and(Spanned::into_inner),
+            env: env?,
+            run_as: run_as.ok()?,
+            limits: limits.unwrap_or(Some(Limits::default()))?,
+            sandbox: r.sandbox.is_some_and(Spanned::into_inner),
         })
+    }
+
+    fn env(
+        &mut self,
+        raw: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+    ) -> Option<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let before = self.errors();
+        for (k, v) in raw.map(Spanned::into_inner).unwrap_or_default() {
+            let name = k.get_ref();
+            let valid = name
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !valid {
+                self.error(k.span(), format!("env: {name:?} is not a valid variable name (letters, digits and _, not starting with a digit)"));
+            } else if name.starts_with("DEPLOYHOOK_") {
+                self.error(
+                    k.span(),
+                    format!("env: {name} is set by deployhook itself for every job"),
+                );
+            } else if v.get_ref().contains('\0') {
+                self.error(
+                    v.span(),
+                    format!("env: the value of {name} contains a NUL character"),
+                );
+            } else {
+                out.push((name.clone(), v.into_inner()));
+            }
+        }
+        (self.errors() == before).then_some(out)
+    }
+
+    fn limits(&mut self, raw: RawLimits) -> Option<Limits> {
+        let cpu = self.field(raw.cpu, "limits.cpu", |s| nonzero_duration(s));
+        let memory = self.field(raw.memory, "limits.memory", |s| nonzero_size(s));
+        let nofile = self.field(raw.nofile, "limits.nofile", |n| positive(*n));
+        let nproc = self.field(raw.nproc, "limits.nproc", |n| positive(*n));
+        Some(Limits {
+            cpu: cpu.ok()?,
+            memory: memory.ok()?,
+            nofile: nofile.ok()?,
+            nproc: nproc.ok()?,
+        })
+    }
+
+    fn git_auth(
+        &mut self,
+        ssh_key: Option<Spanned<String>>,
+        known_hosts: Option<Spanned<String>>,
+        token: Option<Spanned<String>>,
+        token_user: Option<Spanned<String>>,
+    ) -> Option<GitAuth> {
+        let readable = |v: &mut Self, f: &Spanned<String>, key: &str| -> Option<PathBuf> {
+            let path = v.resolve(f.get_ref());
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() => Some(path),
+                Ok(_) => {
+                    v.error(f.span(), format!("{key}: {} is not a file", path.display()));
+                    None
+                }
+                Err(e) => {
+                    v.error(
+                        f.span(),
+                        format!("{key}: cannot read {}: {e}", path.display()),
+                    );
+                    None
+                }
+            }
+        };
+        match (ssh_key, known_hosts, token, token_user) {
+            (None, None, None, None) => Some(GitAuth::None),
+            (Some(_), _, Some(t), _) => {
+                self.error(t.span(), "set only one of ssh_key_file and token_file");
+                None
+            }
+            (Some(k), None, None, _) => {
+                self.error(
+                    k.span(),
+                    "ssh_key_file needs known_hosts_file: the server's host key is checked against it (get it with ssh-keyscan, then verify it)",
+                );
+                None
+            }
+            (Some(k), Some(h), None, user) => {
+                if let Some(u) = user {
+                    self.error(
+                        u.span(),
+                        "token_user goes with token_file, not ssh_key_file",
+                    );
+                }
+                let key_file = readable(self, &k, "ssh_key_file");
+                let known_hosts = readable(self, &h, "known_hosts_file");
+                Some(GitAuth::SshKey {
+                    key_file: key_file?,
+                    known_hosts: known_hosts?,
+                })
+            }
+            (None, Some(h), _, _) => {
+                self.error(h.span(), "known_hosts_file is only used with ssh_key_file");
+                None
+            }
+            (None, None, Some(t), user) => {
+                let token_file = readable(self, &t, "token_file")?;
+                Some(GitAuth::Token {
+                    token_file,
+                    user: user.map_or_else(|| "git".to_owned(), Spanned::into_inner),
+                })
+            }
+            (None, None, None, Some(u)) => {
+                self.error(u.span(), "token_user goes with token_file");
+                None
+            }
+        }
     }
 
     fn ref_globs(
@@ -730,6 +876,29 @@ fn covers(a: Option<&Globs>, b: Option<&Globs>) -> bool {
             a.patterns.iter().any(|p| p == "**")
                 || b.patterns.iter().all(|p| a.patterns.contains(p))
         }
+    }
+}
+
+fn positive(n: i64) -> Result<u64, String> {
+    u64::try_from(n)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("must be a whole number above 0, not {n}"))
+}
+
+fn nonzero_size(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        0 => Err("must be more than 0".to_owned()),
+        n => Ok(n),
+    }
+}
+
+fn nonzero_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        Err("must be more than 0".to_owned())
+    } else {
+        Ok(d)
     }
 }
 

@@ -10,8 +10,19 @@ pub enum ApiError {
         "no hook named {0:?}; check the URL (hooks are served at /hooks/<id> as configured in hooks.toml)"
     )]
     UnknownHook(String),
-    #[error("not found; deliveries go to POST /hooks/<id>")]
+    #[error("not found; deliveries go to POST /hooks/<id>, the API is under /api")]
     NotFound,
+    #[error("{0}")]
+    NotFoundWhat(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    /// The remote repository could not be asked.
+    #[error("{0}")]
+    BadGateway(String),
     #[error("method not allowed; deliveries are POST requests")]
     MethodNotAllowed,
     #[error(
@@ -32,7 +43,13 @@ pub enum ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::UnknownHook(_) | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::UnknownHook(_) | ApiError::NotFound | ApiError::NotFoundWhat(_) => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,

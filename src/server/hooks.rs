@@ -13,7 +13,7 @@ use crate::config::Hook;
 use crate::event::DeliveryId;
 use crate::forge;
 use crate::intake::{self, Decision, IntakeError};
-use crate::store::Acceptance;
+use crate::store::{Acceptance, NewJob};
 use crate::verify::Headers;
 
 /// actix's header map seen through `verify::Headers`.
@@ -103,7 +103,13 @@ async fn respond(
                 .collect();
             let outcome = state
                 .store
-                .accept(&hook.id, replay_keys, jobs)
+                .accept(
+                    &hook.id,
+                    replay_keys,
+                    jobs.into_iter()
+                        .map(|spec| NewJob { spec, manual: false })
+                        .collect(),
+                )
                 .await
                 .map_err(|e| {
                     tracing::error!(hook = %hook.id, delivery = %show(delivery.as_ref()), error = %e, "delivery not recorded");
@@ -121,6 +127,7 @@ async fn respond(
                     })))
                 }
                 Acceptance::Queued(ids) => {
+                    state.worker.wake();
                     let jobs: Vec<_> = ids
                         .iter()
                         .zip(&summary)

@@ -1,6 +1,7 @@
 //! The HTTP front: binds the listener, routes `/hooks/{id}`, and turns each delivery's
 //! outcome into a status and a JSON body. The only module that knows actix.
 
+mod api;
 mod error;
 mod hooks;
 
@@ -13,12 +14,16 @@ use actix_web::{App, HttpServer, web};
 pub use error::ApiError;
 
 use crate::config::Config;
+use crate::git::Git;
 use crate::store::Store;
+use crate::worker::WorkerHandle;
 
 /// What every request handler shares.
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
+    pub worker: WorkerHandle,
+    pub git: Arc<Git>,
 }
 
 /// A bound, not yet running server. `main` and the tests build it the same way; tests
@@ -30,24 +35,37 @@ pub struct Application {
 
 impl Application {
     /// Binds `server.listen` from the config.
-    pub fn build(config: Config, store: Store) -> std::io::Result<Application> {
+    pub fn build(
+        config: Arc<Config>,
+        store: Store,
+        worker: WorkerHandle,
+        git: Arc<Git>,
+    ) -> std::io::Result<Application> {
         let listener = TcpListener::bind(config.server.listen)?;
-        Application::with_listener(config, store, listener)
+        Application::with_listener(config, store, worker, git, listener)
     }
 
     pub fn with_listener(
-        config: Config,
+        config: Arc<Config>,
         store: Store,
+        worker: WorkerHandle,
+        git: Arc<Git>,
         listener: TcpListener,
     ) -> std::io::Result<Application> {
         let addr = listener.local_addr()?;
         let state = web::Data::new(AppState {
-            config: Arc::new(config),
+            config,
             store,
+            worker,
+            git,
         });
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(web::JsonConfig::default().error_handler(|e, _| {
+                    error::ApiError::BadRequest(format!("invalid JSON body: {e}")).into()
+                }))
+                .configure(api::routes)
                 .service(
                     web::resource("/hooks/{id}")
                         .route(web::post().to(hooks::deliver))

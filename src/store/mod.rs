@@ -1,26 +1,29 @@
-//! The embedded state in `state_dir`: which deliveries were accepted (so that a replay
-//! never deploys twice, across restarts too) and the jobs they queued. The only module
-//! that writes `state_dir`.
+//! The embedded state in `state_dir`: which deliveries were accepted (so a replay never
+//! deploys twice, across restarts too), the job queue with every job's history, and the
+//! job logs' location. The only module that writes the database.
 //!
-//! All writes go through one writer thread that commits whatever requests are waiting in
-//! one transaction (group commit): each request is durable (fsync'd, WAL) before its
-//! caller hears back, yet a burst costs one fsync, not one per delivery.
+//! All database work goes through one writer thread. Acceptances that arrive together are
+//! committed in one transaction (group commit): each is durable (WAL, fsync) before its
+//! caller hears back, yet a burst costs one fsync, not one per delivery. The operations a
+//! second backend (a shared PostgreSQL for several replicas) would have to provide are the
+//! public methods of [`Store`].
 
+mod jobs;
 mod schema;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
-use crate::intake::JobSpec;
+pub use jobs::{CancelResult, JobFilter, JobRecord, JobState, NewJob};
 
-/// The most requests one transaction commits.
+/// The most acceptances one transaction commits.
 const MAX_BATCH: usize = 512;
 
-/// A job's id, as shown in responses and (later) the jobs API.
+/// A job's id, as shown in responses and the jobs API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct JobId(pub i64);
 
@@ -45,30 +48,74 @@ pub enum StoreError {
     Closed,
 }
 
-struct Accept {
-    hook: String,
-    replay_keys: Vec<String>,
-    jobs: Vec<JobSpec>,
-    reply: oneshot::Sender<Result<Acceptance, StoreError>>,
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Write(e.to_string())
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// One request to the writer thread.
+enum Op {
+    Accept {
+        hook: String,
+        replay_keys: Vec<String>,
+        jobs: Vec<NewJob>,
+        reply: Reply<Acceptance>,
+    },
+    Claim {
+        reply: Reply<Option<JobRecord>>,
+    },
+    Finish {
+        id: JobId,
+        state: JobState,
+        detail: String,
+        reply: Reply<()>,
+    },
+    Cancel {
+        id: JobId,
+        reply: Reply<CancelResult>,
+    },
+    Recover {
+        reply: Reply<Vec<JobRecord>>,
+    },
+    Requeue {
+        id: JobId,
+        reply: Reply<JobId>,
+    },
+    Get {
+        id: JobId,
+        reply: Reply<Option<JobRecord>>,
+    },
+    List {
+        filter: JobFilter,
+        reply: Reply<Vec<JobRecord>>,
+    },
+    Prune {
+        keep_jobs: usize,
+        keep_for: Duration,
+        reply: Reply<Vec<JobId>>,
+    },
 }
 
 /// Handle to the store; cheap to clone. The writer thread ends when the last handle is
 /// dropped.
 #[derive(Clone)]
 pub struct Store {
-    tx: mpsc::Sender<Accept>,
-    path: PathBuf,
+    tx: mpsc::Sender<Op>,
+    dir: PathBuf,
 }
 
 impl Store {
-    /// Opens (creating if needed) `state_dir/deployhook.db`.
+    /// Opens (creating if needed) `state_dir/deployhook.db` and `state_dir/logs/`.
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
         let path = state_dir.join("deployhook.db");
         let open_err = |reason: String| StoreError::Open {
             path: path.clone(),
             reason,
         };
-        std::fs::create_dir_all(state_dir).map_err(|e| open_err(e.to_string()))?;
+        std::fs::create_dir_all(state_dir.join("logs")).map_err(|e| open_err(e.to_string()))?;
         let mut conn = Connection::open(&path).map_err(|e| open_err(e.to_string()))?;
         schema::prepare(&mut conn).map_err(|e| open_err(e.to_string()))?;
         let (tx, rx) = mpsc::channel();
@@ -76,192 +123,206 @@ impl Store {
             .name("store-writer".into())
             .spawn(move || writer(conn, &rx))
             .map_err(|e| open_err(e.to_string()))?;
-        Ok(Store { tx, path })
+        Ok(Store {
+            tx,
+            dir: state_dir.to_path_buf(),
+        })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The database file.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join("deployhook.db")
+    }
+
+    /// Where a job's log lives.
+    pub fn log_path(&self, id: JobId) -> PathBuf {
+        self.dir.join("logs").join(format!("{}.log", id.0))
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(make(reply)).map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Records a delivery and queues its jobs in one transaction, unless one of its
-    /// replay keys was seen for this hook before. Returns once the record is on disk.
+    /// replay keys was seen for this hook before. A queued `supersede` job marks the
+    /// pending jobs of the same hook and rule as superseded. Returns once on disk.
     pub async fn accept(
         &self,
         hook: &str,
         replay_keys: Vec<String>,
-        jobs: Vec<JobSpec>,
+        jobs: Vec<NewJob>,
     ) -> Result<Acceptance, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Accept {
-                hook: hook.to_owned(),
-                replay_keys,
-                jobs,
+        let hook = hook.to_owned();
+        self.call(|reply| Op::Accept {
+            hook,
+            replay_keys,
+            jobs,
+            reply,
+        })
+        .await
+    }
+
+    /// Marks the oldest queued job whose hook has no running job as running, and returns it.
+    pub async fn claim(&self) -> Result<Option<JobRecord>, StoreError> {
+        self.call(|reply| Op::Claim { reply }).await
+    }
+
+    /// Records how a running job ended.
+    pub async fn finish(
+        &self,
+        id: JobId,
+        state: JobState,
+        detail: String,
+    ) -> Result<(), StoreError> {
+        self.call(|reply| Op::Finish {
+            id,
+            state,
+            detail,
+            reply,
+        })
+        .await
+    }
+
+    /// Cancels a queued job at once; for a running one, says so (the worker kills it).
+    pub async fn cancel(&self, id: JobId) -> Result<CancelResult, StoreError> {
+        self.call(|reply| Op::Cancel { id, reply }).await
+    }
+
+    /// At startup: marks jobs left `running` by a previous process as interrupted and
+    /// returns them.
+    pub async fn recover(&self) -> Result<Vec<JobRecord>, StoreError> {
+        self.call(|reply| Op::Recover { reply }).await
+    }
+
+    /// Queues a copy of an interrupted job (attempt + 1).
+    pub async fn requeue(&self, id: JobId) -> Result<JobId, StoreError> {
+        self.call(|reply| Op::Requeue { id, reply }).await
+    }
+
+    pub async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
+        self.call(|reply| Op::Get { id, reply }).await
+    }
+
+    pub async fn list(&self, filter: JobFilter) -> Result<Vec<JobRecord>, StoreError> {
+        self.call(|reply| Op::List { filter, reply }).await
+    }
+
+    /// Deletes finished jobs beyond `keep_jobs` per hook or older than `keep_for`, and
+    /// their logs; returns the ids removed.
+    pub async fn prune(
+        &self,
+        keep_jobs: usize,
+        keep_for: Duration,
+    ) -> Result<Vec<JobId>, StoreError> {
+        let removed = self
+            .call(|reply| Op::Prune {
+                keep_jobs,
+                keep_for,
                 reply,
             })
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+            .await?;
+        for id in &removed {
+            let _ = std::fs::remove_file(self.log_path(*id));
+        }
+        Ok(removed)
     }
 }
 
-fn writer(mut conn: Connection, rx: &mpsc::Receiver<Accept>) {
+fn writer(mut conn: Connection, rx: &mpsc::Receiver<Op>) {
     while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(more) => batch.push(more),
-                Err(_) => break,
+        // Gather the acceptances waiting right now into one transaction; any other
+        // operation is done on its own, in arrival order.
+        let mut accepts = Vec::new();
+        let mut next = Some(first);
+        while let Some(op) = next.take() {
+            match op {
+                Op::Accept {
+                    hook,
+                    replay_keys,
+                    jobs,
+                    reply,
+                } => {
+                    accepts.push((hook, replay_keys, jobs, reply));
+                    if accepts.len() < MAX_BATCH {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                other => {
+                    commit_accepts(&mut conn, std::mem::take(&mut accepts));
+                    run_one(&mut conn, other);
+                    next = rx.try_recv().ok();
+                }
             }
         }
-        match commit_batch(&mut conn, &batch) {
-            Ok(outcomes) => {
-                for (req, outcome) in batch.into_iter().zip(outcomes) {
-                    let _ = req.reply.send(Ok(outcome));
-                }
+        commit_accepts(&mut conn, accepts);
+    }
+}
+
+type PendingAccept = (String, Vec<String>, Vec<NewJob>, Reply<Acceptance>);
+
+fn commit_accepts(conn: &mut Connection, batch: Vec<PendingAccept>) {
+    if batch.is_empty() {
+        return;
+    }
+    let result = (|| -> rusqlite::Result<Vec<Acceptance>> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let outcomes = batch
+            .iter()
+            .map(|(hook, keys, jobs, _)| jobs::accept(&tx, hook, keys, jobs, unix_now()))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        tx.commit()?;
+        Ok(outcomes)
+    })();
+    match result {
+        Ok(outcomes) => {
+            for ((.., reply), outcome) in batch.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
             }
-            Err(e) => {
-                tracing::error!(error = %e, "state database write failed; deliveries are refused until it works again");
-                for req in batch {
-                    let _ = req.reply.send(Err(StoreError::Write(e.to_string())));
-                }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "state database write failed; deliveries are refused until it works again");
+            for (.., reply) in batch {
+                let _ = reply.send(Err(StoreError::Write(e.to_string())));
             }
         }
     }
 }
 
-fn commit_batch(conn: &mut Connection, batch: &[Accept]) -> rusqlite::Result<Vec<Acceptance>> {
+fn run_one(conn: &mut Connection, op: Op) {
     let now = unix_now();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    {
-        let mut seen =
-            tx.prepare_cached("SELECT 1 FROM deliveries WHERE hook = ?1 AND key = ?2")?;
-        let mut remember = tx.prepare_cached(
-            "INSERT INTO deliveries (hook, key, received_at) VALUES (?1, ?2, ?3)",
-        )?;
-        let mut insert_job = tx.prepare_cached(
-            "INSERT INTO jobs (hook, rule, state, forge, repository, git_ref, before_sha, after_sha, pusher, delivery, created_at)
-             VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )?;
-        for req in batch {
-            let mut duplicate = false;
-            for key in &req.replay_keys {
-                duplicate |= seen
-                    .query_row(params![req.hook, key], |_| Ok(()))
-                    .optional()?
-                    .is_some();
-            }
-            if duplicate {
-                outcomes.push(Acceptance::Duplicate);
-                continue;
-            }
-            for key in &req.replay_keys {
-                remember.execute(params![req.hook, key, now])?;
-            }
-            let mut ids = Vec::with_capacity(req.jobs.len());
-            for job in &req.jobs {
-                let e = &job.event;
-                insert_job.execute(params![
-                    req.hook,
-                    i64::try_from(job.rule).unwrap_or(i64::MAX),
-                    e.forge.as_str(),
-                    e.repository,
-                    e.git_ref.as_str(),
-                    e.before.as_str(),
-                    e.after.as_str(),
-                    e.pusher,
-                    e.delivery.as_ref().map(|d| d.as_str().to_owned()),
-                    now,
-                ])?;
-                ids.push(JobId(tx.last_insert_rowid()));
-            }
-            outcomes.push(Acceptance::Queued(ids));
+    match op {
+        Op::Accept { .. } => unreachable!("acceptances are batched"),
+        Op::Claim { reply } => send(reply, jobs::claim(conn, now)),
+        Op::Finish {
+            id,
+            state,
+            detail,
+            reply,
+        } => send(reply, jobs::finish(conn, id, state, &detail, now)),
+        Op::Cancel { id, reply } => send(reply, jobs::cancel(conn, id, now)),
+        Op::Recover { reply } => send(reply, jobs::recover(conn, now)),
+        Op::Requeue { id, reply } => send(reply, jobs::requeue(conn, id, now)),
+        Op::Get { id, reply } => send(reply, jobs::get(conn, id)),
+        Op::List { filter, reply } => send(reply, jobs::list(conn, &filter)),
+        Op::Prune {
+            keep_jobs,
+            keep_for,
+            reply,
+        } => {
+            let cutoff = now - i64::try_from(keep_for.as_secs()).unwrap_or(i64::MAX / 2);
+            send(reply, jobs::prune(conn, keep_jobs, cutoff));
         }
     }
-    tx.commit()?;
-    Ok(outcomes)
 }
 
-fn unix_now() -> i64 {
+fn send<T>(reply: Reply<T>, result: rusqlite::Result<T>) {
+    let _ = reply.send(result.map_err(StoreError::from));
+}
+
+pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::event::{ChangedPaths, Forge, PushEvent, RefName, Sha};
-
-    fn job() -> JobSpec {
-        JobSpec {
-            rule: 0,
-            event: PushEvent {
-                forge: Forge::Generic,
-                repository: "a/b".into(),
-                git_ref: RefName::parse("refs/heads/main").unwrap(),
-                before: Sha::parse(&"1".repeat(40)).unwrap(),
-                after: Sha::parse(&"2".repeat(40)).unwrap(),
-                forced: false,
-                paths: ChangedPaths::Unknown,
-                pusher: Some("me".into()),
-                delivery: None,
-            },
-        }
-    }
-
-    #[tokio::test]
-    async fn replays_are_refused_across_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let keys = vec!["id:1".to_owned(), "body:x".to_owned()];
-        let first = store.accept("h", keys.clone(), vec![job()]).await.unwrap();
-        assert!(matches!(first, Acceptance::Queued(ref ids) if ids.len() == 1));
-        // Same body under a fresh delivery id: still a replay.
-        let again = store
-            .accept("h", vec!["id:2".into(), "body:x".into()], vec![job()])
-            .await
-            .unwrap();
-        assert_eq!(again, Acceptance::Duplicate);
-        // Another hook has its own record.
-        let other = store.accept("g", keys.clone(), vec![job()]).await.unwrap();
-        assert!(matches!(other, Acceptance::Queued(_)));
-        drop(store);
-
-        let reopened = Store::open(dir.path()).unwrap();
-        assert_eq!(
-            reopened.accept("h", keys, vec![job()]).await.unwrap(),
-            Acceptance::Duplicate
-        );
-        let conn = Connection::open(dir.path().join("deployhook.db")).unwrap();
-        let queued: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM jobs WHERE state = 'queued'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(queued, 2);
-    }
-
-    #[tokio::test]
-    async fn concurrent_duplicates_are_accepted_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let tasks: Vec<_> = (0..20)
-            .map(|_| {
-                let s = store.clone();
-                tokio::spawn(
-                    async move { s.accept("h", vec!["id:same".into()], vec![job()]).await },
-                )
-            })
-            .collect();
-        let mut queued = 0;
-        for t in tasks {
-            if matches!(t.await.unwrap().unwrap(), Acceptance::Queued(_)) {
-                queued += 1;
-            }
-        }
-        assert_eq!(queued, 1);
-    }
 }

@@ -14,7 +14,7 @@ const MIGRATIONS: &[&str] = &["
         id          INTEGER PRIMARY KEY AUTOINCREMENT,
         hook        TEXT    NOT NULL,
         rule        INTEGER NOT NULL,   -- index of the matching [[hook.rule]], from 0
-        state       TEXT    NOT NULL,
+        state       TEXT    NOT NULL,   -- queued running succeeded failed timed_out cancelled superseded interrupted
         forge       TEXT    NOT NULL,
         repository  TEXT    NOT NULL,
         git_ref     TEXT    NOT NULL,
@@ -25,6 +25,14 @@ const MIGRATIONS: &[&str] = &["
         created_at  INTEGER NOT NULL
     );
     CREATE INDEX jobs_by_hook_state ON jobs (hook, state, id);
+", "
+    ALTER TABLE jobs ADD COLUMN queue TEXT NOT NULL DEFAULT 'supersede';  -- or 'fifo'
+    ALTER TABLE jobs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;      -- 2+ when re-queued after an interruption
+    ALTER TABLE jobs ADD COLUMN started_at INTEGER;
+    ALTER TABLE jobs ADD COLUMN finished_at INTEGER;
+    ALTER TABLE jobs ADD COLUMN detail TEXT;         -- why it ended: exit status, error, superseding job
+    ALTER TABLE jobs ADD COLUMN manual INTEGER NOT NULL DEFAULT 0;  -- 1: from POST /api/hooks/{id}/deploy
+    CREATE INDEX jobs_by_state ON jobs (state, id);
 "];
 
 /// Sets durability pragmas and applies any migrations not yet applied.

@@ -158,3 +158,56 @@ fn syntax_errors_and_missing_files_are_reported() {
         Some("/nonexistent/hooks.toml: cannot read config: No such file or directory (os error 2)")
     );
 }
+
+#[test]
+fn deploy_settings_are_checked_too() {
+    let text = r#"[server]
+max_concurrent_jobs = 0
+kill_grace = "soon"
+
+[[hook]]
+id = "site"
+forge = "github"
+secret_file = "secret"
+repository = "acme/website"
+clone_url = "git@example.com:acme/website.git"
+ssh_key_file = "missing-key"
+
+[[hook.rule]]
+branches = ["main"]
+commands = [["make"]]
+queue = "lifo"
+run_as = "no-such-user-here"
+env = { "1BAD" = "x", DEPLOYHOOK_SHA = "y", GOOD = "z" }
+limits = { cpu = "1h", memory = "lots", nofiles = 10 }
+"#;
+    let dir = TestDir::new(text);
+    let file = dir.config_path().display().to_string();
+    let (code, _, stderr) = check(&dir);
+    assert_eq!(code, 1);
+    let want = [
+        "2:23: max_concurrent_jobs: must be a whole number above 0, not 0".to_owned(),
+        "3:14: kill_grace: \"soon\" is not a duration: write a number and a unit (ms, s, m, h, d), like \"10m\" or \"1h30m\"".to_owned(),
+        "11:16: ssh_key_file needs known_hosts_file: the server's host key is checked against it (get it with ssh-keyscan, then verify it)".to_owned(),
+        "16:9: queue: \"lifo\" is not a queue mode: use \"supersede\" (a newer push replaces a pending one) or \"fifo\" (every push runs, in order)".to_owned(),
+        "17:10: run_as: no user named \"no-such-user-here\" on this machine".to_owned(),
+        "18:9: env: \"1BAD\" is not a valid variable name (letters, digits and _, not starting with a digit)".to_owned(),
+        "18:23: env: DEPLOYHOOK_SHA is set by deployhook itself for every job".to_owned(),
+        "19:33: limits.memory: \"lots\" is not a size: write a whole number and a unit, like \"25MiB\"".to_owned(),
+        "19:41: unknown key `nofiles` in limits; did you mean `nofile`?".to_owned(),
+    ];
+    let mut want: Vec<String> = want.iter().map(|w| format!("{file}:{w}")).collect();
+    want.sort_by_key(|l| {
+        let mut it = l[file.len() + 1..].split(':');
+        (
+            it.next().unwrap().parse::<usize>().unwrap(),
+            it.next().unwrap().parse::<usize>().unwrap(),
+        )
+    });
+    want.push(format!(
+        "{file}: {} errors; nothing was started",
+        want.len()
+    ));
+    let got: Vec<&str> = stderr.lines().collect();
+    assert_eq!(got, want, "\n--- stderr ---\n{stderr}");
+}

@@ -12,6 +12,7 @@ use base64::Engine as _;
 use deployhook::config;
 use deployhook::server::Application;
 use deployhook::store::Store;
+use deployhook::worker::Worker;
 
 pub const BEFORE: &str = "6113728f27ae82c7b1a177c8d03f9e96e0adf246";
 pub const AFTER: &str = "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c";
@@ -128,6 +129,7 @@ pub struct TestApp {
     pub addr: SocketAddr,
     dir: Option<TestDir>,
     handle: actix_web::dev::ServerHandle,
+    stop_jobs: tokio::sync::watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -138,23 +140,32 @@ impl TestApp {
 
     pub fn spawn_in(dir: TestDir) -> TestApp {
         let loaded = config::load(&dir.config_path()).unwrap_or_else(|e| panic!("{e}"));
-        let cfg = loaded.config;
+        let cfg = std::sync::Arc::new(loaded.config);
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let system = actix_web::rt::System::new();
             system.block_on(async move {
                 let store = Store::open(&cfg.server.state_dir).unwrap();
+                let launcher = PathBuf::from(env!("CARGO_BIN_EXE_deployhook"));
+                let worker = Worker::new(cfg.clone(), store.clone(), launcher);
                 let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-                let app = Application::with_listener(cfg, store, listener).unwrap();
-                tx.send((app.local_addr(), app.handle())).unwrap();
+                let app =
+                    Application::with_listener(cfg, store, worker.handle(), worker.git(), listener)
+                        .unwrap();
+                let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
+                tx.send((app.local_addr(), app.handle(), stop_jobs))
+                    .unwrap();
+                let worker = actix_web::rt::spawn(worker.run(jobs_stopped));
                 app.run().await.unwrap();
+                let _ = worker.await;
             });
         });
-        let (addr, handle) = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        let (addr, handle, stop_jobs) = rx.recv_timeout(Duration::from_secs(30)).unwrap();
         TestApp {
             addr,
             dir: Some(dir),
             handle,
+            stop_jobs,
             thread: Some(thread),
         }
     }
@@ -171,6 +182,7 @@ impl TestApp {
 
     fn shutdown(&mut self) {
         // Not graceful: a test is over, nothing in flight matters.
+        let _ = self.stop_jobs.send(true);
         actix_web::rt::System::new().block_on(self.handle.stop(false));
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -357,4 +369,53 @@ pub fn refs(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect()
+}
+
+/// GET a path, for the API.
+pub fn get(addr: SocketAddr, path: &str) -> Response {
+    raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+/// Sends a generic (Standard Webhooks) push for `git_ref` from `before` to `after`.
+pub fn push_generic(
+    app: &TestApp,
+    hook: &str,
+    git_ref: &str,
+    before: &str,
+    after: &str,
+) -> Response {
+    let body = serde_json::json!({
+        "repository": "acme/website", "ref": git_ref, "before": before, "after": after,
+    })
+    .to_string();
+    let id = format!("msg_{hook}_{after}_{}", now_nanos());
+    let sw = standard_webhooks(&id, now_secs(), body.as_bytes());
+    let mut headers = refs(&sw);
+    headers.push(("Content-Type", "application/json"));
+    app.post(hook, &headers, body.as_bytes())
+}
+
+fn now_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// The id of the one job a 202 queued.
+pub fn job_id(res: &Response) -> i64 {
+    assert_eq!(res.status, 202, "{}", res.body);
+    res.json()["jobs"][0]["id"].as_i64().unwrap()
+}
+
+/// Polls the API until job `id` reaches a final state, and returns the job.
+pub fn wait_job(app: &TestApp, id: i64) -> serde_json::Value {
+    wait_for(&format!("job {id} to end"), Duration::from_secs(60), || {
+        let job = get(app.addr, &format!("/api/jobs/{id}")).json();
+        let state = job["state"].as_str().unwrap_or("").to_owned();
+        (state != "queued" && state != "running").then_some(job)
+    })
 }

@@ -1,11 +1,14 @@
 //! The integration tests: one binary, real servers bound to 127.0.0.1:0, requests sent as
 //! raw HTTP over TCP, signatures computed by openssl (an independent signer).
 
+mod gitrepo;
 mod helpers;
 
 mod check;
 mod deliveries;
+mod jobs;
 mod properties;
 mod rejections;
 mod replay;
+mod runner;
 mod serve;

@@ -1,0 +1,343 @@
+//! Fetches repositories with git2 into a cache and checks out the exact pushed commit.
+//!
+//! Each remote URL has one bare repository under the cache root (its name is a hash of
+//! the URL), fetched incrementally; a commit the cache already has needs no network. A
+//! work tree is a repository of its own that borrows the cache's objects (an alternate),
+//! so checking out copies no objects and its own index lets a forced checkout remove
+//! whatever the commit does not have.
+//!
+//! Everything here blocks (libgit2 does network and disk I/O on the calling thread): the
+//! worker calls [`Git::checkout`] from `tokio::task::spawn_blocking`.
+//!
+//! **Invariant:** this is the only module that uses git2.
+
+mod auth;
+mod error;
+mod fetch;
+mod known_hosts;
+mod url;
+mod worktree;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use git2::{ErrorCode, Oid, Repository, RepositoryInitOptions};
+
+pub use error::GitError;
+
+/// Submodules nested deeper than this are refused: it is a cycle, or not worth deploying.
+const MAX_SUBMODULE_DEPTH: u32 = 8;
+
+/// How to reach a repository; built by the config module from a hook (never from a payload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// The hook's `clone_url`: `https://`, `http://`, `ssh://`, `git://`, `file://`,
+    /// scp-like `user@host:path`, or an absolute local path.
+    pub url: String,
+    /// The credentials to offer when the server asks.
+    pub auth: RemoteAuth,
+    /// Fetch only the pushed commits, not their history (depth 1). The server must
+    /// support shallow fetches (libgit2 refuses them over `file://` and local paths).
+    pub shallow: bool,
+    /// After checkout, check out the commit's submodules, recursively.
+    pub submodules: bool,
+}
+
+/// The credentials for a [`Remote`]. Holds file paths only: the files are read when a
+/// fetch needs them, so a rotated token or key is used without a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteAuth {
+    /// Anonymous. SSH URLs need [`RemoteAuth::SshKey`]: without its known_hosts file
+    /// there is nothing to check the server's host key against.
+    None,
+    /// SSH private key; the server's host key must be in known_hosts (OpenSSH format,
+    /// plain and hashed `|1|salt|hash` entries, `[host]:port` patterns).
+    SshKey {
+        /// The private key (unencrypted; passphrases are not supported). The user name
+        /// is the URL's, else `git`.
+        key_file: PathBuf,
+        /// The only file host keys are checked against (not `~/.ssh/known_hosts`).
+        known_hosts: PathBuf,
+    },
+    /// HTTPS token read from a file, sent as the password with `user`.
+    Token {
+        /// Holds the token; surrounding whitespace is ignored.
+        token_file: PathBuf,
+        /// The user name sent with it (forges accept anything non-empty for most tokens,
+        /// e.g. `x-access-token` on GitHub, `oauth2` on GitLab).
+        user: String,
+    },
+}
+
+/// How often a failed fetch is tried, and how long to wait in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// Attempts in all, including the first; 0 counts as 1.
+    pub attempts: u32,
+    /// The wait after the first failure; it doubles after each further failure (up to
+    /// five minutes).
+    pub first_backoff: Duration,
+}
+
+impl Default for Retry {
+    /// Three attempts, waiting 2 s then 4 s: enough to ride out a forge's brief hiccup.
+    fn default() -> Self {
+        Retry {
+            attempts: 3,
+            first_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What a checkout took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckoutInfo {
+    /// Fetches started, with retries and submodules; 0 when everything was cached.
+    pub fetch_attempts: u32,
+    /// False if every commit (submodules included) was already cached and no fetch was
+    /// needed.
+    pub fetched: bool,
+    /// Wall time of the whole checkout, fetches included.
+    pub duration: Duration,
+}
+
+/// The repository caches under one root, and the checkouts from them. Share one `Git`
+/// (in an `Arc`) between all jobs: it serializes the fetches into each cache.
+#[derive(Debug)]
+pub struct Git {
+    cache_root: PathBuf,
+    retry: Retry,
+    /// One lock per cache directory. Two fetches into one bare repository at once would
+    /// race on its refs; different repositories fetch in parallel.
+    locks: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
+}
+
+impl Git {
+    /// Caches live under `cache_root` (created on first use); failed fetches follow `retry`.
+    pub fn new(cache_root: PathBuf, retry: Retry) -> Git {
+        Git {
+            cache_root,
+            retry,
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The bare cache directory for `url`: `cache_root/<name>-<hash of url>.git`.
+    pub fn cache_path(&self, url: &str) -> PathBuf {
+        self.cache_root.join(url::cache_name(url))
+    }
+
+    /// Blocking. Fetch `remote` incrementally into the bare cache (one per URL under
+    /// cache_root, named from a hash of the URL), retrying with backoff; then check out
+    /// exactly `sha` (detached HEAD) into `worktree` (created if missing), removing tracked
+    /// and untracked files the commit does not have. `git_ref` is the pushed ref (e.g.
+    /// refs/heads/main), useful to fetch when the sha is not on any fetched branch/tag.
+    ///
+    /// Files the commit ignores (`.gitignore`) are removed too. `sha` may also name an
+    /// annotated tag; its commit is checked out. Two checkouts into the same work tree
+    /// at once are the caller's to prevent.
+    pub fn checkout(
+        &self,
+        remote: &Remote,
+        git_ref: &str,
+        sha: &str,
+        worktree: &Path,
+    ) -> Result<CheckoutInfo, GitError> {
+        let started = Instant::now();
+        let oid = parse_sha(sha)?;
+        let mut totals = Totals::default();
+        self.checkout_commit(remote, Some(git_ref), oid, worktree, 0, &mut totals)?;
+        Ok(CheckoutInfo {
+            fetch_attempts: totals.attempts,
+            fetched: totals.fetched,
+            duration: started.elapsed(),
+        })
+    }
+
+    /// Blocking. Fetches `remote` into its cache now (with the same retries as
+    /// [`Git::checkout`]) and returns the commit `git_ref` (e.g. `refs/heads/main`) points
+    /// at, as 40 hex digits. For redeploying a branch's current head.
+    pub fn resolve(&self, remote: &Remote, git_ref: &str) -> Result<String, GitError> {
+        let cache = self.cache_path(&remote.url);
+        let lock = self.lock_for(&cache);
+        let _serialized = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let repo = open_cache(&cache)?;
+        fetch::fetch_ref(&repo, remote, git_ref, &self.retry)?;
+        repo.find_reference(git_ref)
+            .and_then(|r| r.peel_to_commit())
+            .map(|c| c.id().to_string())
+            .map_err(|e| GitError::RefMissing {
+                git_ref: git_ref.to_owned(),
+                url: url::redact(&remote.url),
+                reason: e.message().to_owned(),
+            })
+    }
+
+    fn checkout_commit(
+        &self,
+        remote: &Remote,
+        git_ref: Option<&str>,
+        oid: Oid,
+        worktree: &Path,
+        depth: u32,
+        totals: &mut Totals,
+    ) -> Result<(), GitError> {
+        let cache = self.cache_path(&remote.url);
+        let (commit, objects) = {
+            let lock = self.lock_for(&cache);
+            let _serialized = lock.lock().unwrap_or_else(PoisonError::into_inner);
+            let repo = open_cache(&cache)?;
+            let fetched = fetch::ensure_commit(&repo, remote, git_ref, oid, &self.retry)?;
+            totals.attempts += fetched.attempts;
+            totals.fetched |= fetched.fetched;
+            (fetched.commit, repo.path().join("objects"))
+        };
+        let repo = worktree::checkout(worktree, &objects, commit)?;
+        if remote.submodules {
+            self.checkout_submodules(remote, &repo, worktree, depth, totals)?;
+        }
+        Ok(())
+    }
+
+    /// Checks out each submodule the commit records, at the commit it records, through
+    /// its own cache: a submodule gets the same fetch, retry and host-key checks.
+    fn checkout_submodules(
+        &self,
+        parent: &Remote,
+        repo: &Repository,
+        worktree: &Path,
+        depth: u32,
+        totals: &mut Totals,
+    ) -> Result<(), GitError> {
+        let submodules = repo.submodules().map_err(|e| GitError::Checkout {
+            sha: repo
+                .head()
+                .ok()
+                .and_then(|h| h.target())
+                .map(|o| o.to_string())
+                .unwrap_or_default(),
+            worktree: worktree.to_owned(),
+            reason: format!("cannot read .gitmodules: {}", e.message()),
+        })?;
+        for submodule in submodules {
+            let path = submodule.path().to_owned();
+            let shown = path.display().to_string();
+            let in_submodule = |error: GitError| GitError::Submodule {
+                path: shown.clone(),
+                error: Box::new(error),
+            };
+            // Listed in .gitmodules but not recorded in the commit: git skips it too.
+            let Some(oid) = submodule.index_id() else {
+                continue;
+            };
+            if !path.components().all(|c| matches!(c, Component::Normal(_))) {
+                return Err(in_submodule(GitError::Local {
+                    action: "check out a submodule at",
+                    path,
+                    reason: "the path leaves the work tree".to_owned(),
+                }));
+            }
+            if depth + 1 > MAX_SUBMODULE_DEPTH {
+                return Err(in_submodule(GitError::Local {
+                    action: "check out a submodule at",
+                    path,
+                    reason: format!("submodules nest more than {MAX_SUBMODULE_DEPTH} levels deep"),
+                }));
+            }
+            let Some(raw_url) = submodule.url().ok().flatten() else {
+                return Err(in_submodule(GitError::Local {
+                    action: "check out a submodule at",
+                    path,
+                    reason: "it has no url in .gitmodules".to_owned(),
+                }));
+            };
+            let sub_url = url::resolve_relative(&parent.url, raw_url);
+            let sub = Remote {
+                auth: submodule_auth(parent, &sub_url),
+                url: sub_url,
+                // The recorded commit is rarely a branch tip, and fetching a commit by
+                // id needs server support: fetch submodules in full.
+                shallow: false,
+                submodules: true,
+            };
+            self.checkout_commit(&sub, None, oid, &worktree.join(&path), depth + 1, totals)
+                .map_err(in_submodule)?;
+        }
+        Ok(())
+    }
+
+    fn lock_for(&self, cache: &Path) -> Arc<Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(locks.entry(cache.to_owned()).or_default())
+    }
+}
+
+#[derive(Debug, Default)]
+struct Totals {
+    attempts: u32,
+    fetched: bool,
+}
+
+/// A full SHA-1 only: git2 would read a short id as a prefix padded with zeros.
+fn parse_sha(sha: &str) -> Result<Oid, GitError> {
+    let invalid = || GitError::InvalidSha {
+        sha: sha.chars().take(80).collect(),
+    };
+    if sha.len() != 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(invalid());
+    }
+    Oid::from_str(sha).map_err(|_| invalid())
+}
+
+/// A submodule on the parent's host gets the parent's credentials. A token is never sent
+/// to another host; an SSH key may be (public-key authentication does not reveal it), and
+/// that host's key must still be in the same known_hosts file.
+fn submodule_auth(parent: &Remote, sub_url: &str) -> RemoteAuth {
+    let host = |url: &str| {
+        url::Endpoint::parse(url)
+            .host
+            .map(|h| h.to_ascii_lowercase())
+    };
+    match &parent.auth {
+        RemoteAuth::SshKey { .. } => parent.auth.clone(),
+        RemoteAuth::Token { .. } if host(&parent.url) == host(sub_url) => parent.auth.clone(),
+        RemoteAuth::Token { .. } | RemoteAuth::None => RemoteAuth::None,
+    }
+}
+
+/// Opens the bare cache at `dir`, creating it if missing. A directory that is not a
+/// repository (a crash while it was being created) is ours to rebuild: it is only a
+/// cache. Any other failure (permissions, a corrupt config) is left for the operator.
+fn open_cache(dir: &Path) -> Result<Repository, GitError> {
+    let local = |action, reason: String| GitError::Local {
+        action,
+        path: dir.to_owned(),
+        reason,
+    };
+    match Repository::open_bare(dir) {
+        Ok(repo) => return Ok(repo),
+        Err(e) if e.code() == ErrorCode::NotFound && dir.exists() => {
+            tracing::warn!(cache = %dir.display(), error = ?e.message(), "repository cache is incomplete; recreating it");
+            fs::remove_dir_all(dir)
+                .map_err(|e| local("remove the incomplete repository cache", e.to_string()))?;
+        }
+        Err(e) if e.code() == ErrorCode::NotFound => {}
+        Err(e) => {
+            return Err(local(
+                "open the repository cache",
+                format!(
+                    "{}; it is only a cache: removing it makes the next job fetch afresh",
+                    e.message()
+                ),
+            ));
+        }
+    }
+    Repository::init_opts(dir, RepositoryInitOptions::new().bare(true).mkpath(true))
+        .map_err(|e| local("create the repository cache", e.message().to_owned()))
+}

@@ -1,0 +1,701 @@
+//! End-to-end checkouts from real repositories made with the git command line: file://
+//! and local-path remotes, and a real `git daemon` for shallow fetches.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use git2::Repository;
+use tempfile::TempDir;
+
+use super::{Git, GitError, Remote, RemoteAuth, Retry};
+
+/// Runs git in `dir` isolated from the machine's and user's configuration.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "Test Author")
+        .env("GIT_AUTHOR_EMAIL", "author@example.com")
+        .env("GIT_COMMITTER_NAME", "Test Committer")
+        .env("GIT_COMMITTER_EMAIL", "committer@example.com")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .output()
+        .expect("the git command line is installed");
+    assert!(
+        out.status.success(),
+        "git {args:?} in {} failed: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A new non-bare repository on branch `main`, standing in for the forge's copy.
+fn new_repo(dir: &Path) -> PathBuf {
+    fs::create_dir_all(dir).unwrap();
+    git(dir, &["init", "-q", "-b", "main"]);
+    dir.to_owned()
+}
+
+/// Writes (`Some`) or deletes (`None`) files, commits everything, returns the new sha.
+fn commit(repo: &Path, files: &[(&str, Option<&str>)], message: &str) -> String {
+    for (path, content) in files {
+        let path = repo.join(path);
+        match content {
+            Some(text) => {
+                fs::create_dir_all(path.parent().unwrap()).unwrap();
+                fs::write(&path, text).unwrap();
+            }
+            None => fs::remove_file(&path).unwrap(),
+        }
+    }
+    git(repo, &["add", "-A"]);
+    git(repo, &["commit", "-q", "-m", message]);
+    git(repo, &["rev-parse", "HEAD"])
+}
+
+/// Every file under `dir` with its content, `.git` directories left out.
+fn files(dir: &Path) -> BTreeMap<String, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            if entry.file_name() == ".git" {
+                continue;
+            }
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                out.insert(rel, fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+fn tree(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
+    entries
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn file_url(path: &Path) -> String {
+    format!("file://{}", path.display())
+}
+
+fn remote(url: String) -> Remote {
+    Remote {
+        url,
+        auth: RemoteAuth::None,
+        shallow: false,
+        submodules: false,
+    }
+}
+
+fn quick_retry(attempts: u32) -> Retry {
+    Retry {
+        attempts,
+        first_backoff: Duration::from_millis(1),
+    }
+}
+
+/// The work tree is at `sha` exactly: HEAD detached there, index and files clean.
+fn assert_at(worktree: &Path, sha: &str) {
+    assert_eq!(git(worktree, &["rev-parse", "HEAD"]), sha);
+    assert_eq!(
+        git(worktree, &["rev-parse", "--abbrev-ref", "HEAD"]),
+        "HEAD"
+    );
+    assert_eq!(
+        git(worktree, &["status", "--porcelain", "--ignored"]),
+        "",
+        "work tree is not clean"
+    );
+}
+
+/// A port nothing listens on (bound, then released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `git daemon` serving `base` on 127.0.0.1, killed when dropped.
+struct Daemon {
+    child: Child,
+    port: u16,
+}
+
+impl Daemon {
+    fn start(base: &Path) -> Daemon {
+        let port = free_port();
+        let base_arg = format!("--base-path={}", base.display());
+        let child = Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--listen=127.0.0.1",
+                &format!("--port={port}"),
+                &base_arg,
+                "--export-all",
+            ])
+            .arg(base)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("`git daemon` runs (the git package provides it)");
+        let daemon = Daemon { child, port };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "git daemon did not start listening on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        daemon
+    }
+
+    fn url(&self, name: &str) -> String {
+        format!("git://127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn first_checkout_clones_into_the_cache_and_checks_out_the_commit() {
+    let tmp = TempDir::new().unwrap();
+    let upstream = new_repo(&tmp.path().join("upstream"));
+    let sha = commit(
+        &upstream,
+        &[
+            ("index.html", Some("<h1>hi</h1>\n")),
+            ("css/site.css", Some("body {}\n")),
+        ],
+        "first",
+    );
+    let gits = Git::new(tmp.path().join("cache"), quick_retry(3));
+    let worktree = tmp.path().join("deploy/site");
+    let remote = remote(file_url(&upstream));
+
+    let info = gits
+        .checkout(&remote, "refs/heads/main", &sha, &worktree)
+        .unwrap();
+
+    assert!(info.fetched);
+    assert_eq!(info.fetch_attempts, 1);
+    assert_eq!(
+        files(&worktree),
+        tree(&[
+            ("index.html", "<h1>hi</h1>\n"),
+            ("css/site.css", "body {}\n")
+        ])
+    );
+    assert_at(&worktree, &sha);
+    let cache = Repository::open_bare(gits.cache_path(&remote.url)).unwrap();
+    assert!(cache.is_bare());
+    assert_eq!(
+        cache.refname_to_id("refs/heads/main").unwrap().to_string(),
+        sha
+    );
+    // Nothing was copied: the work tree borrows the cache's objects.
+    let alternates = fs::read_to_string(worktree.join(".git/objects/info/alternates")).unwrap();
+    assert_eq!(
+        alternates.trim(),
+        cache.path().join("objects").to_str().unwrap()
+    );
+}
+
+#[test]
+fn an_older_push_gets_its_own_tree_and_leftovers_are_removed() {
+    let tmp = TempDir::new().unwrap();
+    let upstream = new_repo(&tmp.path().join("upstream"));
+    let first = commit(
+        &upstream,
+        &[
+            ("app.txt", Some("v1\n")),
+            ("old/gone.txt", Some("bye\n")),
+            (".gitignore", Some("*.log\n")),
+        ],
+        "v1",
+    );
+    // A plain path, not file://: both forms of local remote must work.
+    let remote = remote(upstream.display().to_string());
+    let gits = Git::new(tmp.path().join("cache"), quick_retry(3));
+    let worktree = tmp.path().join("tree");
+    gits.checkout(&remote, "refs/heads/main", &first, &worktree)
+        .unwrap();
+    // Leftovers of a previous deploy: untracked, ignored, and a whole directory.
+    fs::write(worktree.join("junk.txt"), "junk").unwrap();
+    fs::write(worktree.join("build.log"), "ignored junk").unwrap();
+    fs::create_dir_all(worktree.join("tmp/nested")).unwrap();
+    fs::write(worktree.join("tmp/nested/x"), "x").unwrap();
+    fs::write(worktree.join("app.txt"), "edited in place\n").unwrap();
+
+    let second = commit(
+        &upstream,
+        &[
+            ("app.txt", Some("v2\n")),
+            ("old/gone.txt", None),
+            ("new.txt", Some("new\n")),
+        ],
+        "v2",
+    );
+    let third = commit(&upstream, &[("app.txt", Some("v3\n"))], "v3");
+
+    let info = gits
+        .checkout(&remote, "refs/heads/main", &second, &worktree)
+        .unwrap();
+    assert!(info.fetched);
+    assert_eq!(
+        files(&worktree),
+        tree(&[
+            ("app.txt", "v2\n"),
+            ("new.txt", "new\n"),
+            (".gitignore", "*.log\n")
+        ]),
+        "the older push's tree, not the branch head's"
+    );
+    assert_at(&worktree, &second);
+
+    gits.checkout(&remote, "refs/heads/main", &third, &worktree)
+        .unwrap();
+    assert_eq!(files(&worktree)["app.txt"], "v3\n");
+    assert_at(&worktree, &third);
+
+    // And back again: a rollback to the first push restores the deleted file.
+    gits.checkout(&remote, "refs/heads/main", &first, &worktree)
+        .unwrap();
+    assert_eq!(
+        files(&worktree),
+        tree(&[
+            ("app.txt", "v1\n"),
+            ("old/gone.txt", "bye\n"),
+            (".gitignore", "*.log\n")
+        ])
+    );
+    assert_at(&worktree, &first);
+}
+
+#[test]
+fn a_cached_commit_needs_no_fetch() {
+    let tmp = TempDir::new().unwrap();
+    let upstream = new_repo(&tmp.path().join("upstream"));
+    let sha = commit(&upstream, &[("a", Some("1"))], "one");
+    let remote = remote(file_url(&upstream));
+    let gits = Git::new(tmp.path().join("cache"), quick_retry(3));
+    gits.checkout(&remote, "refs/heads/main", &sha, &tmp.path().join("w1"))
+        .unwrap();
+
+    // The remote disappears: only the cache can serve the commit now.
+    fs::remove_dir_all(&upstream).unwrap();
+    let again = gits
+        .checkout(&remote, "refs/heads/main", &sha, &tmp.path().join("w1"))
+        .unwrap();
+    let elsewhere = gits
+        .checkout(&remote, "refs/heads/main", &sha, &tmp.path().join("w2"))
+        .unwrap();
+
+    for info in [again, elsewhere] {
+        assert!(!info.fetched);
+        assert_eq!(info.fetch_attempts, 0);
+    }
+    assert_eq!(files(&tmp.path().join("w2")), tree(&[("a", "1")]));
+}
+
+#[test]
+fn a_work_tree_outlives_its_cache_and_a_force_push() {
+    let tmp = TempDir::new().unwrap();
+    let upstream = new_repo(&tmp.path().join("upstream"));
+    let first = commit(&upstream, &[("a", Some("1")), ("b", Some("b"))], "one");
+    let remote = remote(file_url(&upstream));
+    let gits = Git::new(tmp.path().join("cache"), quick_retry(1));
+    let worktree = tmp.path().join("w");
+    gits.checkout(&remote, "refs/heads/main", &first, &worktree)
+        .unwrap();
+
+    // History rewritten upstream and the cache lost: the work tree's HEAD and index now
+    // name a commit no repository it can reach has.
+    git(&upstream, &["checkout", "-q", "--orphan", "rewritten"]);
+    let second = commit(&upstream, &[("b", None), ("a", Some("2"))], "rewritten");
+    git(&upstream, &["branch", "-q", "-M", "rewritten", "main"]);
+    fs::remove_dir_all(gits.cache_path(&remote.url)).unwrap();
+    let info = gits
+        .checkout(&remote, "refs/heads/main", &second, &worktree)
+        .unwrap();
+
+    assert!(info.fetched);
+    let cache = Repository::open_bare(gits.cache_path(&remote.url)).unwrap();
+    assert!(cache.find_commit(first.parse().unwrap()).is_err());
+    assert_eq!(files(&worktree), tree(&[("a", "2")]));
+    assert_at(&worktree, &second);
+}
+
+#[test]
+fn an_unreachable_url_fails_after_every_attempt_with_a_readable_message() {
+    let tmp = TempDir::new().unwrap();
+    let gits = Git::new(tmp.path().join("cache"), quick_retry(3));
+    let sha = "1111111111111111111111111111111111111111";
+    let missing = tmp.path().join("no-such-repo");
+    let closed_port = free_port();
+    let cases = [
+        (missing.display().to_string(), "no such directory"),
+        (file_url(&missing), "failed to resolve path"),
+        (
+            format!("git://127.0.0.1:{closed_port}/app.git"),
+            "failed to connect",
+        ),
+        (
+            format!("http://deploy:s3cret-token@127.0.0.1:{closed_port}/app.git"),
+            "failed to connect",
+        ),
+    ];
+    for (url, reason) in cases {
+        let err = gits
+            .checkout(
+                &remote(url.clone()),
+                "refs/heads/main",
+                sha,
+                &tmp.path().join("w"),
+            )
+            .unwrap_err();
+        let GitError::Fetch { attempts, .. } = &err else {
+            panic!("{url}: expected a fetch error, got {err:?}");
+        };
+        assert_eq!(*attempts, 3, "{url}");
+        let message = err.to_string();
+        let shown = url.replace("s3cret-token", "***");
+        assert!(
+            message.starts_with(&format!(
+                "cannot fetch {shown}: failed after 3 attempt(s); last error: "
+            )),
+            "{message}"
+        );
+        assert!(message.contains(reason), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+    }
+
+    // Asking again cannot help a URL libgit2 has no transport for.
+    let err = gits
+        .checkout(
+            &remote("svn://example.com/app".to_owned()),
+            "refs/heads/main",
+            sha,
+            &tmp.path().join("w"),
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot fetch svn://example.com/app: failed after 1 attempt(s); last error: unsupported URL scheme `svn://`; use https, http, ssh, git or file"
+    );
+}
+
+#[test]
+fn a_commit_the_remote_does_not_have_is_named_in_the_error() {
+    let tmp = TempDir::new().unwrap();
+    let upstream = new_repo(&tmp.path().join("upstream"));
+    commit(&upstream, &[("a", Some("1"))], "one");
+    let remote = remote(file_url(&upstream));
+    let gits = Git::new(tmp.path().join("cache"), quick_retry(3));
+    let gone = "0123456789abcdef0123456789abcdef01234567";
+
+    let err = gits
+        .checkout(&remote, "refs/heads/main", gone, &tmp.path().join("w"))
+        .unwrap_err();
+
+    assert!(matches!(err, GitError::CommitMissing { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.starts_with(&format!(
+            "commit {gone} is not in {}: was it force-pushed away?",
+            remote.url
+        )),
+        "{message}"
+    );
+
+    for bad in ["abc123", "", "0123456789abcdef0123456789abcdef0123456g"] {
+        let err = gits
+            .checkout(&remote, "refs/heads/main", bad, &tmp.path().join("w"))
+            .unwrap_err();
+        assert!(matches!(err, GitError::InvalidSha { .. }), "{bad}: {err:?}");
+    }
+}
+
+#[test]
+fn an_annotated_tag_checks_out_its_commit() {
+    let tmp = TempDir::new().unwrap();
+    let upstream = new_repo(&tmp.path().join("upstream"));
+    let sha = commit(&upstream, &[("a", Some("tagged"))], "one");
+    git(&upstream, &["tag", "-a", "v1.0", "-m", "release"]);
+    let tag_object = git(&upstream, &["rev-parse", "refs/tags/v1.0"]);
+    assert_ne!(tag_object, sha);
+    let gits = Git::new(tmp.path().join("cache"), quick_retry(1));
+    let worktree = tmp.path().join("w");
+
+    gits.checkout(
+        &remote(file_url(&upstream)),
+        "refs/tags/v1.0",
+        &tag_object,
+        &worktree,
+    )
+    .unwrap();
+
+    assert_at(&worktree, &sha);
+    assert_eq!(files(&worktree), tree(&[("a", "tagged")]));
+}
+
+#[test]
+fn resolve_fetches_and_names_the_current_head_of_a_ref() {
+    let tmp = TempDir::new().unwrap();
+    let upstream = new_repo(&tmp.path().join("upstream"));
+    let first = commit(&upstream, &[("a", Some("1"))], "one");
+    let remote = remote(file_url(&upstream));
+    let gits = Git::new(tmp.path().join("cache"), quick_retry(1));
+
+    assert_eq!(gits.resolve(&remote, "refs/heads/main").unwrap(), first);
+    let second = commit(&upstream, &[("a", Some("2"))], "two");
+    assert_eq!(gits.resolve(&remote, "refs/heads/main").unwrap(), second);
+
+    let err = gits.resolve(&remote, "refs/heads/nope").unwrap_err();
+    assert!(matches!(err, GitError::RefMissing { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("refs/heads/nope is not a branch or tag of file://")
+    );
+}
+
+#[test]
+fn shallow_fetch_through_git_daemon() {
+    let tmp = TempDir::new().unwrap();
+    let served = tmp.path().join("served");
+    let upstream = new_repo(&served.join("app"));
+    commit(&upstream, &[("a", Some("1")), ("b", Some("b"))], "one");
+    let second = commit(&upstream, &[("a", Some("2"))], "two");
+    let daemon = Daemon::start(&served);
+    let remote = Remote {
+        shallow: true,
+        ..remote(daemon.url("app"))
+    };
+    let gits = Git::new(tmp.path().join("cache"), quick_retry(3));
+    let worktree = tmp.path().join("w");
+
+    let info = gits
+        .checkout(&remote, "refs/heads/main", &second, &worktree)
+        .unwrap();
+
+    assert!(info.fetched);
+    assert_eq!(files(&worktree), tree(&[("a", "2"), ("b", "b")]));
+    let cache = Repository::open_bare(gits.cache_path(&remote.url)).unwrap();
+    assert!(cache.is_shallow());
+    let commit = cache.find_commit(second.parse().unwrap()).unwrap();
+    assert!(
+        cache.find_commit(commit.parent_id(0).unwrap()).is_err(),
+        "depth 1 brought history"
+    );
+
+    // Incremental: the next push arrives shallow too.
+    let third = commit_in(&upstream, "a", "3");
+    let fourth = commit_in(&upstream, "a", "4");
+    gits.checkout(&remote, "refs/heads/main", &fourth, &worktree)
+        .unwrap();
+    assert_eq!(files(&worktree)["a"], "4");
+    assert!(
+        Repository::open_bare(gits.cache_path(&remote.url))
+            .unwrap()
+            .is_shallow()
+    );
+
+    // A push overtaken by the next one is no tip any more: it takes the history.
+    let info = gits
+        .checkout(&remote, "refs/heads/main", &third, &worktree)
+        .unwrap();
+    assert!(info.fetched);
+    assert_eq!(files(&worktree)["a"], "3");
+    assert_at(&worktree, &third);
+    assert!(
+        !Repository::open_bare(gits.cache_path(&remote.url))
+            .unwrap()
+            .is_shallow()
+    );
+    drop(daemon);
+}
+
+fn commit_in(repo: &Path, file: &str, content: &str) -> String {
+    commit(repo, &[(file, Some(content))], content)
+}
+
+#[test]
+fn submodules_are_checked_out_recursively_when_asked() {
+    let tmp = TempDir::new().unwrap();
+    let remotes = tmp.path().join("remotes");
+    let leaf = new_repo(&remotes.join("leaf"));
+    commit(&leaf, &[("leaf.txt", Some("leaf v1\n"))], "leaf");
+    let sub = new_repo(&remotes.join("sub"));
+    commit(&sub, &[("sub.txt", Some("sub\n"))], "sub");
+    // Relative URLs, as most projects write them; git resolves them against the
+    // superproject's own path here, and deployhook against the remote URL.
+    git(
+        &sub,
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            "../leaf",
+            "deps/leaf",
+        ],
+    );
+    git(&sub, &["commit", "-q", "-m", "add leaf"]);
+    let main = new_repo(&remotes.join("main"));
+    commit(&main, &[("main.txt", Some("main\n"))], "main");
+    git(
+        &main,
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            "../sub",
+            "sub",
+        ],
+    );
+    git(&main, &["commit", "-q", "-m", "add sub"]);
+    let sha = git(&main, &["rev-parse", "HEAD"]);
+    let gits = Git::new(tmp.path().join("cache"), quick_retry(1));
+    let with_submodules = Remote {
+        submodules: true,
+        ..remote(file_url(&main))
+    };
+    let worktree = tmp.path().join("w");
+
+    let info = gits
+        .checkout(&with_submodules, "refs/heads/main", &sha, &worktree)
+        .unwrap();
+
+    assert!(info.fetched);
+    assert_eq!(info.fetch_attempts, 3, "one fetch per repository");
+    let checked_out = files(&worktree);
+    assert_eq!(checked_out["main.txt"], "main\n");
+    assert_eq!(checked_out["sub/sub.txt"], "sub\n");
+    assert_eq!(checked_out["sub/deps/leaf/leaf.txt"], "leaf v1\n");
+    let leaf_sha = git(&leaf, &["rev-parse", "HEAD"]);
+    assert_eq!(
+        git(&worktree.join("sub/deps/leaf"), &["rev-parse", "HEAD"]),
+        leaf_sha
+    );
+    assert_at(&worktree, &sha);
+
+    // A new leaf commit, recorded up the chain, reaches the work tree on the next deploy.
+    commit(&leaf, &[("leaf.txt", Some("leaf v2\n"))], "leaf v2");
+    let sub_checkout = sub.join("deps/leaf");
+    git(
+        &sub_checkout,
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "pull",
+            "-q",
+            "origin",
+            "main",
+        ],
+    );
+    git(&sub, &["commit", "-q", "-am", "bump leaf"]);
+    git(
+        &main.join("sub"),
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "pull",
+            "-q",
+            "origin",
+            "main",
+        ],
+    );
+    git(&main, &["commit", "-q", "-am", "bump sub"]);
+    let bumped = git(&main, &["rev-parse", "HEAD"]);
+    gits.checkout(&with_submodules, "refs/heads/main", &bumped, &worktree)
+        .unwrap();
+    assert_eq!(files(&worktree)["sub/deps/leaf/leaf.txt"], "leaf v2\n");
+    assert_at(&worktree, &bumped);
+
+    // The same commit again is all cached.
+    let again = gits
+        .checkout(&with_submodules, "refs/heads/main", &bumped, &worktree)
+        .unwrap();
+    assert!(!again.fetched);
+    assert_eq!(files(&worktree)["sub/deps/leaf/leaf.txt"], "leaf v2\n");
+
+    // Not asked: the submodule stays an empty directory.
+    let plain = tmp.path().join("plain");
+    gits.checkout(&remote(file_url(&main)), "refs/heads/main", &bumped, &plain)
+        .unwrap();
+    assert!(!files(&plain).keys().any(|k| k.starts_with("sub/")));
+}
+
+#[test]
+fn concurrent_checkouts_of_one_url_both_succeed() {
+    let tmp = TempDir::new().unwrap();
+    let upstream = new_repo(&tmp.path().join("upstream"));
+    for i in 0..20 {
+        commit(
+            &upstream,
+            &[(&format!("f{i}"), Some(&"x".repeat(i * 100)))],
+            "fill",
+        );
+    }
+    let sha = git(&upstream, &["rev-parse", "HEAD"]);
+    let remote = remote(file_url(&upstream));
+    let gits = Git::new(tmp.path().join("cache"), quick_retry(1));
+    let start = Barrier::new(2);
+    let (w1, w2) = (tmp.path().join("w1"), tmp.path().join("w2"));
+
+    let run = |worktree: &Path| {
+        start.wait();
+        gits.checkout(&remote, "refs/heads/main", &sha, worktree)
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| run(&w1));
+        let b = s.spawn(|| run(&w2));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a.fetched || b.fetched);
+    assert!(
+        !(a.fetched && b.fetched),
+        "the second waited for the first and found it cached"
+    );
+    assert_eq!(files(&w1), files(&w2));
+    assert_eq!(files(&w1).len(), 20);
+    assert_at(&w1, &sha);
+    assert_at(&w2, &sha);
+}

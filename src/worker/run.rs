@@ -1,0 +1,352 @@
+//! The worker loop and the life of one job: claim, check out, run, record.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
+
+use super::WorkerHandle;
+use crate::config::{Config, GitAuth, Hook, Rule};
+use crate::git::{Git, Remote, RemoteAuth, Retry};
+use crate::runner::{self, Limits, Outcome, RunSpec};
+use crate::store::{JobRecord, JobState, Store};
+
+/// How often the worker looks for runnable jobs and prunes history without being woken.
+const TICK: Duration = Duration::from_secs(5);
+
+/// The PATH commands get unless their rule's `env` sets one.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+pub struct Worker {
+    config: Arc<Config>,
+    store: Store,
+    handle: WorkerHandle,
+    git: Arc<Git>,
+    /// The deployhook binary, which the runner starts as each command's supervisor.
+    launcher: PathBuf,
+}
+
+impl Worker {
+    pub fn new(config: Arc<Config>, store: Store, launcher: PathBuf) -> Worker {
+        let git = Git::new(
+            config.server.state_dir.join("git"),
+            Retry {
+                attempts: 3,
+                first_backoff: Duration::from_secs(1),
+            },
+        );
+        Worker {
+            config,
+            store,
+            handle: WorkerHandle::default(),
+            git: Arc::new(git),
+            launcher,
+        }
+    }
+
+    pub fn handle(&self) -> WorkerHandle {
+        self.handle.clone()
+    }
+
+    /// The git cache, shared with the API (manual deploys resolve refs through it).
+    pub fn git(&self) -> Arc<Git> {
+        Arc::clone(&self.git)
+    }
+
+    /// Marks jobs a previous process left running as interrupted (queueing them again
+    /// where their rule says `retry_interrupted`), then runs jobs until `shutdown` turns
+    /// true; jobs still running then are stopped and recorded as interrupted.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        self.recover().await;
+        let me = Arc::new(self);
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            while me.handle.running_count() < me.config.server.max_concurrent_jobs {
+                match me.store.claim().await {
+                    Ok(Some(job)) => {
+                        let cancel = me.handle.start(job.job_id());
+                        let shutting_down = shutdown.clone();
+                        tasks.spawn(Arc::clone(&me).execute(job, cancel, shutting_down));
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot claim a job");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                () = me.handle.woken() => {}
+                () = tokio::time::sleep(TICK) => me.prune().await,
+                Some(_) = tasks.join_next() => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+        me.handle.cancel_all();
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn recover(&self) {
+        let interrupted = match self.store.recover().await {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot recover jobs left running");
+                return;
+            }
+        };
+        for job in interrupted {
+            let retry = self
+                .rule_of(&job)
+                .is_some_and(|(_, rule)| rule.retry_interrupted);
+            tracing::warn!(job = job.id, hook = %job.hook, retry, "job was interrupted by a daemon stop");
+            if retry && let Err(e) = self.store.requeue(job.job_id()).await {
+                tracing::error!(job = job.id, error = %e, "cannot queue the interrupted job again");
+            }
+        }
+    }
+
+    async fn prune(&self) {
+        let s = &self.config.server;
+        match self.store.prune(s.keep_jobs, s.keep_for).await {
+            Ok(removed) if !removed.is_empty() => {
+                tracing::info!(count = removed.len(), "pruned old jobs and their logs");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot prune old jobs"),
+        }
+    }
+
+    fn rule_of(&self, job: &JobRecord) -> Option<(&Hook, &Rule)> {
+        let hook = self.config.hook(&job.hook)?;
+        let rule = hook.rules.get(usize::try_from(job.rule).ok()?)?;
+        Some((hook, rule))
+    }
+
+    async fn execute(
+        self: Arc<Self>,
+        job: JobRecord,
+        cancel: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        let id = job.job_id();
+        let log_path = self.store.log_path(id);
+        tracing::info!(job = job.id, hook = %job.hook, git_ref = %job.git_ref, sha = %job.sha, "job started");
+        let (state, detail) = match self.rule_of(&job) {
+            None => (
+                JobState::Failed,
+                format!(
+                    "hook {:?} or its rule {} is no longer configured",
+                    job.hook, job.rule
+                ),
+            ),
+            Some((hook, rule)) => self.deploy(&job, hook, rule, &log_path, cancel).await,
+        };
+        // A job stopped because the daemon is stopping did not fail: it was interrupted.
+        let (state, detail) = if state == JobState::Cancelled && *shutdown.borrow() {
+            (
+                JobState::Interrupted,
+                "the daemon stopped while this job ran".to_owned(),
+            )
+        } else {
+            (state, detail)
+        };
+        append(
+            &log_path,
+            &format!("deployhook: job {} {state}: {detail}\n", job.id),
+        )
+        .await;
+        if let Err(e) = self.store.finish(id, state, detail.clone()).await {
+            tracing::error!(job = job.id, error = %e, "cannot record how the job ended");
+        }
+        tracing::info!(job = job.id, hook = %job.hook, state = %state, detail = ?detail, "job finished");
+        self.handle.done(id);
+        self.handle.wake();
+    }
+
+    async fn deploy(
+        &self,
+        job: &JobRecord,
+        hook: &Hook,
+        rule: &Rule,
+        log_path: &Path,
+        cancel: watch::Receiver<bool>,
+    ) -> (JobState, String) {
+        append(
+            log_path,
+            &format!(
+                "deployhook: job {} for hook {}: {} at {} (rule {}, attempt {})\n",
+                job.id,
+                hook.id,
+                job.git_ref,
+                job.sha,
+                rule.index + 1,
+                job.attempt
+            ),
+        )
+        .await;
+        let state_dir = &self.config.server.state_dir;
+        let worktree = state_dir.join("work").join(&hook.id);
+        let remote = remote(hook);
+        let git = Arc::clone(&self.git);
+        let (git_ref, sha, tree) = (job.git_ref.clone(), job.sha.clone(), worktree.clone());
+        let checkout =
+            tokio::task::spawn_blocking(move || git.checkout(&remote, &git_ref, &sha, &tree)).await;
+        match checkout {
+            Ok(Ok(info)) => {
+                append(
+                    log_path,
+                    &format!(
+                        "deployhook: checked out {} in {:.1}s ({})\n",
+                        job.sha,
+                        info.duration.as_secs_f64(),
+                        if info.fetched {
+                            "fetched"
+                        } else {
+                            "already cached"
+                        }
+                    ),
+                )
+                .await;
+            }
+            Ok(Err(e)) => return (JobState::Failed, format!("checkout failed: {e}")),
+            Err(e) => return (JobState::Failed, format!("checkout failed: {e}")),
+        }
+        if *cancel.borrow() {
+            return (
+                JobState::Cancelled,
+                "cancelled before its commands ran".to_owned(),
+            );
+        }
+        let spec = RunSpec {
+            launcher: self.launcher.clone(),
+            commands: rule.commands.clone(),
+            workdir: worktree,
+            env: environment(job, hook, rule),
+            timeout: rule.timeout,
+            kill_grace: self.config.server.kill_grace,
+            limits: Limits {
+                cpu: rule.limits.cpu,
+                memory: rule.limits.memory,
+                nofile: rule.limits.nofile,
+                nproc: rule.limits.nproc,
+            },
+            run_as: rule.run_as.clone(),
+            sandbox: rule.sandbox,
+            tmp_dir: state_dir.join("tmp").join(job.id.to_string()),
+            log_path: log_path.to_path_buf(),
+            log_cap: self.config.server.max_log_size,
+        };
+        match runner::run(spec, cancel).await {
+            Outcome::Succeeded => (JobState::Succeeded, "all commands succeeded".to_owned()),
+            Outcome::Failed { command, status } => (
+                JobState::Failed,
+                format!("command {} failed: {status}", command + 1),
+            ),
+            Outcome::TimedOut { command } => (
+                JobState::TimedOut,
+                format!(
+                    "command {} ran longer than {:?} and was killed",
+                    command + 1,
+                    rule.timeout
+                ),
+            ),
+            Outcome::Cancelled { command } => (
+                JobState::Cancelled,
+                format!("cancelled while command {} ran", command + 1),
+            ),
+            Outcome::Error(e) => (JobState::Failed, e),
+        }
+    }
+}
+
+/// The git module's view of a hook's repository.
+pub(super) fn remote(hook: &Hook) -> Remote {
+    Remote {
+        url: hook.clone_url.clone(),
+        auth: match &hook.git_auth {
+            GitAuth::None => RemoteAuth::None,
+            GitAuth::SshKey {
+                key_file,
+                known_hosts,
+            } => RemoteAuth::SshKey {
+                key_file: key_file.clone(),
+                known_hosts: known_hosts.clone(),
+            },
+            GitAuth::Token { token_file, user } => RemoteAuth::Token {
+                token_file: token_file.clone(),
+                user: user.clone(),
+            },
+        },
+        shallow: hook.shallow,
+        submodules: hook.submodules,
+    }
+}
+
+/// The complete environment of a job's commands: a fixed base, the rule's `env`, and the
+/// push as `DEPLOYHOOK_*` variables. Payload values travel only here, never in argv.
+pub fn environment(job: &JobRecord, hook: &Hook, rule: &Rule) -> Vec<(String, String)> {
+    let home = rule
+        .run_as
+        .as_deref()
+        .and_then(|u| nix::unistd::User::from_name(u).ok().flatten())
+        .map(|u| u.dir.display().to_string())
+        .or_else(|| std::env::var("HOME").ok())
+        .unwrap_or_else(|| "/".to_owned());
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), DEFAULT_PATH.into()),
+        ("HOME".into(), home),
+        ("LANG".into(), "C.UTF-8".into()),
+    ];
+    for (k, v) in &rule.env {
+        env.retain(|(name, _)| name != k);
+        env.push((k.clone(), v.clone()));
+    }
+    let (ref_kind, ref_name) = match job.git_ref.strip_prefix("refs/heads/") {
+        Some(b) => ("DEPLOYHOOK_BRANCH", b),
+        None => match job.git_ref.strip_prefix("refs/tags/") {
+            Some(t) => ("DEPLOYHOOK_TAG", t),
+            None => ("DEPLOYHOOK_OTHER_REF", job.git_ref.as_str()),
+        },
+    };
+    let push = [
+        ("DEPLOYHOOK_HOOK", hook.id.as_str()),
+        ("DEPLOYHOOK_JOB_ID", &job.id.to_string()),
+        ("DEPLOYHOOK_FORGE", job.forge.as_str()),
+        ("DEPLOYHOOK_REPOSITORY", job.repository.as_str()),
+        ("DEPLOYHOOK_REF", job.git_ref.as_str()),
+        (ref_kind, ref_name),
+        ("DEPLOYHOOK_BEFORE", job.before.as_str()),
+        ("DEPLOYHOOK_SHA", job.sha.as_str()),
+        ("DEPLOYHOOK_PUSHER", job.pusher.as_deref().unwrap_or("")),
+        ("DEPLOYHOOK_DELIVERY", job.delivery.as_deref().unwrap_or("")),
+    ];
+    env.extend(push.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    env
+}
+
+async fn append(path: &Path, text: &str) {
+    let file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await;
+    if let Ok(mut f) = file {
+        let _ = f.write_all(text.as_bytes()).await;
+    }
+}
+
+/// The commit `git_ref` points at on the hook's remote now, fetching it first.
+pub async fn resolve_ref(
+    git: Arc<Git>,
+    hook: &Hook,
+    git_ref: &crate::event::RefName,
+) -> Result<String, String> {
+    let remote = remote(hook);
+    let git_ref = git_ref.to_string();
+    tokio::task::spawn_blocking(move || git.resolve(&remote, &git_ref))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}

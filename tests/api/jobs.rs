@@ -1,0 +1,498 @@
+//! Deploys end to end: pushes to a real local repository's hook become jobs that check out
+//! the exact commit and run real commands; the queue supersedes, keeps order, runs hooks in
+//! parallel, cancels, and survives a kill -9.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::gitrepo::{Repo, git};
+use crate::helpers::*;
+
+const ZERO: &str = "0000000000000000000000000000000000000000";
+
+/// A generic hook on `repo` whose rules are given as TOML.
+fn hook(id: &str, repo: &Repo, rules: &str) -> String {
+    format!(
+        r#"
+[[hook]]
+id = "{id}"
+forge = "generic"
+secret_file = "whsec"
+repository = "acme/website"
+clone_url = "{}"
+{rules}
+"#,
+        repo.url()
+    )
+}
+
+fn config(out: &Path, hooks: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\nkill_grace = \"2s\"\n{}",
+        hooks.replace("$OUTDIR", &out.display().to_string())
+    )
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+#[test]
+fn a_push_of_an_older_commit_deploys_that_commit() {
+    let repo = Repo::new();
+    let v1 = repo.commit(&[("version.txt", "1"), ("old.txt", "gone in v2")], &[]);
+    let v2 = repo.commit(&[("version.txt", "2")], &["old.txt"]);
+    let out = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(&config(
+        out.path(),
+        &hook(
+            "site",
+            &repo,
+            r#"
+[[hook.rule]]
+branches = ["main"]
+env = { OUT = "$OUTDIR" }
+commands = ["cp version.txt \"$OUT/deployed\"; ls > \"$OUT/files\""]
+"#,
+        ),
+    ));
+    let job = wait_job(
+        &app,
+        job_id(&push_generic(
+            &app,
+            "site",
+            "refs/heads/main",
+            v1.as_str(),
+            &v2,
+        )),
+    );
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(read(&out.path().join("deployed")), "2");
+    assert!(!read(&out.path().join("files")).contains("old.txt"));
+
+    // The branch still points at v2; a push event naming v1 deploys v1.
+    let job = wait_job(
+        &app,
+        job_id(&push_generic(&app, "site", "refs/heads/main", &v2, &v1)),
+    );
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["sha"], v1.as_str());
+    assert_eq!(read(&out.path().join("deployed")), "1");
+    assert!(read(&out.path().join("files")).contains("old.txt"));
+    let log = get(app.addr, &format!("/api/jobs/{}/log", job["id"])).body;
+    assert!(log.contains(&format!("checked out {v1}")), "{log}");
+}
+
+#[test]
+fn commands_see_exactly_the_documented_environment() {
+    let repo = Repo::new();
+    let sha = repo.commit(&[("version.txt", "1")], &[]);
+    let out = tempfile::tempdir().unwrap();
+    // perl prints the environment it was given without adding to it, as a shell would.
+    let app = TestApp::spawn(&config(
+        out.path(),
+        &hook(
+            "site",
+            &repo,
+            r#"
+[[hook.rule]]
+branches = ["main"]
+env = { OUT = "$OUTDIR", DEPLOY_TARGET = "production" }
+commands = [["perl", "-e", "open(my $f, '>', \"$ENV{OUT}/env\") or die; print $f join(\"\\n\", map {\"$_=$ENV{$_}\"} sort keys %ENV)"]]
+"#,
+        ),
+    ));
+    let job = wait_job(
+        &app,
+        job_id(&push_generic(&app, "site", "refs/heads/main", ZERO, &sha)),
+    );
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let env = read(&out.path().join("env"));
+    let vars: std::collections::BTreeMap<&str, &str> =
+        env.lines().filter_map(|l| l.split_once('=')).collect();
+    let names: Vec<&str> = vars.keys().copied().collect();
+    assert_eq!(
+        names,
+        [
+            "DEPLOYHOOK_BEFORE",
+            "DEPLOYHOOK_BRANCH",
+            "DEPLOYHOOK_DELIVERY",
+            "DEPLOYHOOK_FORGE",
+            "DEPLOYHOOK_HOOK",
+            "DEPLOYHOOK_JOB_ID",
+            "DEPLOYHOOK_PUSHER",
+            "DEPLOYHOOK_REF",
+            "DEPLOYHOOK_REPOSITORY",
+            "DEPLOYHOOK_SHA",
+            "DEPLOY_TARGET",
+            "HOME",
+            "LANG",
+            "OUT",
+            "PATH",
+            "TMPDIR",
+        ],
+        "{env}"
+    );
+    assert_eq!(vars["DEPLOYHOOK_SHA"], sha.as_str());
+    assert_eq!(vars["DEPLOYHOOK_BRANCH"], "main");
+    assert_eq!(vars["DEPLOYHOOK_REF"], "refs/heads/main");
+    assert_eq!(vars["DEPLOYHOOK_FORGE"], "generic");
+    assert_eq!(vars["DEPLOYHOOK_JOB_ID"], job["id"].to_string());
+    assert_eq!(vars["DEPLOY_TARGET"], "production");
+    assert!(vars["DEPLOYHOOK_DELIVERY"].starts_with("msg_site_"));
+}
+
+#[test]
+fn cancel_stops_a_running_job() {
+    let repo = Repo::new();
+    let sha = repo.commit(&[("version.txt", "1")], &[]);
+    let out = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(&config(
+        out.path(),
+        &hook(
+            "site",
+            &repo,
+            "[[hook.rule]]\nbranches = [\"main\"]\ncommands = [[\"sleep\", \"120\"]]\n",
+        ),
+    ));
+    let id = job_id(&push_generic(&app, "site", "refs/heads/main", ZERO, &sha));
+    wait_for("the job to run", Duration::from_secs(60), || {
+        let job = get(app.addr, &format!("/api/jobs/{id}")).json();
+        (job["state"] == "running"
+            && get(app.addr, &format!("/api/jobs/{id}/log"))
+                .body
+                .contains("sleep"))
+        .then_some(())
+    });
+    let res = post(app.addr, &format!("/api/jobs/{id}/cancel"), &[], b"");
+    assert_eq!(res.status, 202, "{}", res.body);
+    let job = wait_job(&app, id);
+    assert_eq!(job["state"], "cancelled", "{job}");
+    let again = post(app.addr, &format!("/api/jobs/{id}/cancel"), &[], b"");
+    assert_eq!(again.status, 409);
+    assert_eq!(again.error(), format!("job {id} already ended: cancelled"));
+}
+
+/// Waits until a hook has no queued or running job.
+fn wait_idle(app: &TestApp, hook: &str) {
+    wait_for(
+        &format!("{hook} to go idle"),
+        Duration::from_secs(120),
+        || {
+            let busy = ["queued", "running"].iter().any(|s| {
+                let jobs = get(app.addr, &format!("/api/jobs?hook={hook}&state={s}")).json();
+                !jobs["jobs"].as_array().unwrap().is_empty()
+            });
+            (!busy).then_some(())
+        },
+    );
+}
+
+#[test]
+fn a_burst_of_50_pushes_supersedes_or_runs_in_order() {
+    let repo = Repo::new();
+    let shas = repo.versions(50);
+    let out = tempfile::tempdir().unwrap();
+    // The supersede deploy takes long enough (3 s) for the whole burst to arrive while
+    // the first one runs.
+    let rule = |queue: &str, file: &str, sleep: &str| {
+        format!(
+            "[[hook.rule]]\nbranches = [\"main\"]\nqueue = \"{queue}\"\nenv = {{ OUT = \"$OUTDIR\" }}\ncommands = [\"cat version.txt >> \\\"$OUT/{file}\\\"; echo >> \\\"$OUT/{file}\\\"; sleep {sleep}\"]\n"
+        )
+    };
+    let hooks = hook("sup", &repo, &rule("supersede", "sup.runs", "3"))
+        + &hook("fifo", &repo, &rule("fifo", "fifo.runs", "0"));
+    let app = TestApp::spawn(&config(out.path(), &hooks));
+    for hook in ["sup", "fifo"] {
+        let mut before = ZERO.to_owned();
+        for sha in &shas {
+            assert_eq!(
+                push_generic(&app, hook, "refs/heads/main", &before, sha).status,
+                202
+            );
+            before.clone_from(sha);
+        }
+    }
+    wait_idle(&app, "sup");
+    wait_idle(&app, "fifo");
+
+    let sup: Vec<String> = read(&out.path().join("sup.runs"))
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(!sup.is_empty() && sup.len() <= 2, "supersede ran {sup:?}");
+    assert_eq!(
+        sup.last().map(String::as_str),
+        Some("50"),
+        "the last push is what is deployed"
+    );
+    let superseded = get(app.addr, "/api/jobs?hook=sup&state=superseded&limit=100").json();
+    assert_eq!(superseded["jobs"].as_array().unwrap().len(), 50 - sup.len());
+
+    let fifo: Vec<String> = read(&out.path().join("fifo.runs"))
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let want: Vec<String> = (1..=50).map(|i| i.to_string()).collect();
+    assert_eq!(fifo, want, "fifo runs every push in order");
+}
+
+#[test]
+fn two_hooks_deploy_in_parallel() {
+    let repo = Repo::new();
+    let sha = repo.commit(&[("version.txt", "1")], &[]);
+    let out = tempfile::tempdir().unwrap();
+    // Each waits (up to 20 s) for the other to have started: both succeed only together.
+    let rule = |other: &str| {
+        format!(
+            "[[hook.rule]]\nbranches = [\"main\"]\nenv = {{ OUT = \"$OUTDIR\", OTHER = \"{other}\" }}\ncommands = [\"touch \\\"$OUT/$DEPLOYHOOK_HOOK\\\"; i=0; while [ ! -e \\\"$OUT/$OTHER\\\" ]; do sleep 0.05; i=$((i+1)); [ $i -gt 400 ] && exit 1; done; exit 0\"]\n"
+        )
+    };
+    let app = TestApp::spawn(&config(
+        out.path(),
+        &(hook("a", &repo, &rule("b")) + &hook("b", &repo, &rule("a"))),
+    ));
+    let a = job_id(&push_generic(&app, "a", "refs/heads/main", ZERO, &sha));
+    let b = job_id(&push_generic(&app, "b", "refs/heads/main", ZERO, &sha));
+    assert_eq!(wait_job(&app, a)["state"], "succeeded");
+    assert_eq!(wait_job(&app, b)["state"], "succeeded");
+}
+
+#[test]
+fn a_repository_that_cannot_be_fetched_fails_the_job_readably() {
+    let out = tempfile::tempdir().unwrap();
+    let missing = out.path().join("no-such-repo");
+    let text = config(
+        out.path(),
+        &format!(
+            "[[hook]]\nid = \"site\"\nforge = \"generic\"\nsecret_file = \"whsec\"\nrepository = \"acme/website\"\nclone_url = \"{}\"\n[[hook.rule]]\nbranches = [\"main\"]\ncommands = [[\"true\"]]\n",
+            missing.display()
+        ),
+    );
+    let app = TestApp::spawn(&text);
+    let job = wait_job(
+        &app,
+        job_id(&push_generic(
+            &app,
+            "site",
+            "refs/heads/main",
+            ZERO,
+            "1111111111111111111111111111111111111111",
+        )),
+    );
+    assert_eq!(job["state"], "failed");
+    let detail = job["detail"].as_str().unwrap();
+    assert!(detail.starts_with("checkout failed: "), "{detail}");
+    assert!(detail.contains("no-such-repo"), "{detail}");
+}
+
+#[test]
+fn the_api_and_cli_list_show_log_and_deploy_by_hand() {
+    let repo = Repo::new();
+    let v1 = repo.commit(&[("version.txt", "1")], &[]);
+    let v2 = repo.commit(&[("version.txt", "2")], &[]);
+    let out = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(&config(
+        out.path(),
+        &hook(
+            "site",
+            &repo,
+            "[[hook.rule]]\nbranches = [\"main\"]\ncommands = [[\"cat\", \"version.txt\"]]\n",
+        ),
+    ));
+    let id = job_id(&push_generic(&app, "site", "refs/heads/main", ZERO, &v1));
+    assert_eq!(wait_job(&app, id)["state"], "succeeded");
+
+    let cli = |args: &[&str]| {
+        let url = format!("http://{}", app.addr);
+        let out = Command::new(env!("CARGO_BIN_EXE_deployhook"))
+            .args(&args[..1])
+            .args(["--url", &url])
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, _) = cli(&["jobs", "--hook", "site"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains(&id.to_string()) && l.contains("succeeded")),
+        "{stdout}"
+    );
+    let (code, stdout, _) = cli(&["logs", &id.to_string()]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("cat version.txt"), "{stdout}");
+
+    // By hand, with no sha: the branch's head on the remote (v2) is deployed.
+    let (code, stdout, stderr) = cli(&["deploy", "site", "--ref", "main"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(&v2), "{stdout}");
+    let manual: i64 = stdout.split_whitespace().nth(2).unwrap().parse().unwrap();
+    let job = wait_job(&app, manual);
+    assert_eq!(
+        (job["state"].as_str(), job["manual"].as_bool()),
+        (Some("succeeded"), Some(true))
+    );
+    let (code, stdout, _) = cli(&["logs", "--follow", &manual.to_string()]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("succeeded"), "{stdout}");
+
+    let (code, _, stderr) = cli(&["cancel", &manual.to_string()]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.trim(),
+        format!("deployhook: 409: job {manual} already ended: succeeded")
+    );
+    let (code, _, stderr) = cli(&["deploy", "site", "--ref", "refs/tags/v9"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("no rule of hook \"site\" matches refs/tags/v9"),
+        "{stderr}"
+    );
+    assert_eq!(get(app.addr, "/api/jobs/9999").status, 404);
+    assert_eq!(get(app.addr, "/api/jobs?state=bogus").status, 400);
+}
+
+#[test]
+fn the_api_requires_the_token_when_one_is_configured() {
+    let repo = Repo::new();
+    let out = tempfile::tempdir().unwrap();
+    let text = config(
+        out.path(),
+        &hook(
+            "site",
+            &repo,
+            "[[hook.rule]]\nbranches = [\"main\"]\ncommands = [[\"true\"]]\n",
+        ),
+    )
+    .replace("[server]\n", "[server]\napi_token_file = \"secret\"\n");
+    let app = TestApp::spawn(&text);
+    let res = get(app.addr, "/api/jobs");
+    assert_eq!(res.status, 401);
+    assert_eq!(
+        res.error(),
+        "missing or wrong API token: send Authorization: Bearer <the token in server.api_token_file>"
+    );
+    let res = raw(
+        app.addr,
+        format!("GET /api/jobs HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {SECRET}\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(res.status, 200, "{}", res.body);
+}
+
+/// Starts `deployhook serve` on `dir`'s config and returns it with its address.
+fn start_daemon(dir: &TestDir) -> (std::process::Child, std::net::SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_deployhook"))
+        .args(["serve", "--config"])
+        .arg(dir.config_path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(at) = line.find("listening on ") {
+                let addr = line[at + 13..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned();
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap()
+        .parse()
+        .unwrap();
+    (child, addr)
+}
+
+#[test]
+fn kill_9_with_running_and_queued_jobs_then_restart() {
+    let repo = Repo::new();
+    let shas = repo.versions(2);
+    git(&repo.path, &["branch", "slow"]);
+    let out = tempfile::tempdir().unwrap();
+    let rules = r#"
+[[hook.rule]]
+branches = ["slow"]
+retry_interrupted = true
+env = { OUT = "$OUTDIR" }
+commands = ["if [ -e \"$OUT/slow.once\" ]; then echo retried >> \"$OUT/runs\"; else touch \"$OUT/slow.once\"; sleep 600; fi"]
+
+[[hook.rule]]
+branches = ["main"]
+queue = "fifo"
+env = { OUT = "$OUTDIR" }
+commands = ["cat version.txt >> \"$OUT/runs\"; echo >> \"$OUT/runs\""]
+"#;
+    let dir = TestDir::new(&config(out.path(), &hook("site", &repo, rules)));
+    let (mut daemon, addr) = start_daemon(&dir);
+    let send = |addr, git_ref: &str, before: &str, after: &str| {
+        let body = serde_json::json!({"repository": "acme/website", "ref": git_ref, "before": before, "after": after}).to_string();
+        let sw = standard_webhooks(
+            &format!("msg_{git_ref}_{after}"),
+            now_secs(),
+            body.as_bytes(),
+        );
+        let mut headers = refs(&sw);
+        headers.push(("Content-Type", "application/json"));
+        let res = post(addr, "/hooks/site", &headers, body.as_bytes());
+        assert_eq!(res.status, 202, "{}", res.body);
+        res.json()["jobs"][0]["id"].as_i64().unwrap()
+    };
+    let slow = send(addr, "refs/heads/slow", ZERO, &shas[1]);
+    wait_for("the slow job to run", Duration::from_secs(60), || {
+        out.path().join("slow.once").exists().then_some(())
+    });
+    let q1 = send(addr, "refs/heads/main", ZERO, &shas[0]);
+    let q2 = send(addr, "refs/heads/main", &shas[0], &shas[1]);
+    daemon.kill().unwrap(); // SIGKILL
+    daemon.wait().unwrap();
+
+    let (mut daemon, addr) = start_daemon(&dir);
+    let job = |id: i64| get(addr, &format!("/api/jobs/{id}")).json();
+    let done = |id: i64| {
+        wait_for(&format!("job {id}"), Duration::from_secs(60), || {
+            let j = job(id);
+            (j["state"] != "queued" && j["state"] != "running").then_some(j)
+        })
+    };
+    assert_eq!(done(slow)["state"], "interrupted");
+    assert_eq!(done(q1)["state"], "succeeded");
+    assert_eq!(done(q2)["state"], "succeeded");
+    let retried = wait_for(
+        "the retried job to succeed",
+        Duration::from_secs(60),
+        || {
+            let jobs = get(addr, "/api/jobs?hook=site&state=succeeded").json();
+            jobs["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|j| j["attempt"] == 2)
+                .cloned()
+        },
+    );
+    assert_eq!(retried["sha"], shas[1].as_str());
+    assert_eq!(read(&out.path().join("runs")), "1\n2\nretried\n");
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+}
