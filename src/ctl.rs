@@ -198,7 +198,7 @@ pub fn jobs(
         let _ = writeln!(
             out,
             "{:>6}  {:<16} {:<11} {:<24} {:<12} {}",
-            j["id"],
+            j["id"].as_i64().unwrap_or_default(),
             j["hook"].as_str().unwrap_or(""),
             j["state"].as_str().unwrap_or(""),
             j["ref"].as_str().unwrap_or(""),

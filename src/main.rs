@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use deployhook::cli::{ApiArgs, Cli, Command};
@@ -95,6 +96,12 @@ fn serve(path: &Path) -> ExitCode {
     };
     for w in &warnings {
         tracing::warn!("{w}");
+    }
+    // A remote that stops answering must fail the fetch, not hang a worker thread.
+    if let Err(e) =
+        deployhook::git::set_network_timeouts(Duration::from_secs(30), Duration::from_secs(120))
+    {
+        tracing::warn!("cannot set git network timeouts: {e}");
     }
     if let Err(e) = runner::become_subreaper() {
         tracing::warn!(

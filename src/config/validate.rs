@@ -365,7 +365,13 @@ impl Validator<'_> {
             Some(url.clone())
         } else {
             // A local path: resolve it like every other path in the file.
-            Some(self.resolve(url).display().to_string())
+            let path = self.resolve(url);
+            Some(
+                std::path::absolute(&path)
+                    .unwrap_or(path)
+                    .display()
+                    .to_string(),
+            )
         }
     }
 

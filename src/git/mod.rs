@@ -15,6 +15,7 @@ mod auth;
 mod error;
 mod fetch;
 mod known_hosts;
+mod timeouts;
 mod url;
 mod worktree;
 
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 use git2::{ErrorCode, Oid, Repository, RepositoryInitOptions};
 
 pub use error::GitError;
+pub use timeouts::set_network_timeouts;
 
 /// Submodules nested deeper than this are refused: it is a cycle, or not worth deploying.
 const MAX_SUBMODULE_DEPTH: u32 = 8;

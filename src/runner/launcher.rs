@@ -16,7 +16,9 @@
 //! their parent exits they are re-parented to the supervisor, not to init. When the
 //! command exits, or when the daemon sends SIGTERM (timeout, cancel), it sends SIGTERM to
 //! every remaining descendant, SIGKILL after `--grace-ms`, reaps them all, and only then
-//! exits, after writing the command's status to its report pipe.
+//! exits, after writing the command's status to its report pipe. If the daemon itself
+//! dies (the supervisor is re-parented), it stops the command the same way, so that no
+//! deploy runs on unwatched, without its timeout, next to a retry of the same job.
 //!
 //! **confine** applies the restrictions to itself and `exec`s the command, so they apply
 //! to the command and everything it starts, while the supervisor above keeps the
@@ -263,6 +265,7 @@ fn supervise(args: &Args) -> ExitCode {
     // A new session: off the daemon's terminal and process group, and one id (our pid)
     // for the whole tree, which the daemon can kill as a last resort. Fails only if we
     // already lead a group (started by hand from a shell): harmless.
+    let daemon = nix::unistd::getppid();
     let _ = nix::unistd::setsid();
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         return fail(
@@ -284,7 +287,7 @@ fn supervise(args: &Args) -> ExitCode {
             );
         }
     };
-    let result = runtime.block_on(watch_over(args, &report));
+    let result = runtime.block_on(watch_over(args, &report, daemon));
     let line = match result {
         Ok(WaitStatus::Exited(_, code)) => format!("exit {code}"),
         Ok(WaitStatus::Signaled(_, signal, _)) => format!("signal {}", signal as i32),
@@ -300,7 +303,7 @@ fn supervise(args: &Args) -> ExitCode {
 
 /// Starts the confine stage, waits for the command, then clears out everything below
 /// us. Returns the command's status.
-async fn watch_over(args: &Args, report: &File) -> Result<WaitStatus, String> {
+async fn watch_over(args: &Args, report: &File, daemon: Pid) -> Result<WaitStatus, String> {
     use tokio::signal::unix::{SignalKind, signal};
     let listen = |kind| signal(kind).map_err(|e| format!("cannot handle signals: {e}"));
     // Listen before the command starts, so that no SIGCHLD is missed.
@@ -334,6 +337,10 @@ async fn watch_over(args: &Args, report: &File) -> Result<WaitStatus, String> {
     let mut announced = false;
     loop {
         reap_children(command, &mut status);
+        if !stop_requested && status.is_none() && nix::unistd::getppid() != daemon {
+            say("deployhook stopped while the command ran; stopping the command");
+            stop_requested = true;
+        }
         if status.is_some() || stop_requested {
             let now = Instant::now();
             let since = *stopping_since.get_or_insert(now);
@@ -377,8 +384,9 @@ async fn watch_over(args: &Args, report: &File) -> Result<WaitStatus, String> {
                 }
             }
         }
-        // While the command runs only SIGCHLD matters; while stopping, the tree is
-        // re-read often, since processes it does not parent directly can die silently.
+        // While the command runs, SIGCHLD matters, and once a second whether the daemon
+        // is still there; while stopping, the tree is re-read often, since processes we
+        // do not parent directly can die silently.
         let tick = if stopping_since.is_some() {
             Duration::from_millis(20)
         } else {

@@ -17,6 +17,15 @@
 
 pub mod launcher;
 mod log;
+
+/// One of deployhook's own log lines, in the same format as the runner's
+/// (`<timestamp> job| <text>`), for the worker's notes around the commands.
+pub fn job_log_line(text: &str) -> String {
+    format!(
+        "{} job| {text}\n",
+        log::timestamp(std::time::SystemTime::now())
+    )
+}
 mod procs;
 mod sandbox;
 
@@ -71,6 +80,7 @@ pub struct RunSpec {
     pub timeout: Duration,
     /// Stopping sends SIGTERM, then SIGKILL to whatever is left after this long.
     pub kill_grace: Duration,
+    /// Resource limits for each command.
     pub limits: Limits,
     /// Run the commands as this user, with its groups. Needs the daemon to run as root.
     pub run_as: Option<String>,

@@ -152,11 +152,7 @@ impl Worker {
         } else {
             (state, detail)
         };
-        append(
-            &log_path,
-            &format!("deployhook: job {} {state}: {detail}\n", job.id),
-        )
-        .await;
+        append(&log_path, &format!("job {} {state}: {detail}", job.id)).await;
         if let Err(e) = self.store.finish(id, state, detail.clone()).await {
             tracing::error!(job = job.id, error = %e, "cannot record how the job ended");
         }
@@ -176,13 +172,8 @@ impl Worker {
         append(
             log_path,
             &format!(
-                "deployhook: job {} for hook {}: {} at {} (rule {}, attempt {})\n",
-                job.id,
-                hook.id,
-                job.git_ref,
-                job.sha,
-                rule.index + 1,
-                job.attempt
+                "job {} for hook {}: {} at {} (rule {}, attempt {})",
+                job.id, hook.id, job.git_ref, job.sha, rule.index, job.attempt
             ),
         )
         .await;
@@ -198,7 +189,7 @@ impl Worker {
                 append(
                     log_path,
                     &format!(
-                        "deployhook: checked out {} in {:.1}s ({})\n",
+                        "checked out {} in {:.1}s ({})",
                         job.sha,
                         info.duration.as_secs_f64(),
                         if info.fetched {
@@ -326,14 +317,16 @@ pub fn environment(job: &JobRecord, hook: &Hook, rule: &Rule) -> Vec<(String, St
     env
 }
 
+/// Appends one of deployhook's own lines to a job's log.
 async fn append(path: &Path, text: &str) {
+    let line = runner::job_log_line(text);
     let file = tokio::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .await;
     if let Ok(mut f) = file {
-        let _ = f.write_all(text.as_bytes()).await;
+        let _ = f.write_all(line.as_bytes()).await;
     }
 }
 

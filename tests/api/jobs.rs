@@ -496,3 +496,34 @@ commands = ["cat version.txt >> \"$OUT/runs\"; echo >> \"$OUT/runs\""]
     daemon.kill().unwrap();
     daemon.wait().unwrap();
 }
+
+#[test]
+fn a_command_writing_100_mb_leaves_a_capped_log_and_a_live_daemon() {
+    let repo = Repo::new();
+    let sha = repo.commit(&[("version.txt", "1")], &[]);
+    let out = tempfile::tempdir().unwrap();
+    let text = config(
+        out.path(),
+        &hook("site", &repo, "[[hook.rule]]\nbranches = [\"main\"]\ncommands = [\"yes 'a line of output' | head -c 100000000\"]\n"),
+    )
+    .replace("[server]\n", "[server]\nmax_log_size = \"64KiB\"\n");
+    let app = TestApp::spawn(&text);
+    let job = wait_job(
+        &app,
+        job_id(&push_generic(&app, "site", "refs/heads/main", ZERO, &sha)),
+    );
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let log = get(app.addr, &format!("/api/jobs/{}/log", job["id"])).body;
+    assert!(log.len() < 64 * 1024 + 4096, "log is {} bytes", log.len());
+    assert!(
+        log.contains("truncated"),
+        "{}",
+        &log[log.len().saturating_sub(500)..]
+    );
+    // Still serving.
+    let next = repo.commit(&[("version.txt", "2")], &[]);
+    assert_eq!(
+        push_generic(&app, "site", "refs/heads/main", &sha, &next).status,
+        202
+    );
+}

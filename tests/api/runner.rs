@@ -181,8 +181,11 @@ fn the_command_sees_exactly_the_given_environment() {
         ("RULE_VAR".into(), "a b = c".into()),
         ("TMPDIR".into(), "/ignored".into()),
     ]);
-    // The test process has variables of its own (cargo sets these); none may leak.
-    assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+    // The test process has variables of its own; none may leak.
+    assert!(
+        std::env::vars_os().any(|(k, _)| !job.spec.env.iter().any(|(g, _)| k == g.as_str())),
+        "the test process has no variables of its own to leak"
+    );
     assert_eq!(job.run(), Outcome::Succeeded);
 
     let seen: BTreeSet<String> = job.log().out().into_iter().collect();
@@ -249,11 +252,11 @@ fn in_a_child_process() {
 
     // 2. As a subreaper, this process adopts what escapes a supervisor that died, and
     // its reaper thread reaps them. The command kills its own supervisor ($PPID) to
-    // orphan itself and a process in another session.
+    // orphan itself and a double-forked process in another session.
     runner::become_subreaper().unwrap();
     let job = Job::new(vec![sh("exec >/dev/null 2>&1
          echo $$ > sh.pid
-         setsid sh -c 'echo $$ > orphan.pid; exec sleep 2' &
+         (setsid sh -c 'echo $$ > orphan.pid; exec sleep 2' &)
          while [ ! -s orphan.pid ]; do sleep 0.01; done
          kill -9 $PPID
          sleep 2")]);
@@ -263,22 +266,23 @@ fn in_a_child_process() {
     };
     assert!(message.contains("without reporting"), "{message}");
     let me = i32::try_from(std::process::id()).unwrap();
-    for file in ["sh.pid", "orphan.pid"] {
-        let pid = pids(&job, file, 1)[0];
+    let orphans = [pids(&job, "sh.pid", 1)[0], pids(&job, "orphan.pid", 1)[0]];
+    for pid in orphans {
         // Adopted by this process: they are still alive when the job ends.
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        {
-            let parent: i32 = stat
-                .rsplit_once(')')
-                .unwrap()
-                .1
-                .split_whitespace()
-                .nth(1)
-                .unwrap()
-                .parse()
-                .unwrap();
-            assert_eq!(parent, me, "{file}: {stat}");
-        }
+        let parent: i32 = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(parent, me, "{stat}");
+    }
+    // They exit after 2s; without the reaper they would stay zombies.
+    for pid in orphans {
         assert_gone(pid);
     }
 
@@ -457,6 +461,30 @@ fn dropping_the_job_stops_its_command() {
         }
     });
     assert_gone(pids(&job, "pid", 1)[0]);
+}
+
+#[test]
+fn the_command_is_stopped_when_the_daemon_dies() {
+    // A shell plays the daemon: it starts a supervisor, waits for the command to run,
+    // and exits, leaving the supervisor without its parent.
+    let job = Job::new(vec![]);
+    let daemon = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(
+            r#""$LAUNCHER" sandbox-exec supervise --grace-ms 500 -- /bin/sh -c 'echo $$ > pid; exec sleep 300' 0>report >/dev/null 2>&1 &
+               while [ ! -s pid ]; do sleep 0.01; done"#,
+        )
+        .env("LAUNCHER", env!("CARGO_BIN_EXE_deployhook"))
+        .current_dir(&job.spec.workdir)
+        .status()
+        .unwrap();
+    assert!(daemon.success());
+    assert_gone(pids(&job, "pid", 1)[0]);
+    wait_for("the report", Duration::from_secs(10), || {
+        let report = job.read_work("report");
+        report.contains('\n').then_some(())
+    });
+    assert_eq!(job.read_work("report"), "signal 15\n");
 }
 
 /// Peak resident memory of this process, in KiB.
