@@ -20,6 +20,8 @@ pub use diag::{Diagnostic, Severity};
 pub use units::{parse_duration, parse_size};
 
 use crate::event::Forge;
+pub use crate::git::RemoteAuth;
+pub use crate::runner::Limits;
 use crate::secret::Secret;
 use crate::verify::Auth;
 
@@ -68,7 +70,7 @@ pub struct Hook {
     pub repository: String,
     /// Where the worker fetches from: always from the config, never from a payload.
     pub clone_url: String,
-    pub git_auth: GitAuth,
+    pub git_auth: RemoteAuth,
     /// Fetch with depth 1.
     pub shallow: bool,
     /// Check out submodules recursively.
@@ -118,33 +120,6 @@ impl QueueMode {
             QueueMode::Fifo => "fifo",
         }
     }
-}
-
-/// Resource limits for each command (setrlimit).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Limits {
-    /// CPU time (RLIMIT_CPU).
-    pub cpu: Option<Duration>,
-    /// Address space in bytes (RLIMIT_AS).
-    pub memory: Option<u64>,
-    pub nofile: Option<u64>,
-    pub nproc: Option<u64>,
-}
-
-/// How the worker authenticates to `clone_url`; files are read when fetching.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GitAuth {
-    None,
-    /// An SSH private key; the host key must be in `known_hosts`.
-    SshKey {
-        key_file: PathBuf,
-        known_hosts: PathBuf,
-    },
-    /// An HTTPS token, sent as the password of `user`.
-    Token {
-        token_file: PathBuf,
-        user: String,
-    },
 }
 
 /// Compiled globs, with the patterns kept for display. `*` does not cross `/`; `**` does.

@@ -16,7 +16,8 @@ use super::diag::{Diagnostic, Severity, Source, did_you_mean};
 use super::raw::{RawCommand, RawConfig, RawHook, RawLimits, RawRule, RawServer, StringList};
 use super::units::{parse_duration, parse_size};
 use super::{
-    Command, Config, GitAuth, Globs, Hook, Invalid, Limits, Loaded, QueueMode, Rule, Server, keys,
+    Command, Config, Globs, Hook, Invalid, Limits, Loaded, QueueMode, RemoteAuth, Rule, Server,
+    keys,
 };
 use crate::event::{Forge, is_valid_ref_path};
 use crate::secret::Secret;
@@ -668,7 +669,7 @@ impl Validator<'_> {
         known_hosts: Option<Spanned<String>>,
         token: Option<Spanned<String>>,
         token_user: Option<Spanned<String>>,
-    ) -> Option<GitAuth> {
+    ) -> Option<RemoteAuth> {
         let readable = |v: &mut Self, f: &Spanned<String>, key: &str| -> Option<PathBuf> {
             let path = v.resolve(f.get_ref());
             match std::fs::metadata(&path) {
@@ -687,7 +688,7 @@ impl Validator<'_> {
             }
         };
         match (ssh_key, known_hosts, token, token_user) {
-            (None, None, None, None) => Some(GitAuth::None),
+            (None, None, None, None) => Some(RemoteAuth::None),
             (Some(_), _, Some(t), _) => {
                 self.error(t.span(), "set only one of ssh_key_file and token_file");
                 None
@@ -708,7 +709,7 @@ impl Validator<'_> {
                 }
                 let key_file = readable(self, &k, "ssh_key_file");
                 let known_hosts = readable(self, &h, "known_hosts_file");
-                Some(GitAuth::SshKey {
+                Some(RemoteAuth::SshKey {
                     key_file: key_file?,
                     known_hosts: known_hosts?,
                 })
@@ -719,7 +720,7 @@ impl Validator<'_> {
             }
             (None, None, Some(t), user) => {
                 let token_file = readable(self, &t, "token_file")?;
-                Some(GitAuth::Token {
+                Some(RemoteAuth::Token {
                     token_file,
                     user: user.map_or_else(|| "git".to_owned(), Spanned::into_inner),
                 })

@@ -8,9 +8,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
 use super::WorkerHandle;
-use crate::config::{Config, GitAuth, Hook, Rule};
-use crate::git::{Git, Remote, RemoteAuth, Retry};
-use crate::runner::{self, Limits, Outcome, RunSpec};
+use crate::config::{Config, Hook, Rule};
+use crate::git::{Git, Remote, Retry};
+use crate::runner::{self, Outcome, RunSpec};
 use crate::store::{JobRecord, JobState, Store};
 
 /// How often the worker looks for runnable jobs and prunes history without being woken.
@@ -217,12 +217,7 @@ impl Worker {
             env: environment(job, hook, rule),
             timeout: rule.timeout,
             kill_grace: self.config.server.kill_grace,
-            limits: Limits {
-                cpu: rule.limits.cpu,
-                memory: rule.limits.memory,
-                nofile: rule.limits.nofile,
-                nproc: rule.limits.nproc,
-            },
+            limits: rule.limits.clone(),
             run_as: rule.run_as.clone(),
             sandbox: rule.sandbox,
             tmp_dir: state_dir.join("tmp").join(job.id.to_string()),
@@ -256,20 +251,7 @@ impl Worker {
 pub(super) fn remote(hook: &Hook) -> Remote {
     Remote {
         url: hook.clone_url.clone(),
-        auth: match &hook.git_auth {
-            GitAuth::None => RemoteAuth::None,
-            GitAuth::SshKey {
-                key_file,
-                known_hosts,
-            } => RemoteAuth::SshKey {
-                key_file: key_file.clone(),
-                known_hosts: known_hosts.clone(),
-            },
-            GitAuth::Token { token_file, user } => RemoteAuth::Token {
-                token_file: token_file.clone(),
-                user: user.clone(),
-            },
-        },
+        auth: hook.git_auth.clone(),
         shallow: hook.shallow,
         submodules: hook.submodules,
     }

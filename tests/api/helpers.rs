@@ -419,3 +419,13 @@ pub fn wait_job(app: &TestApp, id: i64) -> serde_json::Value {
         (state != "queued" && state != "running").then_some(job)
     })
 }
+
+/// A child process that is killed when the test ends, even by a panic.
+pub struct Daemon(pub std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -389,7 +389,7 @@ fn the_api_requires_the_token_when_one_is_configured() {
 }
 
 /// Starts `deployhook serve` on `dir`'s config and returns it with its address.
-fn start_daemon(dir: &TestDir) -> (std::process::Child, std::net::SocketAddr) {
+fn start_daemon(dir: &TestDir) -> (Daemon, std::net::SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_deployhook"))
         .args(["serve", "--config"])
         .arg(dir.config_path())
@@ -416,6 +416,7 @@ fn start_daemon(dir: &TestDir) -> (std::process::Child, std::net::SocketAddr) {
             }
         }
     });
+    let child = Daemon(child);
     let addr = rx
         .recv_timeout(Duration::from_secs(60))
         .unwrap()
@@ -464,10 +465,10 @@ commands = ["cat version.txt >> \"$OUT/runs\"; echo >> \"$OUT/runs\""]
     });
     let q1 = send(addr, "refs/heads/main", ZERO, &shas[0]);
     let q2 = send(addr, "refs/heads/main", &shas[0], &shas[1]);
-    daemon.kill().unwrap(); // SIGKILL
-    daemon.wait().unwrap();
+    daemon.0.kill().unwrap(); // SIGKILL
+    daemon.0.wait().unwrap();
 
-    let (mut daemon, addr) = start_daemon(&dir);
+    let (_daemon, addr) = start_daemon(&dir);
     let job = |id: i64| get(addr, &format!("/api/jobs/{id}")).json();
     let done = |id: i64| {
         wait_for(&format!("job {id}"), Duration::from_secs(60), || {
@@ -493,8 +494,6 @@ commands = ["cat version.txt >> \"$OUT/runs\"; echo >> \"$OUT/runs\""]
     );
     assert_eq!(retried["sha"], shas[1].as_str());
     assert_eq!(read(&out.path().join("runs")), "1\n2\nretried\n");
-    daemon.kill().unwrap();
-    daemon.wait().unwrap();
 }
 
 #[test]

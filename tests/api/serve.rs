@@ -22,6 +22,7 @@ fn serve_answers_a_signed_push_and_stops_on_sigterm() {
         .unwrap();
     let (tx, rx) = mpsc::channel();
     let stderr = child.stderr.take().unwrap();
+    let mut child = Daemon(child);
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).split(b'\n') {
             let Ok(line) = line else { break };
@@ -83,7 +84,7 @@ fn serve_answers_a_signed_push_and_stops_on_sigterm() {
     let res = post(addr, "/hooks/ci", &headers, hostile.as_bytes());
     assert_eq!(res.status, 200, "{}", res.body);
 
-    let pid = child.id().to_string();
+    let pid = child.0.id().to_string();
     assert!(
         Command::new("kill")
             .args(["-TERM", &pid])
@@ -92,7 +93,7 @@ fn serve_answers_a_signed_push_and_stops_on_sigterm() {
             .success()
     );
     let status = wait_for("the daemon to exit", Duration::from_secs(30), || {
-        child.try_wait().unwrap()
+        child.0.try_wait().unwrap()
     });
     assert!(status.success(), "{status:?}");
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
