@@ -83,6 +83,14 @@ pub enum Command {
         api: ApiArgs,
         job: u64,
     },
+    /// Internal, for packaging: write the man page, shell completions and the hooks.toml
+    /// JSON Schema into a folder.
+    #[command(hide = true)]
+    Generate {
+        /// Folder to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Internal: the per-command supervisor the runner starts (limits, user, sandbox).
     #[command(hide = true)]
     SandboxExec {

@@ -17,8 +17,10 @@
 //! - [`runner`]: runs a job's commands as sandboxed child processes; the only spawner.
 //! - [`worker`]: claims queued jobs and drives git and runner for each.
 //! - [`cli`]: command-line definition; `main.rs` only dispatches.
+//! - [`assets`]: generates the man page, shell completions and hooks.toml JSON Schema.
 //! - [`ctl`]: the CLI commands that talk to a running daemon's API.
 
+pub mod assets;
 pub mod cli;
 pub mod config;
 pub mod ctl;

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Serve { config } => serve(&config),
+        Command::Generate { out } => deployhook::assets::main(&out),
         Command::SandboxExec { args } => deployhook::runner::launcher::main(args),
         Command::Jobs { api, hook, state } => ctl(&api, |t, out| {
             ctl::jobs(t, hook.as_deref(), state.as_deref(), out)
