@@ -20,6 +20,12 @@ pub struct Cli {
     pub command: Command,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 /// How the API commands reach the daemon.
 #[derive(Debug, clap::Args)]
 pub struct ApiArgs {
@@ -38,12 +44,28 @@ pub enum Command {
         /// The hooks.toml to run.
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// How log lines look: text for people, json for log shippers.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Check a config file and report every problem as file:line:column; starts nothing.
     Check {
         /// The hooks.toml to check.
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+    },
+    /// Print the headers a forge would send with the push body on stdin, one
+    /// `Name: value` per line (for `curl -H @file`).
+    Sign {
+        /// github, gitlab, gitea, forgejo, gogs, bitbucket or generic.
+        #[arg(long)]
+        forge: String,
+        /// The file holding the hook's secret.
+        #[arg(long)]
+        secret_file: PathBuf,
+        /// The delivery id to send (default: a new one).
+        #[arg(long)]
+        delivery: Option<String>,
     },
     /// List recent jobs.
     Jobs {

@@ -10,16 +10,22 @@
 //! - [`verify`]: proves a delivery's signature, per forge, before anything else is read.
 //! - [`forge`]: reads a verified body into a [`forge::Delivery`] of push events.
 //! - [`routing`]: picks the first rule of a hook that matches a push event.
+//! - [`access`]: who may deliver (`allow_from`, trusted proxies' `X-Forwarded-For`).
 //! - [`intake`]: ties verify → forge → routing together into one decision per delivery.
 //! - [`store`]: the embedded SQLite state (seen deliveries, jobs); the only writer of `state_dir`.
 //! - [`server`]: the actix-web HTTP front; the only module that knows actix.
 //! - [`git`]: fetches with git2 into a cache and checks out the exact pushed commit.
 //! - [`runner`]: runs a job's commands as sandboxed child processes; the only spawner.
 //! - [`worker`]: claims queued jobs and drives git and runner for each.
+//! - [`metrics`]: Prometheus counters and histograms for `/metrics`.
+//! - [`notify`]: tells systemd when the daemon is ready, reloading or stopping.
+//! - [`reload`]: re-reads hooks.toml on SIGHUP, `POST /api/reload` or a file change.
+//! - [`sign`]: the headers a forge would send, for testing a hook by hand.
 //! - [`cli`]: command-line definition; `main.rs` only dispatches.
 //! - [`assets`]: generates the man page, shell completions and hooks.toml JSON Schema.
 //! - [`ctl`]: the CLI commands that talk to a running daemon's API.
 
+pub mod access;
 pub mod assets;
 pub mod cli;
 pub mod config;
@@ -28,10 +34,14 @@ pub mod event;
 pub mod forge;
 pub mod git;
 pub mod intake;
+pub mod metrics;
+pub mod notify;
+pub mod reload;
 pub mod routing;
 pub mod runner;
 pub mod secret;
 pub mod server;
+pub mod sign;
 pub mod store;
 pub mod verify;
 pub mod worker;

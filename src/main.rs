@@ -7,11 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use deployhook::cli::{ApiArgs, Cli, Command};
+use deployhook::cli::{ApiArgs, Cli, Command, LogFormat};
+use deployhook::config::LiveConfig;
 use deployhook::config::{self, Loaded};
 use deployhook::ctl;
+use deployhook::metrics::Metrics;
+use deployhook::notify;
+use deployhook::reload::Reloader;
 use deployhook::runner;
-use deployhook::server::Application;
+use deployhook::server::tls::{self, ReloadableCert};
+use deployhook::server::{AppState, Application};
 use deployhook::store::Store;
 use deployhook::worker::Worker;
 
@@ -19,7 +24,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Serve { config } => serve(&config),
+        Command::Serve { config, log_format } => serve(&config, log_format),
+        Command::Sign {
+            forge,
+            secret_file,
+            delivery,
+        } => sign(&forge, &secret_file, delivery),
         Command::Generate { out } => deployhook::assets::main(&out),
         Command::SandboxExec { args } => deployhook::runner::launcher::main(args),
         Command::Jobs { api, hook, state } => ctl(&api, |t, out| {
@@ -46,6 +56,49 @@ fn ctl(
         .and_then(|t| run(&t, &mut std::io::stdout().lock()));
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("deployhook: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn sign(forge: &str, secret_file: &Path, delivery: Option<String>) -> ExitCode {
+    use std::io::Read;
+    let Some(forge) = deployhook::event::Forge::from_name(forge) else {
+        eprintln!(
+            "deployhook: unknown forge {forge:?}; one of github, gitlab, gitea, forgejo, gogs, bitbucket, generic"
+        );
+        return ExitCode::from(2);
+    };
+    let secret = match std::fs::read_to_string(secret_file) {
+        Ok(s) => s.trim().to_owned(),
+        Err(e) => {
+            eprintln!("deployhook: cannot read {}: {e}", secret_file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut body = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut body) {
+        eprintln!("deployhook: cannot read the body from stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let delivery = delivery.unwrap_or_else(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("msg_{nanos:x}_{}", std::process::id())
+    });
+    match deployhook::sign::push_headers(forge, &secret, &body, &delivery, now) {
+        Ok(headers) => {
+            for (k, v) in headers {
+                println!("{k}: {v}");
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("deployhook: {e}");
             ExitCode::FAILURE
@@ -84,9 +137,14 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-fn serve(path: &Path) -> ExitCode {
-    init_logging();
-    let Loaded { config, warnings } = match config::load(path) {
+fn serve(path: &Path, log_format: LogFormat) -> ExitCode {
+    let loaded = config::load(path);
+    let level = loaded
+        .as_ref()
+        .ok()
+        .and_then(|l| l.config.server.log_level.clone());
+    init_logging(log_format, level.as_deref());
+    let Loaded { config, warnings } = match loaded {
         Ok(l) => l,
         Err(invalid) => {
             for d in &invalid.diagnostics {
@@ -98,7 +156,8 @@ fn serve(path: &Path) -> ExitCode {
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    // A remote that stops answering must fail the fetch, not hang a worker thread.
+    // Before any thread exists: libgit2's timeouts are unsynchronized globals. A remote
+    // that stops answering must fail the fetch, not hang a worker thread.
     if let Err(e) =
         deployhook::git::set_network_timeouts(Duration::from_secs(30), Duration::from_secs(120))
     {
@@ -110,62 +169,75 @@ fn serve(path: &Path) -> ExitCode {
         );
     }
     tracing::info!("sandbox: {}", runner::sandbox_support());
-    let config = Arc::new(config);
-    let store = match Store::open(&config.server.state_dir) {
-        Ok(s) => s,
+    match start(config) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
+    }
+}
+
+/// Opens the store, binds, and runs the server, the worker and the reload triggers until
+/// SIGTERM or SIGINT.
+fn start(config: config::Config) -> Result<(), String> {
+    let tls = match &config.server.tls {
+        Some(t) => Some(ReloadableCert::new(tls::load(t)?)),
+        None => None,
     };
-    let launcher = match std::env::current_exe() {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!("cannot find the deployhook binary to supervise commands with: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let worker = Worker::new(Arc::clone(&config), store.clone(), launcher);
-    let app = match Application::build(
+    let listen = config.server.listen;
+    let config = LiveConfig::new(config);
+    let store = Store::open(&config.get().server.state_dir).map_err(|e| e.to_string())?;
+    let launcher = std::env::current_exe().map_err(|e| {
+        format!("cannot find the deployhook binary to supervise commands with: {e}")
+    })?;
+    let metrics = Arc::new(Metrics::default());
+    let worker = Worker::new(
         Arc::clone(&config),
         store.clone(),
-        worker.handle(),
-        worker.git(),
-    ) {
-        Ok(app) => app,
-        Err(e) => {
-            tracing::error!("cannot listen on {}: {e}", config.server.listen);
-            return ExitCode::FAILURE;
-        }
+        Arc::clone(&metrics),
+        launcher,
+    );
+    let reloader = Reloader::new(Arc::clone(&config), Arc::clone(&metrics), tls.clone());
+    let state = AppState {
+        config: Arc::clone(&config),
+        store: store.clone(),
+        worker: worker.handle(),
+        git: worker.git(),
+        metrics,
+        reloader: Arc::clone(&reloader),
     };
+    let listener = std::net::TcpListener::bind(listen)
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let app = Application::new(state, listener, tls.clone())
+        .map_err(|e| format!("cannot serve on {listen}: {e}"))?;
     tracing::info!(
         addr = %app.local_addr(),
-        hooks = config.hooks.len(),
+        tls = tls.is_some(),
+        hooks = config.get().hooks.len(),
         state = %store.path().display(),
         "listening on {}",
         app.local_addr()
     );
-    let result = actix_web::rt::System::new().block_on(async move {
+    actix_web::rt::System::new().block_on(async move {
         let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
         let worker = actix_web::rt::spawn(worker.run(jobs_stopped));
+        actix_web::rt::spawn(Arc::clone(&reloader).on_sighup());
+        actix_web::rt::spawn(reloader.watch_file());
         let server = app.handle();
         actix_web::rt::spawn(async move {
             wait_for_stop_signal().await;
-            tracing::info!("stopping: finishing requests in flight, interrupting running jobs");
+            let _ = notify::notify("STOPPING=1");
+            tracing::info!("stopping: answering requests in flight, letting running jobs finish");
             let _ = stop_jobs.send(true);
             server.stop(true).await;
         });
+        let _ = notify::notify("READY=1");
         let result = app.run().await;
         let _ = worker.await;
-        result
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("server failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+        tracing::info!("stopped");
+        result.map_err(|e| format!("server failed: {e}"))
+    })
 }
 
 async fn wait_for_stop_signal() {
@@ -183,13 +255,17 @@ async fn wait_for_stop_signal() {
     }
 }
 
-fn init_logging() {
+/// Logs go to stderr (journald picks them up): human-readable, coloured only on a
+/// terminal, or one JSON object per line. `RUST_LOG` wins over `server.log_level`.
+fn init_logging(format: LogFormat, level: Option<&str>) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.unwrap_or("info")));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
 }

@@ -10,7 +10,7 @@ use serde::de::{self, Visitor};
 use toml::de::{DeTable, DeValue};
 
 use super::diag::{Diagnostic, Source, did_you_mean};
-use super::raw::{RawConfig, RawHook, RawLimits, RawRule, RawServer};
+use super::raw::{RawConfig, RawHook, RawLimits, RawRule, RawServer, RawTls};
 
 /// Removes unknown keys from the document and reports each one.
 pub fn strip_unknown(root: &mut DeTable<'_>, src: &Source<'_>) -> Vec<Diagnostic> {
@@ -20,6 +20,11 @@ pub fn strip_unknown(root: &mut DeTable<'_>, src: &Source<'_>) -> Vec<Diagnostic
         && let DeValue::Table(t) = server.get_mut()
     {
         check_table(t, fields::<RawServer>(), "[server]", src, &mut out);
+        if let Some(tls) = t.get_mut("tls")
+            && let DeValue::Table(tls) = tls.get_mut()
+        {
+            check_table(tls, fields::<RawTls>(), "[server.tls]", src, &mut out);
+        }
     }
     if let Some(hooks) = root.get_mut("hook")
         && let DeValue::Array(hooks) = hooks.get_mut()

@@ -5,7 +5,8 @@
 
 mod diag;
 mod keys;
-mod raw;
+mod live;
+pub(crate) mod raw;
 mod units;
 mod validate;
 
@@ -17,8 +18,10 @@ use std::time::Duration;
 use globset::GlobSet;
 
 pub use diag::{Diagnostic, Severity};
+pub use live::LiveConfig;
 pub use units::{parse_duration, parse_size};
 
+use crate::access::Cidr;
 use crate::event::Forge;
 pub use crate::git::RemoteAuth;
 pub use crate::runner::Limits;
@@ -58,6 +61,24 @@ pub struct Server {
     /// Finished jobs kept per hook, by count and by age; older ones and their logs are pruned.
     pub keep_jobs: usize,
     pub keep_for: Duration,
+    /// On SIGTERM, how long running jobs may go on before they are stopped.
+    pub shutdown_grace: Duration,
+    /// Reload by itself when the file changes (also when it is replaced).
+    pub watch_config: bool,
+    /// A tracing filter (`info`, `deployhook=debug`); `RUST_LOG` wins over it.
+    pub log_level: Option<String>,
+    /// Who may deliver; empty: everyone.
+    pub allow_from: Vec<Cidr>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<Cidr>,
+    pub tls: Option<Tls>,
+}
+
+/// HTTPS: a PEM certificate chain and its private key.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug)]

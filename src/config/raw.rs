@@ -8,71 +8,213 @@ use serde::Deserialize;
 use serde::de::{self, SeqAccess, Visitor};
 use toml::Spanned;
 
-#[derive(Deserialize)]
+/// The whole file: the `[server]` table and the `[[hook]]`s.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Config")]
 pub struct RawConfig {
+    /// The daemon itself: where it listens, where it keeps its state, its limits.
+    #[schemars(with = "Option<RawServer>")]
     pub server: Option<Spanned<RawServer>>,
+    /// One `[[hook]]` per webhook endpoint, served at `POST /hooks/<id>`.
     #[serde(default)]
+    #[schemars(with = "Vec<RawHook>")]
     pub hook: Vec<Spanned<RawHook>>,
 }
 
-#[derive(Deserialize, Default)]
+/// `[server]`: every key is optional.
+#[derive(Deserialize, schemars::JsonSchema, Default)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Server")]
 pub struct RawServer {
+    /// `address:port` to receive webhooks on. Default `"127.0.0.1:9000"`.
+    #[schemars(with = "Option<String>")]
     pub listen: Option<Spanned<String>>,
+    /// Where the embedded SQLite store (`deployhook.db`), git caches, work trees and job
+    /// logs live; a relative path resolves against the config file's folder. Default `"state"`.
+    #[schemars(with = "Option<String>")]
     pub state_dir: Option<Spanned<String>>,
+    /// Larger request bodies are refused with 413 without being read: a size like `"25MiB"`
+    /// (B, KB, KiB, MB, MiB, GB, GiB). Default `"25MiB"`.
+    #[schemars(with = "Option<String>")]
     pub max_body: Option<Spanned<String>>,
+    /// Jobs of different hooks running at once (one per hook, always). Default 4.
+    #[schemars(with = "Option<i64>", range(min = 1))]
     pub max_concurrent_jobs: Option<Spanned<i64>>,
+    /// A file holding the bearer token for `/api` and the CLI; without it the API answers
+    /// loopback clients only.
+    #[schemars(with = "Option<String>")]
     pub api_token_file: Option<Spanned<String>>,
+    /// A timed-out or cancelled command gets SIGTERM, then SIGKILL after this: a duration like
+    /// `"10s"` (ms, s, m, h, d). Default `"10s"`.
+    #[schemars(with = "Option<String>")]
     pub kill_grace: Option<Spanned<String>>,
+    /// A job's log is cut past this size (the cut is marked). Default `"1MiB"`.
+    #[schemars(with = "Option<String>")]
     pub max_log_size: Option<Spanned<String>>,
+    /// Finished jobs (and their logs) kept per hook. Default 100.
+    #[schemars(with = "Option<i64>", range(min = 1))]
     pub keep_jobs: Option<Spanned<i64>>,
+    /// Finished jobs (and their logs) are kept for at most this long. Default `"30d"`.
+    #[schemars(with = "Option<String>")]
     pub keep_for: Option<Spanned<String>>,
+    /// On SIGTERM, how long running jobs may go on before they are stopped. Default `"30s"`.
+    #[schemars(with = "Option<String>")]
+    pub shutdown_grace: Option<Spanned<String>>,
+    /// Reload by itself when the config file changes (also when it is replaced). Default false.
+    #[schemars(with = "Option<bool>")]
+    pub watch_config: Option<Spanned<bool>>,
+    /// A log filter like `"info"` or `"deployhook=debug"`; `RUST_LOG` wins over it.
+    #[schemars(with = "Option<String>")]
+    pub log_level: Option<Spanned<String>>,
+    /// Who may deliver: addresses or networks like `"192.0.2.0/24"`. Absent or empty: everyone.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub allow_from: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Peers (addresses or networks) whose `X-Forwarded-For` is believed.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Serve HTTPS instead of HTTP.
+    #[schemars(with = "Option<RawTls>")]
+    pub tls: Option<Spanned<RawTls>>,
 }
 
-#[derive(Deserialize)]
+/// `[server.tls]`: a PEM certificate chain and its private key; both are needed.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Tls")]
+pub struct RawTls {
+    /// The PEM certificate chain; a relative path resolves against the config file's folder.
+    #[schemars(with = "Option<String>")]
+    pub cert_file: Option<Spanned<String>>,
+    /// The certificate's PEM private key.
+    #[schemars(with = "Option<String>")]
+    pub key_file: Option<Spanned<String>>,
+}
+
+/// `[[hook]]`: one webhook endpoint and the repository it deploys.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Hook")]
 pub struct RawHook {
+    /// Required: the hook is served at `POST /hooks/<id>`.
+    #[schemars(with = "Option<String>")]
     pub id: Option<Spanned<String>>,
+    /// Required: who sends the deliveries, which decides how they are verified and read.
+    #[schemars(with = "Option<String>")]
+    #[schemars(extend("enum" = ["github", "gitlab", "gitea", "forgejo", "gogs", "bitbucket", "generic"]))]
     pub forge: Option<Spanned<String>>,
+    /// A file holding the secret (preferred; keep it chmod 600), or a list of files while a
+    /// secret is rotated: a delivery signed with any of them is accepted. Exactly one of
+    /// `secret_file`, `secret_env` and `secret` is required.
+    #[schemars(with = "Option<StringList>")]
     pub secret_file: Option<Spanned<StringList>>,
+    /// An environment variable holding the secret, or a list of them (rotation). Exactly one
+    /// of `secret_file`, `secret_env` and `secret` is required.
+    #[schemars(with = "Option<StringList>")]
     pub secret_env: Option<Spanned<StringList>>,
+    /// The secret inline, or a list (rotation): allowed but warned about, as anyone who reads
+    /// the file can deploy. `generic` hooks use a Standard Webhooks `whsec_<base64>` secret.
+    #[schemars(with = "Option<StringList>")]
     pub secret: Option<Spanned<StringList>>,
+    /// GitHub only: also accept the old sha1 `X-Hub-Signature`. Default false.
+    #[schemars(with = "Option<bool>")]
     pub legacy_sha1: Option<Spanned<bool>>,
+    /// Required: `owner/name` (GitLab: the path with namespace; Bitbucket Data Center:
+    /// `PROJECTKEY/repo-slug`). Deliveries for any other repository are ignored.
+    #[schemars(with = "Option<String>")]
     pub repository: Option<Spanned<String>>,
+    /// Required: where the worker fetches from, never taken from a payload. An https:// or
+    /// ssh:// URL, `user@host:path`, or a local path (relative to the config file's folder).
+    #[schemars(with = "Option<String>")]
     pub clone_url: Option<Spanned<String>>,
+    /// The private key for ssh:// and `user@host:path` URLs; needs `known_hosts_file`.
+    #[schemars(with = "Option<String>")]
     pub ssh_key_file: Option<Spanned<String>>,
+    /// The SSH server's host key, which the connection is checked against (`ssh-keyscan`,
+    /// then verify it).
+    #[schemars(with = "Option<String>")]
     pub known_hosts_file: Option<Spanned<String>>,
+    /// For https:// URLs: a file holding a token, sent as the password of `token_user`.
+    #[schemars(with = "Option<String>")]
     pub token_file: Option<Spanned<String>>,
+    /// The user name sent with `token_file`'s token. Default `"git"`.
+    #[schemars(with = "Option<String>")]
     pub token_user: Option<Spanned<String>>,
+    /// Fetch only the pushed commit's history (depth 1). Default false.
+    #[schemars(with = "Option<bool>")]
     pub shallow: Option<Spanned<bool>>,
+    /// Check out submodules too. Default false.
+    #[schemars(with = "Option<bool>")]
     pub submodules: Option<Spanned<bool>>,
+    /// `[[hook.rule]]`s, tried in order: the first that matches a push wins.
     #[serde(default)]
+    #[schemars(with = "Vec<RawRule>")]
     pub rule: Vec<Spanned<RawRule>>,
 }
 
-#[derive(Deserialize)]
+/// `[[hook.rule]]`: which pushes deploy, and how.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Rule")]
 pub struct RawRule {
+    /// Globs on the branch name (without `refs/heads/`): `*` stays within a `/` segment,
+    /// `**` crosses them. Without it, no branch push matches the rule.
+    #[schemars(with = "Option<Vec<String>>")]
     pub branches: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Globs on the tag name (without `refs/tags/`). Without it, no tag push matches the rule.
+    #[schemars(with = "Option<Vec<String>>")]
     pub tags: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Optional globs on the changed files: at least one must match (a forge that does not
+    /// list the files matches).
+    #[schemars(with = "Option<Vec<String>>")]
     pub paths: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Required: run in order in the hook's work tree, checked out at the pushed commit; the
+    /// first failure stops the job. The push is in `DEPLOYHOOK_*` environment variables, never
+    /// on a command line.
+    #[schemars(with = "Option<Vec<RawCommand>>")]
     pub commands: Option<Spanned<Vec<Spanned<RawCommand>>>>,
+    /// Per command; then the command's whole process tree is killed. Default `"10m"`.
+    #[schemars(with = "Option<String>")]
     pub timeout: Option<Spanned<String>>,
+    /// `supersede` (default): a newer push replaces a pending one of the same hook and rule;
+    /// `fifo`: every push runs, in order.
+    #[schemars(with = "Option<String>")]
+    #[schemars(extend("enum" = ["supersede", "fifo"]))]
     pub queue: Option<Spanned<String>>,
+    /// Run again a job the daemon was stopped in the middle of. Default false.
+    #[schemars(with = "Option<bool>")]
     pub retry_interrupted: Option<Spanned<bool>>,
+    /// Variables added to the commands' otherwise cleared environment.
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
     pub env: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+    /// Drop to this user and its groups to run the commands (the daemon must run as root).
+    #[schemars(with = "Option<String>")]
     pub run_as: Option<Spanned<String>>,
+    /// Resource limits for each command (not enforced for root).
+    #[schemars(with = "Option<RawLimits>")]
     pub limits: Option<Spanned<RawLimits>>,
+    /// Let commands write only to their work tree, their `TMPDIR` and `/dev/null` (Landlock,
+    /// Linux 5.13 or later). Default false.
+    #[schemars(with = "Option<bool>")]
     pub sandbox: Option<Spanned<bool>>,
 }
 
-#[derive(Deserialize)]
+/// `limits`: per-command resource limits.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Limits")]
 pub struct RawLimits {
+    /// CPU time, a duration like `"10m"`.
+    #[schemars(with = "Option<String>")]
     pub cpu: Option<Spanned<String>>,
+    /// Address space, a size like `"2GiB"`.
+    #[schemars(with = "Option<String>")]
     pub memory: Option<Spanned<String>>,
+    /// Open files.
+    #[schemars(with = "Option<i64>", range(min = 1))]
     pub nofile: Option<Spanned<i64>>,
+    /// Processes of the user the command runs as.
+    #[schemars(with = "Option<i64>", range(min = 1))]
     pub nproc: Option<Spanned<i64>>,
 }
 

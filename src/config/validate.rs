@@ -13,12 +13,15 @@ use toml::Spanned;
 use toml::de::DeTable;
 
 use super::diag::{Diagnostic, Severity, Source, did_you_mean};
-use super::raw::{RawCommand, RawConfig, RawHook, RawLimits, RawRule, RawServer, StringList};
+use super::raw::{
+    RawCommand, RawConfig, RawHook, RawLimits, RawRule, RawServer, RawTls, StringList,
+};
 use super::units::{parse_duration, parse_size};
 use super::{
     Command, Config, Globs, Hook, Invalid, Limits, Loaded, QueueMode, RemoteAuth, Rule, Server,
-    keys,
+    Tls, keys,
 };
+use crate::access::Cidr;
 use crate::event::{Forge, is_valid_ref_path};
 use crate::secret::Secret;
 use crate::verify::{Auth, decode_whsec};
@@ -136,6 +139,20 @@ impl Validator<'_> {
         let max_log_size = self.field(s.max_log_size, "max_log_size", |s| nonzero_size(s));
         let keep_jobs = self.field(s.keep_jobs, "keep_jobs", |n| positive(*n));
         let keep_for = self.field(s.keep_for, "keep_for", |s| nonzero_duration(s));
+        let shutdown_grace =
+            self.field(s.shutdown_grace, "shutdown_grace", |s| nonzero_duration(s));
+        let log_level = self.field(s.log_level, "log_level", |l| {
+            tracing_subscriber::EnvFilter::try_new(l)
+                .map(|_| l.clone())
+                .map_err(|e| {
+                    format!(
+                        "{l:?} is not a log filter ({e}); use error, warn, info, debug or trace"
+                    )
+                })
+        });
+        let allow_from = self.cidrs(s.allow_from, "allow_from");
+        let trusted_proxies = self.cidrs(s.trusted_proxies, "trusted_proxies");
+        let tls = s.tls.map(|t| self.tls(t));
         let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         let server = Server {
             listen: listen
@@ -153,8 +170,52 @@ impl Validator<'_> {
             max_log_size: max_log_size.ok()?.unwrap_or(1 << 20),
             keep_jobs: to_usize(keep_jobs.ok()?.unwrap_or(100)),
             keep_for: keep_for.ok()?.unwrap_or(Duration::from_secs(30 * 86_400)),
+            shutdown_grace: shutdown_grace.ok()?.unwrap_or(Duration::from_secs(30)),
+            watch_config: s.watch_config.is_some_and(Spanned::into_inner),
+            log_level: log_level.ok()?,
+            allow_from: allow_from?,
+            trusted_proxies: trusted_proxies?,
+            tls: match tls {
+                None => None,
+                Some(t) => Some(t?),
+            },
         };
         Some(server)
+    }
+
+    fn cidrs(
+        &mut self,
+        raw: Option<Spanned<Vec<Spanned<String>>>>,
+        key: &str,
+    ) -> Option<Vec<Cidr>> {
+        let before = self.errors();
+        let mut out = Vec::new();
+        for c in raw.map(Spanned::into_inner).unwrap_or_default() {
+            match Cidr::parse(c.get_ref()) {
+                Ok(cidr) => out.push(cidr),
+                Err(e) => self.error(c.span(), format!("{key}: {e}")),
+            }
+        }
+        (self.errors() == before).then_some(out)
+    }
+
+    /// Checks that the certificate and key exist and are what rustls can use.
+    fn tls(&mut self, raw: Spanned<RawTls>) -> Option<Tls> {
+        let span = raw.span();
+        let t = raw.into_inner();
+        let (Some(cert), Some(key)) = (t.cert_file, t.key_file) else {
+            self.error(span, "[server.tls] needs both cert_file and key_file");
+            return None;
+        };
+        let tls = Tls {
+            cert_file: self.resolve(cert.get_ref()),
+            key_file: self.resolve(key.get_ref()),
+        };
+        if let Err(e) = crate::server::tls::load(&tls) {
+            self.error(cert.span(), format!("[server.tls]: {e}"));
+            return None;
+        }
+        Some(tls)
     }
 
     /// Parses an optional key with `parse`, reporting a failure at the key's value as
@@ -454,9 +515,22 @@ impl Validator<'_> {
         Some((secrets, span))
     }
 
+    /// Reads a secret file; `%d/NAME` is a systemd credential (`LoadCredential=NAME:...`),
+    /// read from `$CREDENTIALS_DIRECTORY` as systemd's own `%d` specifier means.
     fn secret_from_file(&mut self, name: &str, span: &Range<usize>) -> Option<Vec<u8>> {
         use std::os::unix::fs::PermissionsExt;
-        let path = self.resolve(name);
+        let path = if let Some(credential) = name.strip_prefix("%d/") {
+            let Some(dir) = (self.env)("CREDENTIALS_DIRECTORY") else {
+                self.error(
+                    span.clone(),
+                    format!("{name} names a systemd credential, but $CREDENTIALS_DIRECTORY is not set: add LoadCredential={credential}:<file> to the unit"),
+                );
+                return None;
+            };
+            PathBuf::from(dir).join(credential)
+        } else {
+            self.resolve(name)
+        };
         match std::fs::read(&path) {
             Ok(bytes) => {
                 let trimmed = bytes.trim_ascii().to_vec();

@@ -30,8 +30,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/hooks/{id}/deploy", web::post().to(deploy));
 }
 
-fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    match &state.config.server.api_token {
+pub(super) fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    match &state.config.get().server.api_token {
         Some(token) => {
             let given = req
                 .headers()
@@ -231,7 +231,7 @@ async fn deploy(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
-    let config = state.config.clone();
+    let config = state.config.get();
     let hook = config
         .hook(&id)
         .ok_or_else(|| ApiError::UnknownHook(id.into_inner()))?;

@@ -9,6 +9,7 @@ use futures_util::StreamExt as _;
 use serde_json::json;
 
 use super::{ApiError, AppState};
+use crate::access;
 use crate::config::Hook;
 use crate::event::DeliveryId;
 use crate::forge;
@@ -31,7 +32,20 @@ pub async fn deliver(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let config = state.config.clone();
+    let config = state.config.get();
+    if let Some(peer) = req.peer_addr() {
+        let forwarded = req
+            .headers()
+            .get("X-Forwarded-For")
+            .and_then(|v| v.to_str().ok());
+        let client = access::client_ip(peer.ip(), forwarded, &config.server.trusted_proxies);
+        if !access::allowed(client, &config.server.allow_from) {
+            tracing::warn!(hook = ?id.as_str(), client = %client, "delivery refused: address not in server.allow_from");
+            return Err(ApiError::Forbidden(format!(
+                "deliveries from {client} are not allowed (server.allow_from)"
+            )));
+        }
+    }
     let Some(hook) = config.hook(&id) else {
         tracing::info!(hook = ?id.as_str(), "delivery for an unknown hook refused");
         return Err(ApiError::UnknownHook(id.into_inner()));
@@ -50,10 +64,17 @@ pub async fn deliver(
     let decision = match intake::decide(hook, &headers, &body, SystemTime::now()) {
         Ok(d) => d,
         Err(IntakeError::Unauthorized(r)) => {
+            state.metrics.signature_failure(&hook.id);
+            state
+                .metrics
+                .delivery(&hook.id, hook.forge.as_str(), "unauthorized");
             tracing::warn!(hook = %hook.id, delivery = %claimed, peer = ?req.peer_addr(), reason = %r, "delivery rejected: not authentic");
             return Err(ApiError::Unauthorized(r.to_string()));
         }
         Err(IntakeError::BadRequest(e)) => {
+            state
+                .metrics
+                .delivery(&hook.id, hook.forge.as_str(), "bad_request");
             // The message may quote payload text: `?` escapes it for the log.
             tracing::warn!(hook = %hook.id, delivery = %claimed, error = ?e.to_string(), "signed delivery is unreadable");
             return Err(ApiError::BadRequest(e.to_string()));
@@ -69,6 +90,9 @@ async fn respond(
 ) -> Result<HttpResponse, ApiError> {
     match decision {
         Decision::Pong { delivery } => {
+            state
+                .metrics
+                .delivery(&hook.id, hook.forge.as_str(), "pong");
             tracing::info!(hook = %hook.id, delivery = %show(delivery.as_ref()), "ping answered");
             Ok(HttpResponse::Ok().json(json!({
                 "status": "pong",
@@ -77,6 +101,9 @@ async fn respond(
             })))
         }
         Decision::Ignore { delivery, reason } => {
+            state
+                .metrics
+                .delivery(&hook.id, hook.forge.as_str(), "ignored");
             tracing::info!(hook = %hook.id, delivery = %show(delivery.as_ref()), reason = ?reason, "delivery ignored");
             Ok(HttpResponse::Ok().json(json!({
                 "status": "ignored",
@@ -113,11 +140,15 @@ async fn respond(
                 .await
                 .map_err(|e| {
                     tracing::error!(hook = %hook.id, delivery = %show(delivery.as_ref()), error = %e, "delivery not recorded");
+                    state.metrics.delivery(&hook.id, hook.forge.as_str(), "unavailable");
                     ApiError::Unavailable(e.to_string())
                 })?;
             let delivery_str = delivery.as_ref().map(DeliveryId::as_str);
             match outcome {
                 Acceptance::Duplicate => {
+                    state
+                        .metrics
+                        .delivery(&hook.id, hook.forge.as_str(), "duplicate");
                     tracing::info!(hook = %hook.id, delivery = %show(delivery.as_ref()), "duplicate delivery: already accepted, not deployed again");
                     Ok(HttpResponse::Ok().json(json!({
                         "status": "duplicate",
@@ -127,6 +158,9 @@ async fn respond(
                     })))
                 }
                 Acceptance::Queued(ids) => {
+                    state
+                        .metrics
+                        .delivery(&hook.id, hook.forge.as_str(), "queued");
                     state.worker.wake();
                     let jobs: Vec<_> = ids
                         .iter()

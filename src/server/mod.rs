@@ -1,9 +1,12 @@
-//! The HTTP front: binds the listener, routes `/hooks/{id}`, and turns each delivery's
-//! outcome into a status and a JSON body. The only module that knows actix.
+//! The HTTP front: binds the listener (plain or TLS), routes `/hooks/{id}`, the API and
+//! the operations endpoints, and turns each outcome into a status and a JSON body. The
+//! only module that knows actix.
 
 mod api;
 mod error;
 mod hooks;
+mod ops;
+pub mod tls;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -13,17 +16,21 @@ use actix_web::{App, HttpServer, web};
 
 pub use error::ApiError;
 
-use crate::config::Config;
+use crate::config::LiveConfig;
 use crate::git::Git;
+use crate::metrics::Metrics;
+use crate::reload::Reloader;
 use crate::store::Store;
 use crate::worker::WorkerHandle;
 
 /// What every request handler shares.
 pub struct AppState {
-    pub config: Arc<Config>,
+    pub config: Arc<LiveConfig>,
     pub store: Store,
     pub worker: WorkerHandle,
     pub git: Arc<Git>,
+    pub metrics: Arc<Metrics>,
+    pub reloader: Arc<Reloader>,
 }
 
 /// A bound, not yet running server. `main` and the tests build it the same way; tests
@@ -34,38 +41,22 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds `server.listen` from the config.
-    pub fn build(
-        config: Arc<Config>,
-        store: Store,
-        worker: WorkerHandle,
-        git: Arc<Git>,
-    ) -> std::io::Result<Application> {
-        let listener = TcpListener::bind(config.server.listen)?;
-        Application::with_listener(config, store, worker, git, listener)
-    }
-
-    pub fn with_listener(
-        config: Arc<Config>,
-        store: Store,
-        worker: WorkerHandle,
-        git: Arc<Git>,
+    /// Serves `state` on `listener`, with TLS when `tls` is given.
+    pub fn new(
+        state: AppState,
         listener: TcpListener,
+        tls: Option<Arc<tls::ReloadableCert>>,
     ) -> std::io::Result<Application> {
         let addr = listener.local_addr()?;
-        let state = web::Data::new(AppState {
-            config,
-            store,
-            worker,
-            git,
-        });
-        let server = HttpServer::new(move || {
+        let state = web::Data::new(state);
+        let http = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(web::JsonConfig::default().error_handler(|e, _| {
                     error::ApiError::BadRequest(format!("invalid JSON body: {e}")).into()
                 }))
                 .configure(api::routes)
+                .configure(ops::routes)
                 .service(
                     web::resource("/hooks/{id}")
                         .route(web::post().to(hooks::deliver))
@@ -74,10 +65,15 @@ impl Application {
                 .default_service(web::to(error::not_found))
         })
         // main handles SIGINT/SIGTERM itself and stops the server through its handle.
-        .disable_signals()
-        .listen(listener)?
-        .run();
-        Ok(Application { server, addr })
+        .disable_signals();
+        let http = match tls {
+            Some(cert) => http.listen_rustls_0_23(listener, tls::server_config(cert))?,
+            None => http.listen(listener)?,
+        };
+        Ok(Application {
+            server: http.run(),
+            addr,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

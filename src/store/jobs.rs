@@ -340,6 +340,12 @@ pub(super) fn list(conn: &Connection, filter: &JobFilter) -> rusqlite::Result<Ve
     .collect()
 }
 
+pub(super) fn count_by_state(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+    conn.prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect()
+}
+
 pub(super) fn prune(
     conn: &Connection,
     keep_jobs: usize,

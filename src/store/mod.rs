@@ -92,6 +92,9 @@ enum Op {
         filter: JobFilter,
         reply: Reply<Vec<JobRecord>>,
     },
+    CountByState {
+        reply: Reply<Vec<(String, i64)>>,
+    },
     Prune {
         keep_jobs: usize,
         keep_for: Duration,
@@ -209,6 +212,11 @@ impl Store {
         self.call(|reply| Op::List { filter, reply }).await
     }
 
+    /// How many jobs are in each state (for metrics).
+    pub async fn count_by_state(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.call(|reply| Op::CountByState { reply }).await
+    }
+
     /// Deletes finished jobs beyond `keep_jobs` per hook or older than `keep_for`, and
     /// their logs; returns the ids removed.
     pub async fn prune(
@@ -306,6 +314,7 @@ fn run_one(conn: &mut Connection, op: Op) {
         Op::Requeue { id, reply } => send(reply, jobs::requeue(conn, id, now)),
         Op::Get { id, reply } => send(reply, jobs::get(conn, id)),
         Op::List { filter, reply } => send(reply, jobs::list(conn, &filter)),
+        Op::CountByState { reply } => send(reply, jobs::count_by_state(conn)),
         Op::Prune {
             keep_jobs,
             keep_for,

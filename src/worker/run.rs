@@ -8,8 +8,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
 use super::WorkerHandle;
-use crate::config::{Config, Hook, Rule};
+use crate::config::{Config, Hook, LiveConfig, Rule};
 use crate::git::{Git, Remote, Retry};
+use crate::metrics::Metrics;
 use crate::runner::{self, Outcome, RunSpec};
 use crate::store::{JobRecord, JobState, Store};
 
@@ -20,7 +21,8 @@ const TICK: Duration = Duration::from_secs(5);
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 pub struct Worker {
-    config: Arc<Config>,
+    config: Arc<LiveConfig>,
+    metrics: Arc<Metrics>,
     store: Store,
     handle: WorkerHandle,
     git: Arc<Git>,
@@ -29,9 +31,14 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(config: Arc<Config>, store: Store, launcher: PathBuf) -> Worker {
+    pub fn new(
+        config: Arc<LiveConfig>,
+        store: Store,
+        metrics: Arc<Metrics>,
+        launcher: PathBuf,
+    ) -> Worker {
         let git = Git::new(
-            config.server.state_dir.join("git"),
+            config.get().server.state_dir.join("git"),
             Retry {
                 attempts: 3,
                 first_backoff: Duration::from_secs(1),
@@ -39,6 +46,7 @@ impl Worker {
         );
         Worker {
             config,
+            metrics,
             store,
             handle: WorkerHandle::default(),
             git: Arc::new(git),
@@ -63,7 +71,7 @@ impl Worker {
         let me = Arc::new(self);
         let mut tasks = tokio::task::JoinSet::new();
         loop {
-            while me.handle.running_count() < me.config.server.max_concurrent_jobs {
+            while me.handle.running_count() < me.config.get().server.max_concurrent_jobs {
                 match me.store.claim().await {
                     Ok(Some(job)) => {
                         let cancel = me.handle.start(job.job_id());
@@ -84,8 +92,26 @@ impl Worker {
                 _ = shutdown.changed() => break,
             }
         }
-        me.handle.cancel_all();
-        while tasks.join_next().await.is_some() {}
+        // Stopping: running jobs get `shutdown_grace` to finish, then are stopped (and
+        // recorded as interrupted); queued jobs stay queued for the next start.
+        let grace = me.config.get().server.shutdown_grace;
+        if !tasks.is_empty() {
+            tracing::info!(
+                running = tasks.len(),
+                ?grace,
+                "waiting for running jobs to finish"
+            );
+        }
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(
+                running = tasks.len(),
+                "shutdown grace is over: stopping the jobs still running"
+            );
+            me.handle.cancel_all();
+            while tasks.join_next().await.is_some() {}
+        }
     }
 
     async fn recover(&self) {
@@ -97,8 +123,7 @@ impl Worker {
             }
         };
         for job in interrupted {
-            let retry = self
-                .rule_of(&job)
+            let retry = Self::rule_of(&self.config.get(), &job)
                 .is_some_and(|(_, rule)| rule.retry_interrupted);
             tracing::warn!(job = job.id, hook = %job.hook, retry, "job was interrupted by a daemon stop");
             if retry && let Err(e) = self.store.requeue(job.job_id()).await {
@@ -108,7 +133,8 @@ impl Worker {
     }
 
     async fn prune(&self) {
-        let s = &self.config.server;
+        let config = self.config.get();
+        let s = &config.server;
         match self.store.prune(s.keep_jobs, s.keep_for).await {
             Ok(removed) if !removed.is_empty() => {
                 tracing::info!(count = removed.len(), "pruned old jobs and their logs");
@@ -118,8 +144,8 @@ impl Worker {
         }
     }
 
-    fn rule_of(&self, job: &JobRecord) -> Option<(&Hook, &Rule)> {
-        let hook = self.config.hook(&job.hook)?;
+    fn rule_of<'c>(config: &'c Config, job: &JobRecord) -> Option<(&'c Hook, &'c Rule)> {
+        let hook = config.hook(&job.hook)?;
         let rule = hook.rules.get(usize::try_from(job.rule).ok()?)?;
         Some((hook, rule))
     }
@@ -133,7 +159,9 @@ impl Worker {
         let id = job.job_id();
         let log_path = self.store.log_path(id);
         tracing::info!(job = job.id, hook = %job.hook, git_ref = %job.git_ref, sha = %job.sha, "job started");
-        let (state, detail) = match self.rule_of(&job) {
+        let started = std::time::Instant::now();
+        let config = self.config.get();
+        let (state, detail) = match Self::rule_of(&config, &job) {
             None => (
                 JobState::Failed,
                 format!(
@@ -141,7 +169,10 @@ impl Worker {
                     job.hook, job.rule
                 ),
             ),
-            Some((hook, rule)) => self.deploy(&job, hook, rule, &log_path, cancel).await,
+            Some((hook, rule)) => {
+                self.deploy(&config, &job, hook, rule, &log_path, cancel)
+                    .await
+            }
         };
         // A job stopped because the daemon is stopping did not fail: it was interrupted.
         let (state, detail) = if state == JobState::Cancelled && *shutdown.borrow() {
@@ -153,6 +184,8 @@ impl Worker {
             (state, detail)
         };
         append(&log_path, &format!("job {} {state}: {detail}", job.id)).await;
+        self.metrics
+            .job_finished(&job.hook, state.as_str(), started.elapsed());
         if let Err(e) = self.store.finish(id, state, detail.clone()).await {
             tracing::error!(job = job.id, error = %e, "cannot record how the job ended");
         }
@@ -163,6 +196,7 @@ impl Worker {
 
     async fn deploy(
         &self,
+        config: &Config,
         job: &JobRecord,
         hook: &Hook,
         rule: &Rule,
@@ -177,7 +211,7 @@ impl Worker {
             ),
         )
         .await;
-        let state_dir = &self.config.server.state_dir;
+        let state_dir = &config.server.state_dir;
         let worktree = state_dir.join("work").join(&hook.id);
         let remote = remote(hook);
         let git = Arc::clone(&self.git);
@@ -186,6 +220,7 @@ impl Worker {
             tokio::task::spawn_blocking(move || git.checkout(&remote, &git_ref, &sha, &tree)).await;
         match checkout {
             Ok(Ok(info)) => {
+                self.metrics.git_fetch(&hook.id, info.duration);
                 append(
                     log_path,
                     &format!(
@@ -216,13 +251,13 @@ impl Worker {
             workdir: worktree,
             env: environment(job, hook, rule),
             timeout: rule.timeout,
-            kill_grace: self.config.server.kill_grace,
+            kill_grace: config.server.kill_grace,
             limits: rule.limits.clone(),
             run_as: rule.run_as.clone(),
             sandbox: rule.sandbox,
             tmp_dir: state_dir.join("tmp").join(job.id.to_string()),
             log_path: log_path.to_path_buf(),
-            log_cap: self.config.server.max_log_size,
+            log_cap: config.server.max_log_size,
         };
         match runner::run(spec, cancel).await {
             Outcome::Succeeded => (JobState::Succeeded, "all commands succeeded".to_owned()),

@@ -9,8 +9,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use deployhook::config;
-use deployhook::server::Application;
+use std::sync::Arc;
+
+use deployhook::config::{self, LiveConfig};
+use deployhook::metrics::Metrics;
+use deployhook::reload::Reloader;
+use deployhook::server::{AppState, Application};
 use deployhook::store::Store;
 use deployhook::worker::Worker;
 
@@ -140,18 +144,25 @@ impl TestApp {
 
     pub fn spawn_in(dir: TestDir) -> TestApp {
         let loaded = config::load(&dir.config_path()).unwrap_or_else(|e| panic!("{e}"));
-        let cfg = std::sync::Arc::new(loaded.config);
+        let cfg = LiveConfig::new(loaded.config);
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let system = actix_web::rt::System::new();
             system.block_on(async move {
-                let store = Store::open(&cfg.server.state_dir).unwrap();
+                let store = Store::open(&cfg.get().server.state_dir).unwrap();
                 let launcher = PathBuf::from(env!("CARGO_BIN_EXE_deployhook"));
-                let worker = Worker::new(cfg.clone(), store.clone(), launcher);
+                let metrics = Arc::new(Metrics::default());
+                let worker = Worker::new(cfg.clone(), store.clone(), metrics.clone(), launcher);
+                let state = AppState {
+                    config: cfg.clone(),
+                    store,
+                    worker: worker.handle(),
+                    git: worker.git(),
+                    reloader: Reloader::new(cfg, metrics.clone(), None),
+                    metrics,
+                };
                 let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-                let app =
-                    Application::with_listener(cfg, store, worker.handle(), worker.git(), listener)
-                        .unwrap();
+                let app = Application::new(state, listener, None).unwrap();
                 let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
                 tx.send((app.local_addr(), app.handle(), stop_jobs))
                     .unwrap();

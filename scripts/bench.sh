@@ -1,0 +1,494 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of deployhook against Debian's `webhook` (adnanh/webhook), both on
+# loopback with equivalent configs, results in benches/RESULTS.md (see benches/README.md).
+#
+#   scripts/bench.sh            # needs root or sudo only to apt-get install what is missing
+#
+# Scenarios: 1 ingest (distinct signed 7.7 KB GitHub pushes, wrk, 64 connections) with a
+# kill -9 of deployhook after the run and another in the middle of a run, counting that
+# every 202 is on disk; 2 reject (wrong signature); 3 RSS idle / under load; 4 push-to-deploy
+# latency on a 10,000-commit repository against `git fetch` + `git checkout`; 5 a burst of
+# 1,000 pushes to one hook. Exits non-zero if either daemon answered wrongly.
+#
+# Knobs (environment): BENCH_DURATION (ingest seconds, 15), BENCH_REJECT_DURATION (10),
+# BENCH_CONNECTIONS (64), BENCH_LAT_RUNS (7), BENCH_BURST (1000), BENCH_OUT (RESULTS.md
+# path), DEPLOYHOOK_BIN (skip the cargo build), BENCH_KEEP=1 (keep the temp dir).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HERE=$ROOT/scripts/bench
+DURATION=${BENCH_DURATION:-15}
+REJECT_DURATION=${BENCH_REJECT_DURATION:-10}
+CONNS=${BENCH_CONNECTIONS:-64}
+LAT_RUNS=${BENCH_LAT_RUNS:-7}
+BURST=${BENCH_BURST:-1000}
+OUT=${BENCH_OUT:-$ROOT/benches/RESULTS.md}
+THREADS=$(nproc)
+COMMITS=10000
+SECRET=bench-secret-$RANDOM$RANDOM
+START_TS=$EPOCHREALTIME
+
+W=$(mktemp -d /tmp/deployhook-bench.XXXXXX)
+RES=$W/results.env         # every measured value, key=value; report.py reads it
+FAILURES=()
+DH_PID= WH_PID= BG_PIDS=()
+
+log() { printf '[bench %6.1fs] %s\n' "$(elapsed)" "$*" >&2; }
+elapsed() { awk -v a="$START_TS" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
+fail() { log "FAIL: $*"; FAILURES+=("$*"); }
+die() { log "FATAL: $*"; exit 1; }
+put() { printf '%s=%s\n' "$1" "$2" >> "$RES"; }   # put KEY VALUE
+get() { sed -n "s/^$1=//p" "$RES" | tail -n 1; }
+num() { local v; v=$(get "$1"); echo "${v:-0}"; }
+
+cleanup() {
+    local rc=$?
+    for p in "${BG_PIDS[@]}" $DH_PID $WH_PID; do
+        [[ -n $p ]] && kill -9 "$p" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    if [[ ${BENCH_KEEP:-0} == 1 || $rc != 0 ]]; then
+        log "work files kept in $W"
+    else
+        rm -rf "$W"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------------------------------
+# Tools
+as_root() { if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi; }
+need=()
+command -v webhook >/dev/null || need+=(webhook)
+command -v wrk >/dev/null || need+=(wrk)
+command -v sqlite3 >/dev/null || need+=(sqlite3)
+command -v git >/dev/null || need+=(git)
+command -v python3 >/dev/null || need+=(python3)
+if ((${#need[@]})); then
+    log "installing ${need[*]}"
+    as_root apt-get install -y "${need[@]}" >"$W/apt.log" 2>&1 ||
+        { as_root apt-get update >>"$W/apt.log" 2>&1 && as_root apt-get install -y "${need[@]}" >>"$W/apt.log" 2>&1; } ||
+        die "apt-get install ${need[*]} failed; see $W/apt.log"
+fi
+HAVE_PERF=0
+if command -v perf >/dev/null &&
+    perf stat -e syscalls:sys_enter_fdatasync -- true >/dev/null 2>&1; then
+    HAVE_PERF=1
+fi
+
+if [[ -n ${DEPLOYHOOK_BIN:-} ]]; then
+    DH=$DEPLOYHOOK_BIN
+else
+    log "cargo build --release --locked"
+    build_start=$EPOCHREALTIME
+    (cd "$ROOT" && cargo build --release --locked) >"$W/build.log" 2>&1 ||
+        { tail -n 30 "$W/build.log" >&2; die "cargo build failed"; }
+    put build_s "$(awk -v a="$build_start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')"
+    DH=$ROOT/target/release/deployhook
+fi
+[[ -x $DH ]] || die "no deployhook binary at $DH"
+
+# ---------------------------------------------------------------------------------------
+# Environment
+put date "$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+put nproc "$(nproc)"
+put cpu "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
+put mem "$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+put kernel "$(uname -sr)"
+put loadavg_start "$(cut -d' ' -f1-3 /proc/loadavg)"
+put dh_version "$("$DH" --version 2>/dev/null | head -n 1 || echo unknown) ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ', uncommitted changes in the tree'))"
+put wh_version "$(webhook -version 2>&1 | head -n 1)"
+put wrk_version "$(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)"
+put git_version "$(git --version)"
+put python_version "$(python3 --version 2>&1)"
+put duration "$DURATION"
+put reject_duration "$REJECT_DURATION"
+put conns "$CONNS"
+put threads "$THREADS"
+put perf "$HAVE_PERF"
+
+# ---------------------------------------------------------------------------------------
+# The repository: 10,000 commits by git fast-import
+log "creating a $COMMITS-commit repository"
+git init -q --bare "$W/origin.git"
+git -C "$W/origin.git" symbolic-ref HEAD refs/heads/main
+python3 "$HERE/mkrepo.py" "$COMMITS" | git -C "$W/origin.git" fast-import --quiet
+TIP=$(git -C "$W/origin.git" rev-parse main)
+PARENT=$(git -C "$W/origin.git" rev-parse main~1)
+put repo_commits "$(git -C "$W/origin.git" rev-list --count main)"
+put repo_size "$(du -sh "$W/origin.git" | cut -f1)"
+put repo_files "$(git -C "$W/origin.git" ls-tree -r main | wc -l)"
+
+# Request data for wrk: distinct bodies + their signatures
+N_INGEST=$((DURATION * 40000 + 50000))
+put body_bytes "$(python3 "$HERE/payload.py" wrk-data "$W/wrk-ingest" "$N_INGEST" "$SECRET" "$PARENT" "$TIP")"
+python3 "$HERE/payload.py" wrk-data "$W/wrk-kill" 300000 "$SECRET" "$PARENT" "$TIP" k >/dev/null
+
+# ---------------------------------------------------------------------------------------
+# Configs: the same hooks for both daemons
+mkdir -p "$W/out" "$W/dh-state"
+printf '%s' "$SECRET" > "$W/secret"
+chmod 600 "$W/secret"
+cat > "$W/record.sh" <<'EOF'
+#!/bin/sh
+echo "$DEPLOYHOOK_SHA" >> "$1"
+EOF
+cat > "$W/burst.sh" <<'EOF'
+#!/bin/sh
+sleep 0.2
+echo "$DEPLOYHOOK_SHA" >> "$1"
+EOF
+cat > "$W/stamp.sh" <<'EOF'
+#!/bin/bash
+echo "$EPOCHREALTIME $DEPLOYHOOK_SHA" >> "$1"
+EOF
+chmod +x "$W/record.sh" "$W/burst.sh" "$W/stamp.sh"
+
+read -r DH_PORT WH_PORT < <(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(2)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in ss))')
+
+# deployhook: server defaults except listen and state_dir
+cat > "$W/hooks.toml" <<EOF
+[server]
+listen = "127.0.0.1:$DH_PORT"
+state_dir = "$W/dh-state"
+
+[[hook]]
+id = "bench"
+forge = "github"
+secret_file = "$W/secret"
+repository = "acme/website"
+clone_url = "$W/origin.git"
+[[hook.rule]]
+branches = ["main"]
+commands = [["$W/record.sh", "$W/out/dh-ingest.log"]]
+
+[[hook]]
+id = "burst"
+forge = "github"
+secret_file = "$W/secret"
+repository = "acme/website"
+clone_url = "$W/origin.git"
+[[hook.rule]]
+branches = ["main"]
+commands = [["$W/burst.sh", "$W/out/dh-burst.log"]]
+
+[[hook]]
+id = "latency"
+forge = "github"
+secret_file = "$W/secret"
+repository = "acme/website"
+clone_url = "$W/origin.git"
+[[hook.rule]]
+branches = ["main"]
+commands = [["$W/stamp.sh", "$W/out/dh-latency.log"]]
+EOF
+"$DH" check --config "$W/hooks.toml" >"$W/check.log" 2>&1 || { cat "$W/check.log" >&2; die "deployhook check failed"; }
+
+# webhook: HMAC-SHA256 of X-Hub-Signature-256, then the same branch and repository checks
+wh_hook() { # id script log
+    cat <<EOF
+  {
+    "id": "$1",
+    "execute-command": "$W/$2",
+    "command-working-directory": "$W",
+    "pass-arguments-to-command": [{"source": "string", "name": "$W/out/$3"}],
+    "pass-environment-to-command": [{"source": "payload", "name": "after", "envname": "DEPLOYHOOK_SHA"}],
+    "trigger-rule": {"and": [
+      {"match": {"type": "payload-hmac-sha256", "secret": "$SECRET",
+                 "parameter": {"source": "header", "name": "X-Hub-Signature-256"}}},
+      {"match": {"type": "value", "value": "refs/heads/main", "parameter": {"source": "payload", "name": "ref"}}},
+      {"match": {"type": "value", "value": "acme/website", "parameter": {"source": "payload", "name": "repository.full_name"}}}
+    ]}
+  }
+EOF
+}
+{ echo "["; wh_hook bench record.sh wh-ingest.log; echo ","; wh_hook burst burst.sh wh-burst.log; echo "]"; } > "$W/hooks.json"
+
+# ---------------------------------------------------------------------------------------
+# Daemons
+wait_port() { # port pid name
+    local deadline=$((SECONDS + 30))
+    until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
+        kill -0 "$2" 2>/dev/null || die "$3 exited at startup; see $W/$3.log"
+        ((SECONDS < deadline)) || die "$3 does not listen on port $1 after 30 s"
+        sleep 0.05
+    done
+}
+start_dh() {
+    "$DH" serve --config "$W/hooks.toml" >>"$W/deployhook.log" 2>&1 &
+    DH_PID=$!
+    wait_port "$DH_PORT" "$DH_PID" deployhook
+}
+start_wh() {
+    webhook -hooks "$W/hooks.json" -ip 127.0.0.1 -port "$WH_PORT" >>"$W/webhook.log" 2>&1 &
+    WH_PID=$!
+    wait_port "$WH_PORT" "$WH_PID" webhook
+}
+kill9_dh() {
+    kill -9 "$DH_PID"
+    wait "$DH_PID" 2>/dev/null || true
+    DH_PID=
+}
+rss_kb() { # pid: VmRSS in kB
+    local k v r
+    while read -r k v r; do [[ $k == VmRSS: ]] && { echo "$v"; return; }; done < "/proc/$1/status"
+    echo 0
+}
+sample_rss() { # pid file: one VmRSS sample every 100 ms
+    while kill -0 "$1" 2>/dev/null; do rss_kb "$1" >> "$2" 2>/dev/null || true; sleep 0.1; done
+}
+cpu_ticks() { # pid: "self children" CPU ticks
+    awk '{ print $14 + $15, $16 + $17 }' "/proc/$1/stat"
+}
+sql() { sqlite3 -batch "$W/dh-state/deployhook.db" "$1"; }
+dh_wait_idle() { # hook seconds: until no job of the hook is queued or running
+    local deadline=$((SECONDS + $2))
+    while [[ $(sql "select count(*) from jobs where hook = '$1' and state in ('queued', 'running')") != 0 ]]; do
+        ((SECONDS < deadline)) || { fail "deployhook: jobs of hook $1 still pending after $2 s"; return 1; }
+        sleep 0.1
+    done
+}
+wh_wait_idle() { # seconds: until webhook has no child process left
+    local deadline=$((SECONDS + $1))
+    while pgrep -P "$WH_PID" >/dev/null; do
+        ((SECONDS < deadline)) || { fail "webhook: commands still running after $1 s"; return 1; }
+        sleep 0.1
+    done
+}
+push() { # url before after delivery -> "status t0"
+    python3 "$HERE/payload.py" push "$1" "$SECRET" "$2" "$3" "$4"
+}
+
+DH_URL=http://127.0.0.1:$DH_PORT/hooks
+WH_URL=http://127.0.0.1:$WH_PORT/hooks
+log "starting deployhook on :$DH_PORT and webhook on :$WH_PORT"
+start_dh
+start_wh
+
+# 3a. idle RSS, before any request
+sleep 2
+put dh_rss_idle_kb "$(rss_kb "$DH_PID")"
+put wh_rss_idle_kb "$(rss_kb "$WH_PID")"
+
+# Warm-up and correctness: one valid push each (deployhook clones the repository now, so
+# the runs below do not pay for the first clone)
+read -r st _ < <(push "$DH_URL/bench" "$PARENT" "$TIP" warm-bench)
+[[ $st == 202 ]] || die "deployhook answered $st to a valid push (expected 202); see $W/deployhook.log"
+dh_wait_idle bench 60 || die "the warm-up deploy did not finish"
+[[ $(sql "select state from jobs where hook = 'bench' order by id desc limit 1") == succeeded ]] ||
+    die "deployhook's warm-up deploy failed: $(sql "select detail from jobs order by id desc limit 1")"
+read -r st _ < <(push "$WH_URL/bench" "$PARENT" "$TIP" warm-bench)
+[[ $st == 200 ]] || die "webhook answered $st to a valid push (expected 200); see $W/webhook.log"
+wh_wait_idle 10 || true
+grep -qx "$TIP" "$W/out/wh-ingest.log" 2>/dev/null || die "webhook did not run its command on a valid push"
+put dh_rss_warm_kb "$(rss_kb "$DH_PID")"
+put wh_rss_warm_kb "$(rss_kb "$WH_PID")"
+
+# ---------------------------------------------------------------------------------------
+# wrk runs
+run_wrk() { # tag pid seconds script url args...: runs wrk, samples RSS and CPU of pid
+    local tag=$1 pid=$2 secs=$3 script=$4 url=$5
+    shift 5
+    : > "$W/$tag.rss"
+    sample_rss "$pid" "$W/$tag.rss" &
+    local sampler=$!
+    BG_PIDS+=("$sampler")
+    local perf_pid=
+    if [[ $HAVE_PERF == 1 && $tag == dh_ingest ]]; then
+        perf stat -x, -o "$W/$tag.perf" \
+            -e syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync,syscalls:sys_enter_pwrite64,syscalls:sys_enter_futex \
+            -p "$pid" -- sleep "$secs" 2>/dev/null &
+        perf_pid=$!
+    fi
+    local cpu0 cpu1
+    cpu0=$(cpu_ticks "$pid")
+    wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --timeout 10s --latency -s "$HERE/$script" "$url" -- "$@" \
+        > "$W/$tag.wrk" 2>&1 || fail "wrk $tag exited with $?"
+    cpu1=$(cpu_ticks "$pid" 2>/dev/null || echo "$cpu0")
+    kill "$sampler" 2>/dev/null || true
+    [[ -n $perf_pid ]] && { wait "$perf_pid" 2>/dev/null || true; }
+    sed -n "s/^RESULT \([a-z0-9_]*\) \(.*\)$/${tag}_\1=\2/p" "$W/$tag.wrk" >> "$RES"
+    [[ -n $(get "${tag}_requests") ]] || die "wrk $tag printed no results: $(tail -n 5 "$W/$tag.wrk")"
+    local tck
+    tck=$(getconf CLK_TCK)
+    put "${tag}_cpu_s" "$(awk -v a="${cpu0% *}" -v b="${cpu1% *}" -v t="$tck" 'BEGIN { printf "%.2f", (b - a) / t }')"
+    put "${tag}_children_cpu_s" "$(awk -v a="${cpu0#* }" -v b="${cpu1#* }" -v t="$tck" 'BEGIN { printf "%.2f", (b - a) / t }')"
+    # RSS: peak over the run, and peaks of the first and second half (bounded or growing?)
+    awk -v tag="$tag" '{ v[NR] = $1 } END {
+        m = 0; h1 = 0; h2 = 0
+        for (i = 1; i <= NR; i++) { if (v[i] > m) m = v[i]; if (i <= NR / 2) { if (v[i] > h1) h1 = v[i] } else if (v[i] > h2) h2 = v[i] }
+        printf "%s_rss_peak_kb=%d\n%s_rss_peak_first_half_kb=%d\n%s_rss_peak_second_half_kb=%d\n%s_rss_samples=%d\n", tag, m, tag, h1, tag, h2, tag, NR
+    }' "$W/$tag.rss" >> "$RES"
+    if [[ -s $W/$tag.perf ]]; then
+        awk -F, -v tag="$tag" '$3 ~ /syscalls:sys_enter_/ { n = $3; sub(/.*sys_enter_/, "", n); printf "%s_sys_%s=%s\n", tag, n, $1 }' \
+            "$W/$tag.perf" >> "$RES"
+    fi
+}
+allowance() { local n=$1; echo $((n / 1000 > 1 ? n / 1000 : 1)); }   # 0.1%, at least 1
+wrk_errors() { echo $(($(num "$1_errors_connect") + $(num "$1_errors_read") + $(num "$1_errors_write") + $(num "$1_errors_timeout"))); }
+
+# 1. ingest
+log "1. ingest: webhook, ${DURATION}s, $CONNS connections"
+run_wrk wh_ingest "$WH_PID" "$DURATION" ingest.lua "$WH_URL/bench" "$W/wrk-ingest" wh- "$THREADS"
+wh_wait_idle 120 || true
+put wh_ingest_commands_run "$(($(wc -l < "$W/out/wh-ingest.log") - 1))"
+put wh_rss_after_kb "$(rss_kb "$WH_PID")"
+
+log "1. ingest: deployhook, ${DURATION}s, $CONNS connections"
+jobs_before=$(sql "select coalesce(max(seq), 0) from sqlite_sequence where name = 'jobs'")
+run_wrk dh_ingest "$DH_PID" "$DURATION" ingest.lua "$DH_URL/bench" "$W/wrk-ingest" dh- "$THREADS"
+sleep 1
+put dh_rss_after_kb "$(rss_kb "$DH_PID")"
+put dh_ingest_commands_run "$(($(wc -l < "$W/out/dh-ingest.log") - 1))"
+# kill -9 right after the run, restart on the same state_dir, count what is on disk
+kill9_dh
+start_dh
+put dh_ingest_deliveries_on_disk "$(sql "select count(*) from deliveries where hook = 'bench' and key like 'id:dh-%'")"
+put dh_ingest_jobs_created "$(($(sql "select coalesce(max(seq), 0) from sqlite_sequence where name = 'jobs'") - jobs_before))"
+put dh_ingest_jobs_rows "$(sql "select count(*) from jobs where hook = 'bench' and delivery like 'dh-%'")"
+put dh_rss_restart_kb "$(rss_kb "$DH_PID")"
+dh_wait_idle bench 60 || true
+
+# 1b. kill -9 in the middle of a run
+KILL_SECS=6
+log "1b. durability: kill -9 deployhook after 3 s of a ${KILL_SECS}s run"
+wrk -t"$THREADS" -c"$CONNS" -d"${KILL_SECS}s" --timeout 2s -s "$HERE/ingest.lua" "$DH_URL/bench" -- "$W/wrk-kill" kill- "$THREADS" \
+    > "$W/dh_kill.wrk" 2>&1 &
+kill_wrk=$!
+BG_PIDS+=("$kill_wrk")
+sleep 3
+kill9_dh
+wait "$kill_wrk" || fail "wrk (kill run) exited with $?"
+sed -n "s/^RESULT \([a-z0-9_]*\) \(.*\)$/dh_kill_\1=\2/p" "$W/dh_kill.wrk" >> "$RES"
+start_dh
+put dh_kill_deliveries_on_disk "$(sql "select count(*) from deliveries where hook = 'bench' and key like 'id:kill-%'")"
+put dh_kill_jobs_interrupted "$(sql "select count(*) from jobs where state = 'interrupted'")"
+dh_wait_idle bench 60 || true
+
+# 2. reject
+log "2. reject: webhook, ${REJECT_DURATION}s"
+run_wrk wh_reject "$WH_PID" "$REJECT_DURATION" reject.lua "$WH_URL/bench" "$W/wrk-ingest/bad"
+log "2. reject: deployhook, ${REJECT_DURATION}s"
+run_wrk dh_reject "$DH_PID" "$REJECT_DURATION" reject.lua "$DH_URL/bench" "$W/wrk-ingest/bad"
+put dh_rss_after_reject_kb "$(rss_kb "$DH_PID")"
+put wh_rss_after_reject_kb "$(rss_kb "$WH_PID")"
+
+# ---------------------------------------------------------------------------------------
+# 4. push-to-deploy latency: one new commit per run, deployhook vs git fetch + checkout
+log "4. latency: $LAT_RUNS pushes of one new commit each"
+read -r st _ < <(push "$DH_URL/latency" "$PARENT" "$TIP" warm-latency)
+[[ $st == 202 ]] || die "deployhook answered $st to the latency warm-up push"
+dh_wait_idle latency 60 || die "the latency warm-up deploy did not finish"
+git clone -q --no-local "$W/origin.git" "$W/baseline"   # the git CLI's own pre-cloned copy
+git -C "$W/baseline" checkout -q --detach "$TIP"
+wait_line() { # file pattern seconds
+    local deadline=$((SECONDS + $3))
+    until grep -q "$2" "$1" 2>/dev/null; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.01
+    done
+}
+head=$TIP
+for ((i = 1; i <= LAT_RUNS; i++)); do
+    python3 "$HERE/mkrepo.py" --append "$head" $((COMMITS + i)) | git -C "$W/origin.git" fast-import --quiet
+    new=$(git -C "$W/origin.git" rev-parse main)
+    dh_run() {
+        local st t0 t1
+        read -r st t0 < <(push "$DH_URL/latency" "$head" "$new" "lat-$i")
+        [[ $st == 202 ]] || { fail "deployhook answered $st to latency push $i"; return; }
+        wait_line "$W/out/dh-latency.log" " $new\$" 60 || { fail "deployhook: latency push $i never ran its command"; return; }
+        t1=$(sed -n "s/^\([0-9.]*\) $new\$/\1/p" "$W/out/dh-latency.log" | head -n 1)
+        put "dh_latency_ms_$i" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) * 1000 }')"
+    }
+    git_run() {
+        local t0 t1
+        t0=$EPOCHREALTIME
+        git -C "$W/baseline" fetch -q origin
+        git -C "$W/baseline" checkout -q --detach "$new"
+        t1=$EPOCHREALTIME
+        put "git_latency_ms_$i" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) * 1000 }')"
+    }
+    if ((i % 2)); then dh_run; git_run; else git_run; dh_run; fi
+    dh_wait_idle latency 60 || true
+    head=$new
+done
+put lat_runs "$LAT_RUNS"
+put dh_latency_detail "$(sql "select detail from jobs where hook = 'latency' order by id desc limit 1")"
+last_job=$(sql "select max(id) from jobs where hook = 'latency'")
+put dh_latency_checkout_line "$(grep -h 'checked out' "$W/dh-state/logs/$last_job.log" 2>/dev/null | tail -n 1 | sed 's/.*\(checked out\)/\1/')"
+
+# ---------------------------------------------------------------------------------------
+# 5. burst: BURST pushes (the newest BURST commits, oldest first) to one hook
+log "5. burst: $BURST pushes to one hook, each daemon"
+git -C "$W/origin.git" rev-list --reverse --parents -n "$BURST" main | awk '{ print $2, $1 }' > "$W/burst.shas"
+NEWEST=$(git -C "$W/origin.git" rev-parse main)
+burst_index() { # sha -> its position among the burst pushes (1 = oldest, BURST = newest)
+    awk -v s="$1" '$2 == s { print NR; found = 1 } END { if (!found) print "none" }' "$W/burst.shas"
+}
+for d in wh dh; do
+    if [[ $d == dh ]]; then url=$DH_URL/burst ok=202; else url=$WH_URL/burst ok=200; fi
+    python3 "$HERE/payload.py" burst "$url" "$SECRET" "$W/burst.shas" 32 "burst-$d" > "$W/${d}_burst.out"
+    put "${d}_burst_elapsed_s" "$(sed -n 's/^elapsed //p' "$W/${d}_burst.out")"
+    answered=$(awk -v ok="$ok" '$1 == "status" && $2 == ok { print $3 }' "$W/${d}_burst.out")
+    put "${d}_burst_ok" "${answered:-0}"
+    put "${d}_burst_statuses" "$(awk '$1 == "status" { printf "%s%s×%s", sep, $2, $3; sep = ", " }' "$W/${d}_burst.out")"
+    [[ ${answered:-0} == "$BURST" ]] || fail "$d: burst: only ${answered:-0} of $BURST valid pushes got $ok ($(get "${d}_burst_statuses"))"
+    if [[ $d == dh ]]; then dh_wait_idle burst 120 || true; else wh_wait_idle 120 || true; fi
+    log_file=$W/out/$d-burst.log
+    put "${d}_burst_runs" "$(wc -l < "$log_file" 2>/dev/null || echo 0)"
+    last=$(tail -n 1 "$log_file" 2>/dev/null || true)
+    put "${d}_burst_final_index" "$(burst_index "$last")"
+    put "${d}_burst_final_is_newest" "$([[ $last == "$NEWEST" ]] && echo yes || echo no)"
+done
+put dh_burst_job_states "$(sql "select group_concat(state || '×' || n, ', ') from (select state, count(*) n from jobs where hook = 'burst' group by state)")"
+put burst_n "$BURST"
+
+# ---------------------------------------------------------------------------------------
+# Checks: wrong answers fail the run
+n=$(num dh_ingest_requests); bad=$((n - $(num dh_ingest_status_202) + $(wrk_errors dh_ingest)))
+put dh_ingest_bad "$bad"
+((bad <= $(allowance "$n"))) || fail "deployhook: $bad of $n valid ingest requests were not answered 202"
+((n > 0)) || fail "deployhook: no ingest request completed"
+(($(num dh_ingest_overflow) == 0)) || fail "ingest data too small: wrk reused bodies; raise N_INGEST"
+n=$(num wh_ingest_requests); bad=$((n - $(num wh_ingest_status_200) + $(wrk_errors wh_ingest)))
+put wh_ingest_bad "$bad"
+((bad <= $(allowance "$n"))) || fail "webhook: $bad of $n valid ingest requests were not answered 200"
+((n > 0)) || fail "webhook: no ingest request completed"
+(($(num dh_ingest_deliveries_on_disk) >= $(num dh_ingest_status_202))) ||
+    fail "durability: wrk saw $(num dh_ingest_status_202) 202s but only $(num dh_ingest_deliveries_on_disk) deliveries survived kill -9"
+(($(num dh_kill_deliveries_on_disk) >= $(num dh_kill_status_202))) ||
+    fail "durability: wrk saw $(num dh_kill_status_202) 202s before kill -9 but only $(num dh_kill_deliveries_on_disk) deliveries are on disk"
+(($(num dh_kill_status_202) > 0)) || fail "durability: no 202 before the kill -9 in the middle of the run"
+n=$(num dh_reject_requests); bad=$((n - $(num dh_reject_status_401) + $(wrk_errors dh_reject)))
+put dh_reject_bad "$bad"
+((bad <= $(allowance "$n"))) || fail "deployhook: $bad of $n forged requests were not answered 401"
+n=$(num wh_reject_requests)
+wh_accepted=$(grep -E '^wh_reject_status_2[0-9][0-9]=' "$RES" | awk -F= '{ s += $2 } END { print s + 0 }')
+put wh_reject_accepted "$wh_accepted"
+((wh_accepted == 0)) || fail "webhook: $wh_accepted forged requests were answered 2xx"
+(($(wrk_errors wh_reject) <= $(allowance "$n"))) || fail "webhook: $(wrk_errors wh_reject) socket errors while rejecting"
+for ((i = 1; i <= LAT_RUNS; i++)); do
+    [[ -n $(get "dh_latency_ms_$i") ]] || fail "latency run $i has no deployhook measurement"
+done
+(($(num dh_burst_runs) > 0)) || fail "deployhook: the burst deployed nothing"
+kill -0 "$DH_PID" 2>/dev/null || fail "deployhook died"
+kill -0 "$WH_PID" 2>/dev/null || fail "webhook died"
+
+put loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
+put failures "${#FAILURES[@]}"
+for f in "${FAILURES[@]}"; do put failure "$f"; done
+put total_s "$(elapsed)"
+log "writing $OUT"
+python3 "$HERE/report.py" "$RES" "$OUT.tmp" "$ROOT/benches/README.md" && mv "$OUT.tmp" "$OUT"
+if ((${#FAILURES[@]})); then
+    log "${#FAILURES[@]} check(s) failed:"
+    printf '  - %s\n' "${FAILURES[@]}" >&2
+    exit 1
+fi
+log "done in $(elapsed) s; results in $OUT"

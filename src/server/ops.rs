@@ -1,0 +1,60 @@
+//! Operations endpoints: `GET /metrics` (Prometheus text), `GET /healthz` (the process
+//! answers), `GET /readyz` (the store answers), and `POST /api/reload`.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+
+use super::api::authorize;
+use super::{ApiError, AppState};
+use crate::store::{JobFilter, JobState};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(metrics))
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/api/reload", web::post().to(reload));
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let by_state = state.store.count_by_state().await.unwrap_or_default();
+    let queued = by_state
+        .iter()
+        .find(|(s, _)| s == JobState::Queued.as_str())
+        .map_or(0, |(_, n)| *n);
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render(&by_state, queued))
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let probe = JobFilter {
+        limit: Some(1),
+        ..JobFilter::default()
+    };
+    match state.store.list(probe).await {
+        Ok(_) => HttpResponse::Ok().json(json!({ "status": "ready" })),
+        Err(e) => HttpResponse::ServiceUnavailable()
+            .json(json!({ "error": format!("the state database does not answer: {e}") })),
+    }
+}
+
+async fn reload(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let reloader = state.reloader.clone();
+    let result = web::block(move || reloader.reload("POST /api/reload"))
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    match result {
+        Ok(()) => Ok(HttpResponse::Ok().json(json!({
+            "status": "reloaded",
+            "hooks": state.config.get().hooks.len(),
+        }))),
+        Err(invalid) => Err(ApiError::Unprocessable(format!(
+            "the config was not reloaded; the previous one keeps serving:\n{invalid}"
+        ))),
+    }
+}
