@@ -518,3 +518,49 @@ fn tls_serves_https_and_a_bad_certificate_fails_check() {
         "{stderr}"
     );
 }
+
+#[test]
+fn reloads_in_a_loop_under_load_drop_no_request() {
+    let hook = generic_hook("a", "/nonexistent", "[[\"true\"]]");
+    let app = TestApp::spawn(&base_config("", &hook));
+    let addr = app.addr;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (reloads, statuses) = std::thread::scope(|s| {
+        let reloader = s.spawn(|| {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                assert_eq!(post(addr, "/api/reload", &[], b"").status, 200);
+                n += 1;
+            }
+            n
+        });
+        let senders: Vec<_> = (0..4)
+            .map(|t| {
+                s.spawn(move || {
+                    (0..50)
+                        .map(|i| {
+                            push_to(
+                                addr,
+                                "a",
+                                &format!("{:040x}", t * 1000 + i + 1),
+                                &format!("load-{t}-{i}"),
+                            )
+                            .status
+                        })
+                        .collect::<Vec<u16>>()
+                })
+            })
+            .collect();
+        let statuses: Vec<u16> = senders
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (reloader.join().unwrap(), statuses)
+    });
+    assert!(reloads > 0);
+    assert_eq!(statuses.len(), 200);
+    assert!(statuses.iter().all(|s| *s == 202), "{statuses:?}");
+    let jobs = get(app.addr, "/api/jobs?hook=a&limit=1000").json();
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 200);
+}
