@@ -202,7 +202,13 @@ impl RawPush<'_> {
             after: Sha::parse(self.after)?,
             forced: self.forced,
             paths: self.paths,
-            pusher: self.pusher.filter(|p| !p.is_empty()),
+            // The pusher ends up in DEPLOYHOOK_PUSHER and in logs: no control characters
+            // (a NUL could not even be put in an environment variable).
+            pusher: self.pusher.filter(|p| !p.is_empty()).map(|p| {
+                p.chars()
+                    .map(|c| if c.is_control() { '?' } else { c })
+                    .collect()
+            }),
             delivery,
         })
     }
@@ -212,6 +218,24 @@ impl RawPush<'_> {
 mod tests {
     use super::*;
     use crate::verify::tests::TestHeaders;
+
+    #[test]
+    fn pushers_lose_their_control_characters() {
+        let raw = RawPush {
+            forge: Forge::Generic,
+            repository: "a/b".into(),
+            git_ref: "refs/heads/main",
+            before: "0000000000000000000000000000000000000000",
+            after: "1111111111111111111111111111111111111111",
+            forced: false,
+            paths: ChangedPaths::Unknown,
+            pusher: Some("eve\0\u{1b}[2J".into()),
+        };
+        assert_eq!(
+            raw.validate(None).unwrap().pusher.as_deref(),
+            Some("eve??[2J")
+        );
+    }
 
     #[test]
     fn event_names_are_made_printable() {
