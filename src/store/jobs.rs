@@ -214,9 +214,50 @@ fn insert(
     ])?;
     let id = JobId(conn.last_insert_rowid());
     if job.spec.queue == QueueMode::Supersede {
-        supersede_older(conn, hook, rule, id, now)?;
+        match later_push(conn, hook, rule, job, id)? {
+            Some(later) => {
+                conn.prepare_cached(
+                    "UPDATE jobs SET state = 'superseded', finished_at = ?3,
+                            detail = 'superseded by job ' || ?2 || ', a later push that arrived first'
+                     WHERE id = ?1",
+                )?
+                .execute(params![id.0, later, now])?;
+            }
+            None => supersede_older(conn, hook, rule, id, now)?,
+        }
     }
     Ok(id)
+}
+
+/// A job already here for a push that was made on top of this one's commit: deliveries
+/// sent at once can arrive out of order, and the older push must not win. (A push that
+/// only reverts the other, `after` and `before` swapped, is not "on top".)
+fn later_push(
+    conn: &Connection,
+    hook: &str,
+    rule: i64,
+    job: &NewJob,
+    id: JobId,
+) -> rusqlite::Result<Option<i64>> {
+    let e = &job.spec.event;
+    conn.prepare_cached(
+        "SELECT id FROM jobs
+         WHERE hook = ?1 AND before_sha = ?2 AND rule = ?3 AND git_ref = ?4
+           AND after_sha <> ?5 AND id < ?6
+         LIMIT 1",
+    )?
+    .query_row(
+        params![
+            hook,
+            e.after.as_str(),
+            rule,
+            e.git_ref.as_str(),
+            e.before.as_str(),
+            id.0
+        ],
+        |r| r.get(0),
+    )
+    .optional()
 }
 
 /// A newer push replaces the pending ones of the same hook and rule.
@@ -346,30 +387,40 @@ pub(super) fn count_by_state(conn: &Connection) -> rusqlite::Result<Vec<(String,
         .collect()
 }
 
+/// The most jobs one prune removes: a prune holds the only writer, so a backlog (after a
+/// flood of superseded pushes) is worked off a slice per worker tick, not all at once.
+const PRUNE_BATCH: i64 = 2_000;
+
 pub(super) fn prune(
-    conn: &Connection,
+    conn: &mut Connection,
     keep_jobs: usize,
     cutoff: i64,
 ) -> rusqlite::Result<Vec<JobId>> {
     let keep = i64::try_from(keep_jobs).unwrap_or(i64::MAX);
-    let ids: Vec<i64> = conn
-        .prepare(
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let ids: Vec<i64> = tx
+        .prepare_cached(
             "SELECT id FROM (
                  SELECT id, created_at,
                         ROW_NUMBER() OVER (PARTITION BY hook ORDER BY id DESC) AS newer
                  FROM jobs WHERE state NOT IN ('queued', 'running'))
-             WHERE newer > ?1 OR created_at < ?2",
+             WHERE newer > ?1 OR created_at < ?2
+             ORDER BY id LIMIT ?3",
         )?
-        .query_map(params![keep, cutoff], |r| r.get(0))?
+        .query_map(params![keep, cutoff, PRUNE_BATCH], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    for id in &ids {
-        conn.execute("DELETE FROM jobs WHERE id = ?1", params![id])?;
+    {
+        let mut delete = tx.prepare_cached("DELETE FROM jobs WHERE id = ?1")?;
+        for id in &ids {
+            delete.execute(params![id])?;
+        }
     }
     // Replay records outlive jobs: a year, so that an old push cannot come back soon.
-    conn.execute(
+    tx.execute(
         "DELETE FROM deliveries WHERE received_at < ?1",
         params![cutoff.min(super::unix_now() - 365 * 86_400)],
     )?;
+    tx.commit()?;
     Ok(ids.into_iter().map(JobId).collect())
 }
 
@@ -494,6 +545,32 @@ mod tests {
         );
         assert_eq!(s.get(b).await.unwrap().unwrap().state, "queued");
         assert_eq!(s.get(other_rule).await.unwrap().unwrap().state, "queued");
+    }
+
+    fn push(before: char, after: char) -> NewJob {
+        let mut j = job(0, QueueMode::Supersede, after);
+        j.spec.event.before = Sha::parse(&before.to_string().repeat(40)).unwrap();
+        j
+    }
+
+    #[tokio::test]
+    async fn a_push_arriving_after_the_one_built_on_it_does_not_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        // Pushes a→b and b→c, delivered c first.
+        let c = ids(&s.accept("h", vec![], vec![push('b', 'c')]).await.unwrap())[0];
+        let b = ids(&s.accept("h", vec![], vec![push('a', 'b')]).await.unwrap())[0];
+        assert_eq!(s.get(c).await.unwrap().unwrap().state, "queued");
+        let late = s.get(b).await.unwrap().unwrap();
+        assert_eq!(late.state, "superseded");
+        assert_eq!(
+            late.detail.as_deref(),
+            Some(format!("superseded by job {}, a later push that arrived first", c.0).as_str())
+        );
+        // A revert (c→b after b→c) is newer, not older: it supersedes as usual.
+        let revert = ids(&s.accept("h", vec![], vec![push('c', 'b')]).await.unwrap())[0];
+        assert_eq!(s.get(revert).await.unwrap().unwrap().state, "queued");
+        assert_eq!(s.get(c).await.unwrap().unwrap().state, "superseded");
     }
 
     #[tokio::test]

@@ -231,9 +231,13 @@ impl Store {
                 reply,
             })
             .await?;
-        for id in &removed {
-            let _ = std::fs::remove_file(self.log_path(*id));
-        }
+        let logs: Vec<PathBuf> = removed.iter().map(|id| self.log_path(*id)).collect();
+        let _ = tokio::task::spawn_blocking(move || {
+            for log in logs {
+                let _ = std::fs::remove_file(log);
+            }
+        })
+        .await;
         Ok(removed)
     }
 }

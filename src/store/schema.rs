@@ -33,6 +33,9 @@ const MIGRATIONS: &[&str] = &["
     ALTER TABLE jobs ADD COLUMN detail TEXT;         -- why it ended: exit status, error, superseding job
     ALTER TABLE jobs ADD COLUMN manual INTEGER NOT NULL DEFAULT 0;  -- 1: from POST /api/hooks/{id}/deploy
     CREATE INDEX jobs_by_state ON jobs (state, id);
+", "
+    -- Finds the push that built on a commit, to spot pushes that arrive out of order.
+    CREATE INDEX jobs_by_before ON jobs (hook, before_sha);
 "];
 
 /// Sets durability pragmas and applies any migrations not yet applied.
