@@ -14,6 +14,7 @@
 # BENCH_CONNECTIONS (64), BENCH_LAT_RUNS (7), BENCH_BURST (1000), BENCH_OUT (RESULTS.md
 # path), DEPLOYHOOK_BIN (skip the cargo build), BENCH_KEEP=1 (keep the temp dir).
 set -euo pipefail
+export LC_ALL=C
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HERE=$ROOT/scripts/bench
@@ -31,7 +32,7 @@ START_TS=$EPOCHREALTIME
 W=$(mktemp -d /tmp/deployhook-bench.XXXXXX)
 RES=$W/results.env         # every measured value, key=value; report.py reads it
 FAILURES=()
-DH_PID= WH_PID= BG_PIDS=()
+DH_PID='' WH_PID='' BG_PIDS=()
 
 log() { printf '[bench %6.1fs] %s\n' "$(elapsed)" "$*" >&2; }
 elapsed() { awk -v a="$START_TS" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
@@ -211,7 +212,9 @@ EOF
 { echo "["; wh_hook bench record.sh wh-ingest.log; echo ","; wh_hook burst burst.sh wh-burst.log; echo "]"; } > "$W/hooks.json"
 
 # ---------------------------------------------------------------------------------------
-# Daemons
+# Daemons and probes
+DH_CONFIG=$W/hooks.toml
+DH_STATE=$W/dh-state
 wait_port() { # port pid name
     local deadline=$((SECONDS + 30))
     until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
@@ -221,7 +224,7 @@ wait_port() { # port pid name
     done
 }
 start_dh() {
-    "$DH" serve --config "$W/hooks.toml" >>"$W/deployhook.log" 2>&1 &
+    "$DH" serve --config "$DH_CONFIG" >>"$W/deployhook.log" 2>&1 &
     DH_PID=$!
     wait_port "$DH_PORT" "$DH_PID" deployhook
 }
@@ -235,10 +238,21 @@ kill9_dh() {
     wait "$DH_PID" 2>/dev/null || true
     DH_PID=
 }
-rss_kb() { # pid: VmRSS in kB
-    local k v r
-    while read -r k v r; do [[ $k == VmRSS: ]] && { echo "$v"; return; }; done < "/proc/$1/status"
+kill9_wh() {
+    kill -9 "$WH_PID"
+    wait "$WH_PID" 2>/dev/null || true
+    WH_PID=
+}
+status_kb() { # pid field: a kB field of /proc/pid/status (VmRSS, RssAnon, RssFile, VmHWM)
+    local k v _
+    while read -r k v _; do [[ $k == "$2:" ]] && { echo "$v"; return; }; done < "/proc/$1/status"
     echo 0
+}
+rss_kb() { status_kb "$1" VmRSS; }
+put_rss() { # key pid: VmRSS plus its anonymous / file-backed split
+    put "$1_kb" "$(rss_kb "$2")"
+    put "$1_anon_kb" "$(status_kb "$2" RssAnon)"
+    put "$1_file_kb" "$(status_kb "$2" RssFile)"
 }
 sample_rss() { # pid file: one VmRSS sample every 100 ms
     while kill -0 "$1" 2>/dev/null; do rss_kb "$1" >> "$2" 2>/dev/null || true; sleep 0.1; done
@@ -246,7 +260,16 @@ sample_rss() { # pid file: one VmRSS sample every 100 ms
 cpu_ticks() { # pid: "self children" CPU ticks
     awk '{ print $14 + $15, $16 + $17 }' "/proc/$1/stat"
 }
-sql() { sqlite3 -batch "$W/dh-state/deployhook.db" "$1"; }
+machine_ticks() { # "busy total" CPU ticks of the whole machine, all cores
+    awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+}
+thread_ticks() { # pid: "thread-name ticks", summed over threads of the same name
+    local t
+    for t in "/proc/$1/task/"*; do
+        printf '%s %s\n' "$(tr -c 'a-zA-Z0-9\n' _ < "$t/comm" 2>/dev/null)" "$(awk '{ print $14 + $15 }' "$t/stat" 2>/dev/null)"
+    done | awk 'NF == 2 { s[$1] += $2 } END { for (c in s) print c, s[c] }' | sort
+}
+sql() { sqlite3 -batch "$DH_STATE/deployhook.db" "$1"; }
 dh_wait_idle() { # hook seconds: until no job of the hook is queued or running
     local deadline=$((SECONDS + $2))
     while [[ $(sql "select count(*) from jobs where hook = '$1' and state in ('queued', 'running')") != 0 ]]; do
@@ -261,9 +284,31 @@ wh_wait_idle() { # seconds: until webhook has no child process left
         sleep 0.1
     done
 }
-push() { # url before after delivery -> "status t0"
-    python3 "$HERE/payload.py" push "$1" "$SECRET" "$2" "$3" "$4"
+jobs_since() { # unix time: what happened to the jobs that ended since then, counted
+    sql "select group_concat(n || '× ' || state || ' (' || detail || ')', '; ') from
+         (select state, case when state = 'superseded' then 'by a newer push' else coalesce(detail, '') end detail, count(*) n from jobs
+          where coalesce(finished_at, 0) >= $1 group by state, detail)"
 }
+push() { # url before after delivery [timeout] -> "status t0 t1"
+    python3 "$HERE/payload.py" push "$1" "$SECRET" "$2" "$3" "$4" "${5:-30}"
+}
+lines() { if [[ -f $1 ]]; then wc -l < "$1"; else echo 0; fi; }
+ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) * 1000 }'; }
+
+# The disk's own fsync latency: the floor under any durable 202 (4 KiB write + fsync)
+python3 - "$W" > "$W/fsync.out" <<'EOF'
+import os, sys, time
+path = os.path.join(sys.argv[1], "fsync-probe")
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+t = []
+for _ in range(200):
+    os.write(fd, b"x" * 4096)
+    a = time.perf_counter(); os.fsync(fd); t.append(time.perf_counter() - a)
+os.close(fd); os.unlink(path); t.sort()
+print(f"fsync_p50_ms={t[100] * 1e3:.2f}\nfsync_p99_ms={t[197] * 1e3:.2f}")
+EOF
+cat "$W/fsync.out" >> "$RES"
+put fs "$(df -T "$W" | awk 'NR == 2 { print $2 }')"
 
 DH_URL=http://127.0.0.1:$DH_PORT/hooks
 WH_URL=http://127.0.0.1:$WH_PORT/hooks
@@ -273,8 +318,8 @@ start_wh
 
 # 3a. idle RSS, before any request
 sleep 2
-put dh_rss_idle_kb "$(rss_kb "$DH_PID")"
-put wh_rss_idle_kb "$(rss_kb "$WH_PID")"
+put_rss dh_rss_idle "$DH_PID"
+put_rss wh_rss_idle "$WH_PID"
 
 # Warm-up and correctness: one valid push each (deployhook clones the repository now, so
 # the runs below do not pay for the first clone)
@@ -287,8 +332,9 @@ read -r st _ < <(push "$WH_URL/bench" "$PARENT" "$TIP" warm-bench)
 [[ $st == 200 ]] || die "webhook answered $st to a valid push (expected 200); see $W/webhook.log"
 wh_wait_idle 10 || true
 grep -qx "$TIP" "$W/out/wh-ingest.log" 2>/dev/null || die "webhook did not run its command on a valid push"
-put dh_rss_warm_kb "$(rss_kb "$DH_PID")"
-put wh_rss_warm_kb "$(rss_kb "$WH_PID")"
+sleep 1
+put_rss dh_rss_warm "$DH_PID"
+put_rss wh_rss_warm "$WH_PID"
 
 # ---------------------------------------------------------------------------------------
 # wrk runs
@@ -302,24 +348,34 @@ run_wrk() { # tag pid seconds script url args...: runs wrk, samples RSS and CPU 
     local perf_pid=
     if [[ $HAVE_PERF == 1 && $tag == dh_ingest ]]; then
         perf stat -x, -o "$W/$tag.perf" \
-            -e syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync,syscalls:sys_enter_pwrite64,syscalls:sys_enter_futex \
+            -e syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync,syscalls:sys_enter_pwrite64 \
             -p "$pid" -- sleep "$secs" 2>/dev/null &
         perf_pid=$!
+        BG_PIDS+=("$perf_pid")
     fi
-    local cpu0 cpu1
+    local cpu0 cpu1 tck machine0 machine1 timer=()
+    [[ -x /usr/bin/time ]] && timer=(/usr/bin/time -f '%U %S' -o "$W/$tag.time")
+    thread_ticks "$pid" > "$W/$tag.threads0"
     cpu0=$(cpu_ticks "$pid")
-    wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --timeout 10s --latency -s "$HERE/$script" "$url" -- "$@" \
+    machine0=$(machine_ticks)
+    "${timer[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${secs}s" --timeout 10s --latency -s "$HERE/$script" "$url" -- "$@" \
         > "$W/$tag.wrk" 2>&1 || fail "wrk $tag exited with $?"
+    machine1=$(machine_ticks)
     cpu1=$(cpu_ticks "$pid" 2>/dev/null || echo "$cpu0")
+    thread_ticks "$pid" > "$W/$tag.threads1"
     kill "$sampler" 2>/dev/null || true
     [[ -n $perf_pid ]] && { wait "$perf_pid" 2>/dev/null || true; }
     sed -n "s/^RESULT \([a-z0-9_]*\) \(.*\)$/${tag}_\1=\2/p" "$W/$tag.wrk" >> "$RES"
     [[ -n $(get "${tag}_requests") ]] || die "wrk $tag printed no results: $(tail -n 5 "$W/$tag.wrk")"
-    local tck
     tck=$(getconf CLK_TCK)
     put "${tag}_cpu_s" "$(awk -v a="${cpu0% *}" -v b="${cpu1% *}" -v t="$tck" 'BEGIN { printf "%.2f", (b - a) / t }')"
+    put "${tag}_machine_busy_s" "$(awk -v a="${machine0% *}" -v b="${machine1% *}" -v t="$tck" 'BEGIN { printf "%.2f", (b - a) / t }')"
+    put "${tag}_machine_total_s" "$(awk -v a="${machine0#* }" -v b="${machine1#* }" -v t="$tck" 'BEGIN { printf "%.2f", (b - a) / t }')"
+    [[ -s $W/$tag.time ]] && put "${tag}_wrk_cpu_s" "$(awk 'NF == 2 { printf "%.2f", $1 + $2 }' "$W/$tag.time" | tail -n 1)"
+    join -a 2 -e 0 -o 0,1.2,2.2 "$W/$tag.threads0" "$W/$tag.threads1" |
+        awk -v tag="$tag" -v t="$tck" '{ printf "%s_thread_cpu_%s=%.2f\n", tag, $1, ($3 - $2) / t }' >> "$RES"
     put "${tag}_children_cpu_s" "$(awk -v a="${cpu0#* }" -v b="${cpu1#* }" -v t="$tck" 'BEGIN { printf "%.2f", (b - a) / t }')"
-    # RSS: peak over the run, and peaks of the first and second half (bounded or growing?)
+    # RSS: peak over the run, and peaks of its first and second half (bounded or growing?)
     awk -v tag="$tag" '{ v[NR] = $1 } END {
         m = 0; h1 = 0; h2 = 0
         for (i = 1; i <= NR; i++) { if (v[i] > m) m = v[i]; if (i <= NR / 2) { if (v[i] > h1) h1 = v[i] } else if (v[i] > h2) h2 = v[i] }
@@ -333,31 +389,51 @@ run_wrk() { # tag pid seconds script url args...: runs wrk, samples RSS and CPU 
 allowance() { local n=$1; echo $((n / 1000 > 1 ? n / 1000 : 1)); }   # 0.1%, at least 1
 wrk_errors() { echo $(($(num "$1_errors_connect") + $(num "$1_errors_read") + $(num "$1_errors_write") + $(num "$1_errors_timeout"))); }
 
-# 1. ingest
-log "1. ingest: webhook, ${DURATION}s, $CONNS connections"
-run_wrk wh_ingest "$WH_PID" "$DURATION" ingest.lua "$WH_URL/bench" "$W/wrk-ingest" wh- "$THREADS"
-wh_wait_idle 120 || true
-put wh_ingest_commands_run "$(($(wc -l < "$W/out/wh-ingest.log") - 1))"
-put wh_rss_after_kb "$(rss_kb "$WH_PID")"
+# 2. reject (first, while both daemons are fresh)
+log "2. reject: webhook, ${REJECT_DURATION}s"
+run_wrk wh_reject "$WH_PID" "$REJECT_DURATION" reject.lua "$WH_URL/bench" "$W/wrk-ingest/bad"
+put wh_reject_answer "$(curl -sS -m 10 "$WH_URL/bench" -H 'Content-Type: application/json' -H 'X-GitHub-Event: push' \
+    -H "X-Hub-Signature-256: $(head -n 1 "$W/wrk-ingest/bad")" --data-binary "@$W/wrk-ingest/bad" | head -c 120 | tr '\n' ' ')"
+log "2. reject: deployhook, ${REJECT_DURATION}s"
+run_wrk dh_reject "$DH_PID" "$REJECT_DURATION" reject.lua "$DH_URL/bench" "$W/wrk-ingest/bad"
+sleep 1
+put_rss dh_rss_after_reject "$DH_PID"
+put_rss wh_rss_after_reject "$WH_PID"
 
+# 1. ingest: webhook, then kill -9 it and count which 200s ran their command
+log "1. ingest: webhook, ${DURATION}s, $CONNS connections"
+before=$(lines "$W/out/wh-ingest.log")
+run_wrk wh_ingest "$WH_PID" "$DURATION" ingest.lua "$WH_URL/bench" "$W/wrk-ingest" wh- "$THREADS"
+put wh_ingest_commands_at_end "$(($(lines "$W/out/wh-ingest.log") - before))"
+put_rss wh_rss_after_ingest "$WH_PID"
+sleep 5
+put wh_ingest_commands_5s_later "$(($(lines "$W/out/wh-ingest.log") - before))"
+kill9_wh
+sleep 1
+put wh_ingest_commands_after_kill "$(($(lines "$W/out/wh-ingest.log") - before))"
+start_wh
+
+# 1. ingest: deployhook, then kill -9, restart on the same state_dir and count
 log "1. ingest: deployhook, ${DURATION}s, $CONNS connections"
+before=$(lines "$W/out/dh-ingest.log")
 jobs_before=$(sql "select coalesce(max(seq), 0) from sqlite_sequence where name = 'jobs'")
 run_wrk dh_ingest "$DH_PID" "$DURATION" ingest.lua "$DH_URL/bench" "$W/wrk-ingest" dh- "$THREADS"
-sleep 1
-put dh_rss_after_kb "$(rss_kb "$DH_PID")"
-put dh_ingest_commands_run "$(($(wc -l < "$W/out/dh-ingest.log") - 1))"
-# kill -9 right after the run, restart on the same state_dir, count what is on disk
+put dh_ingest_commands_at_end "$(($(lines "$W/out/dh-ingest.log") - before))"
+put_rss dh_rss_after_ingest "$DH_PID"
 kill9_dh
+sleep 1
+restart_ts=$(date +%s)
 start_dh
 put dh_ingest_deliveries_on_disk "$(sql "select count(*) from deliveries where hook = 'bench' and key like 'id:dh-%'")"
 put dh_ingest_jobs_created "$(($(sql "select coalesce(max(seq), 0) from sqlite_sequence where name = 'jobs'") - jobs_before))"
 put dh_ingest_jobs_rows "$(sql "select count(*) from jobs where hook = 'bench' and delivery like 'dh-%'")"
-put dh_rss_restart_kb "$(rss_kb "$DH_PID")"
+put_rss dh_rss_restart "$DH_PID"
 dh_wait_idle bench 60 || true
+put dh_restart1_jobs "$(jobs_since "$restart_ts")"
 
 # 1b. kill -9 in the middle of a run
 KILL_SECS=6
-log "1b. durability: kill -9 deployhook after 3 s of a ${KILL_SECS}s run"
+log "1b. durability: kill -9 deployhook 3 s into a ${KILL_SECS}s run"
 wrk -t"$THREADS" -c"$CONNS" -d"${KILL_SECS}s" --timeout 2s -s "$HERE/ingest.lua" "$DH_URL/bench" -- "$W/wrk-kill" kill- "$THREADS" \
     > "$W/dh_kill.wrk" 2>&1 &
 kill_wrk=$!
@@ -366,26 +442,43 @@ sleep 3
 kill9_dh
 wait "$kill_wrk" || fail "wrk (kill run) exited with $?"
 sed -n "s/^RESULT \([a-z0-9_]*\) \(.*\)$/dh_kill_\1=\2/p" "$W/dh_kill.wrk" >> "$RES"
+restart_ts=$(date +%s)
 start_dh
 put dh_kill_deliveries_on_disk "$(sql "select count(*) from deliveries where hook = 'bench' and key like 'id:kill-%'")"
-put dh_kill_jobs_interrupted "$(sql "select count(*) from jobs where state = 'interrupted'")"
 dh_wait_idle bench 60 || true
+put dh_restart2_jobs "$(jobs_since "$restart_ts")"
 
-# 2. reject
-log "2. reject: webhook, ${REJECT_DURATION}s"
-run_wrk wh_reject "$WH_PID" "$REJECT_DURATION" reject.lua "$WH_URL/bench" "$W/wrk-ingest/bad"
-log "2. reject: deployhook, ${REJECT_DURATION}s"
-run_wrk dh_reject "$DH_PID" "$REJECT_DURATION" reject.lua "$DH_URL/bench" "$W/wrk-ingest/bad"
-put dh_rss_after_reject_kb "$(rss_kb "$DH_PID")"
-put wh_rss_after_reject_kb "$(rss_kb "$WH_PID")"
+# 1c. the history prune after a flood: keep_jobs (100 per hook) deletes the superseded jobs;
+# how long does a valid push wait meanwhile?
+log "1c. a valid push while deployhook prunes the flood's finished jobs"
+rows0=$(sql "select count(*) from jobs")
+put dh_prune_rows_before "$rows0"
+deadline=$((SECONDS + 20))
+while [[ $(sql "select count(*) from jobs") == "$rows0" ]] && ((SECONDS < deadline)); do sleep 0.2; done
+c0=$(sql "select count(*) from jobs"); t0=$EPOCHREALTIME
+read -r st p0 p1 < <(push "$DH_URL/bench" "$PARENT" "$TIP" probe-after-flood 60)
+c1=$(sql "select count(*) from jobs"); t1=$EPOCHREALTIME
+put dh_prune_probe_status "$st"
+put dh_prune_probe_wait_s "$(awk -v a="$p0" -v b="$p1" 'BEGIN { printf "%.3f", b - a }')"
+put dh_prune_rows_at_probe "$c0"
+put dh_prune_rows_left "$c1"
+put dh_prune_window_s "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')"
+kill9_dh
 
 # ---------------------------------------------------------------------------------------
+# Latency and burst on a fresh deployhook (new state_dir), so the flood above does not
+# interfere
+DH_STATE=$W/dh-state2
+DH_CONFIG=$W/hooks2.toml
+sed "s|$W/dh-state\"|$DH_STATE\"|" "$W/hooks.toml" > "$DH_CONFIG"
+start_dh
+
 # 4. push-to-deploy latency: one new commit per run, deployhook vs git fetch + checkout
 log "4. latency: $LAT_RUNS pushes of one new commit each"
 read -r st _ < <(push "$DH_URL/latency" "$PARENT" "$TIP" warm-latency)
 [[ $st == 202 ]] || die "deployhook answered $st to the latency warm-up push"
 dh_wait_idle latency 60 || die "the latency warm-up deploy did not finish"
-git clone -q --no-local "$W/origin.git" "$W/baseline"   # the git CLI's own pre-cloned copy
+git clone -q --no-local "$W/origin.git" "$W/baseline"   # the git command line's own clone
 git -C "$W/baseline" checkout -q --detach "$TIP"
 wait_line() { # file pattern seconds
     local deadline=$((SECONDS + $3))
@@ -394,36 +487,35 @@ wait_line() { # file pattern seconds
         sleep 0.01
     done
 }
+dh_run() { # i head new
+    local st t0 t1
+    read -r st t0 _ < <(push "$DH_URL/latency" "$2" "$3" "lat-$1")
+    [[ $st == 202 ]] || { fail "deployhook answered $st to latency push $1"; return; }
+    echo "$1 $t0 $3" >> "$W/lat_runs.txt"
+    wait_line "$W/out/dh-latency.log" " $3\$" 60 || { fail "deployhook: latency push $1 never ran its command"; return; }
+    t1=$(sed -n "s/^\([0-9.]*\) $3\$/\1/p" "$W/out/dh-latency.log" | head -n 1)
+    put "dh_latency_ms_$1" "$(ms "$t0" "$t1")"
+}
+git_run() { # i new
+    local t0=$EPOCHREALTIME
+    git -C "$W/baseline" fetch -q origin
+    git -C "$W/baseline" checkout -q --detach "$2"
+    put "git_latency_ms_$1" "$(ms "$t0" "$EPOCHREALTIME")"
+}
 head=$TIP
 for ((i = 1; i <= LAT_RUNS; i++)); do
     python3 "$HERE/mkrepo.py" --append "$head" $((COMMITS + i)) | git -C "$W/origin.git" fast-import --quiet
     new=$(git -C "$W/origin.git" rev-parse main)
-    dh_run() {
-        local st t0 t1
-        read -r st t0 < <(push "$DH_URL/latency" "$head" "$new" "lat-$i")
-        [[ $st == 202 ]] || { fail "deployhook answered $st to latency push $i"; return; }
-        wait_line "$W/out/dh-latency.log" " $new\$" 60 || { fail "deployhook: latency push $i never ran its command"; return; }
-        t1=$(sed -n "s/^\([0-9.]*\) $new\$/\1/p" "$W/out/dh-latency.log" | head -n 1)
-        put "dh_latency_ms_$i" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) * 1000 }')"
-    }
-    git_run() {
-        local t0 t1
-        t0=$EPOCHREALTIME
-        git -C "$W/baseline" fetch -q origin
-        git -C "$W/baseline" checkout -q --detach "$new"
-        t1=$EPOCHREALTIME
-        put "git_latency_ms_$i" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) * 1000 }')"
-    }
-    if ((i % 2)); then dh_run; git_run; else git_run; dh_run; fi
+    if ((i % 2)); then dh_run "$i" "$head" "$new"; git_run "$i" "$new"; else git_run "$i" "$new"; dh_run "$i" "$head" "$new"; fi
     dh_wait_idle latency 60 || true
     head=$new
 done
 put lat_runs "$LAT_RUNS"
-put dh_latency_detail "$(sql "select detail from jobs where hook = 'latency' order by id desc limit 1")"
+python3 "$HERE/latency_breakdown.py" "$W/deployhook.log" "$DH_STATE/logs" "$W/out/dh-latency.log" "$W/lat_runs.txt" \
+    >> "$RES" 2>"$W/latency_breakdown.err" || log "latency breakdown failed: $(tail -n 1 "$W/latency_breakdown.err")"
 last_job=$(sql "select max(id) from jobs where hook = 'latency'")
-put dh_latency_checkout_line "$(grep -h 'checked out' "$W/dh-state/logs/$last_job.log" 2>/dev/null | tail -n 1 | sed 's/.*\(checked out\)/\1/')"
+put dh_latency_checkout_line "$(grep -h 'checked out' "$DH_STATE/logs/$last_job.log" 2>/dev/null | tail -n 1 | sed 's/.*\(checked out\)/\1/')"
 
-# ---------------------------------------------------------------------------------------
 # 5. burst: BURST pushes (the newest BURST commits, oldest first) to one hook
 log "5. burst: $BURST pushes to one hook, each daemon"
 git -C "$W/origin.git" rev-list --reverse --parents -n "$BURST" main | awk '{ print $2, $1 }' > "$W/burst.shas"
@@ -439,13 +531,27 @@ for d in wh dh; do
     put "${d}_burst_ok" "${answered:-0}"
     put "${d}_burst_statuses" "$(awk '$1 == "status" { printf "%s%s×%s", sep, $2, $3; sep = ", " }' "$W/${d}_burst.out")"
     [[ ${answered:-0} == "$BURST" ]] || fail "$d: burst: only ${answered:-0} of $BURST valid pushes got $ok ($(get "${d}_burst_statuses"))"
-    if [[ $d == dh ]]; then dh_wait_idle burst 120 || true; else wh_wait_idle 120 || true; fi
     log_file=$W/out/$d-burst.log
-    put "${d}_burst_runs" "$(wc -l < "$log_file" 2>/dev/null || echo 0)"
+    if [[ $d == dh ]]; then
+        dh_wait_idle burst 120 || true
+    else # until every command has run, or nothing new for 5 s
+        stable=0 prev=-1
+        deadline=$((SECONDS + 120))
+        while (($(lines "$log_file") < BURST && stable < 50 && SECONDS < deadline)); do
+            cur=$(lines "$log_file")
+            if ((cur == prev)); then stable=$((stable + 1)); else stable=0 prev=$cur; fi
+            sleep 0.1
+        done
+        wh_wait_idle 30 || true
+    fi
+    put "${d}_burst_runs" "$(lines "$log_file")"
     last=$(tail -n 1 "$log_file" 2>/dev/null || true)
     put "${d}_burst_final_index" "$(burst_index "$last")"
     put "${d}_burst_final_is_newest" "$([[ $last == "$NEWEST" ]] && echo yes || echo no)"
+    put "${d}_burst_distinct" "$(sort -u "$log_file" 2>/dev/null | wc -l)"
 done
+last_delivery=$(sql "select delivery from jobs where hook = 'burst' order by id desc limit 1")
+put dh_burst_last_accepted_index "$(( ${last_delivery#burst-dh-} + 1 ))"
 put dh_burst_job_states "$(sql "select group_concat(state || '×' || n, ', ') from (select state, count(*) n from jobs where hook = 'burst' group by state)")"
 put burst_n "$BURST"
 
@@ -462,6 +568,8 @@ put wh_ingest_bad "$bad"
 ((n > 0)) || fail "webhook: no ingest request completed"
 (($(num dh_ingest_deliveries_on_disk) >= $(num dh_ingest_status_202))) ||
     fail "durability: wrk saw $(num dh_ingest_status_202) 202s but only $(num dh_ingest_deliveries_on_disk) deliveries survived kill -9"
+(($(num dh_ingest_jobs_rows) >= $(num dh_ingest_status_202))) ||
+    fail "durability: wrk saw $(num dh_ingest_status_202) 202s but only $(num dh_ingest_jobs_rows) jobs survived kill -9"
 (($(num dh_kill_deliveries_on_disk) >= $(num dh_kill_status_202))) ||
     fail "durability: wrk saw $(num dh_kill_status_202) 202s before kill -9 but only $(num dh_kill_deliveries_on_disk) deliveries are on disk"
 (($(num dh_kill_status_202) > 0)) || fail "durability: no 202 before the kill -9 in the middle of the run"
@@ -469,7 +577,7 @@ n=$(num dh_reject_requests); bad=$((n - $(num dh_reject_status_401) + $(wrk_erro
 put dh_reject_bad "$bad"
 ((bad <= $(allowance "$n"))) || fail "deployhook: $bad of $n forged requests were not answered 401"
 n=$(num wh_reject_requests)
-wh_accepted=$(grep -E '^wh_reject_status_2[0-9][0-9]=' "$RES" | awk -F= '{ s += $2 } END { print s + 0 }')
+wh_accepted=$(awk -F= '$1 ~ /^wh_reject_status_2[0-9][0-9]$/ { s += $2 } END { print s + 0 }' "$RES")
 put wh_reject_accepted "$wh_accepted"
 ((wh_accepted == 0)) || fail "webhook: $wh_accepted forged requests were answered 2xx"
 (($(wrk_errors wh_reject) <= $(allowance "$n"))) || fail "webhook: $(wrk_errors wh_reject) socket errors while rejecting"
