@@ -14,7 +14,9 @@
 mod auth;
 mod error;
 mod fetch;
+mod heap;
 mod known_hosts;
+mod locks;
 mod timeouts;
 mod url;
 mod worktree;
@@ -31,6 +33,7 @@ use std::time::{Duration, Instant};
 use git2::{ErrorCode, Oid, Repository, RepositoryInitOptions};
 
 pub use error::GitError;
+pub use locks::clear_stale as clear_stale_locks;
 pub use timeouts::set_network_timeouts;
 
 /// Submodules nested deeper than this are refused: it is a cycle, or not worth deploying.
@@ -154,7 +157,9 @@ impl Git {
         let started = Instant::now();
         let oid = parse_sha(sha)?;
         let mut totals = Totals::default();
-        self.checkout_commit(remote, Some(git_ref), oid, worktree, 0, &mut totals)?;
+        let result = self.checkout_commit(remote, Some(git_ref), oid, worktree, 0, &mut totals);
+        heap::trim();
+        result?;
         Ok(CheckoutInfo {
             fetch_attempts: totals.attempts,
             fetched: totals.fetched,

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use super::WorkerHandle;
 use crate::config::{Config, Hook, LiveConfig, Rule};
-use crate::git::{Git, Remote, Retry};
+use crate::git::{self, Git, Remote, Retry};
 use crate::metrics::Metrics;
 use crate::runner::{self, Outcome, RunSpec};
 use crate::store::{JobRecord, JobState, Store};
@@ -115,6 +115,11 @@ impl Worker {
     }
 
     async fn recover(&self) {
+        let state_dir = self.config.get().server.state_dir.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            git::clear_stale_locks(&state_dir.join("git"), &state_dir.join("work"))
+        })
+        .await;
         let interrupted = match self.store.recover().await {
             Ok(jobs) => jobs,
             Err(e) => {
