@@ -13,7 +13,6 @@ use clap_complete::Shell;
 use schemars::generate::SchemaSettings;
 use schemars::transform::RecursiveTransform;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
-
 use serde_json::{Value, json};
 
 use crate::cli::Cli;
@@ -95,8 +94,8 @@ pub fn schema_json() -> String {
 
 /// The JSON Schema of hooks.toml, read off the serde types in `config::raw`.
 ///
-/// Draft 7, because that is the draft TOML editors (Taplo, Even Better TOML) understand
-/// best. The schema describes the shape of the file, with the few value checks that are
+/// Draft 7: the draft TOML editors' schema support (Taplo, behind Even Better TOML) has
+/// handled longest. The schema describes the shape of the file, with the few value checks that are
 /// cheap to state (forge names, queue modes, positive counts); `deployhook check` remains
 /// the full check (durations, sizes, globs, which keys go together, files that must exist).
 pub fn schema() -> Schema {

@@ -57,7 +57,10 @@ fn the_shipped_schema_is_the_generated_one() {
 fn man_pages_cover_every_subcommand() {
     let dir = generate();
     let page = read(dir.path(), "deployhook.1");
-    assert!(page.starts_with(".ie") && page.contains(".TH deployhook 1"), "{page}");
+    assert!(
+        page.starts_with(".ie") && page.contains(".TH deployhook 1"),
+        "{page}"
+    );
     for name in visible_subcommands() {
         // roff escapes the hyphen.
         assert!(
@@ -67,8 +70,11 @@ fn man_pages_cover_every_subcommand() {
         let sub = read(dir.path(), &format!("deployhook-{name}.1"));
         assert!(sub.contains(&format!(".TH deployhook-{name} 1")), "{sub}");
     }
-    for hidden in ["generate", "sandbox"] {
-        assert!(!page.contains(hidden), "deployhook.1 shows {hidden}:\n{page}");
+    for hidden in ["deployhook\\-generate", "sandbox\\-exec"] {
+        assert!(
+            !page.contains(hidden),
+            "deployhook.1 shows {hidden}:\n{page}"
+        );
     }
 }
 
@@ -90,12 +96,25 @@ fn completions_offer_the_subcommands_but_not_the_internal_ones() {
 
 #[test]
 fn the_schema_accepts_the_shipped_configs() {
-    let schema: Value = serde_json::from_str(&read(generate().path(), "hooks.schema.json")).unwrap();
+    let schema: Value =
+        serde_json::from_str(&read(generate().path(), "hooks.schema.json")).unwrap();
     for file in ["hooks.toml", "packaging/hooks.toml"] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
         let errors = validate(&schema, &toml_file_as_json(&path));
         assert!(errors.is_empty(), "{file}:\n{errors}");
     }
+    // The packaged default is also a config `check` accepts, as the unit's ExecStartPre runs it.
+    let packaged = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/hooks.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_deployhook"))
+        .args(["check", "--config", packaged])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{packaged}: ok (0 hooks)\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let everything = r#"
         [server]
         listen = "0.0.0.0:9000"
@@ -154,58 +173,112 @@ fn the_schema_accepts_the_shipped_configs() {
     assert!(errors.is_empty(), "{errors}");
 }
 
+/// Valid for the schema and for `deployhook check`; the refused cases change one line.
+const VALID: &str = r#"# top
+[server]
+listen = "127.0.0.1:0"
+# server
+
+[[hook]]
+id = "a"
+forge = "generic"
+secret = "whsec_ZGVtby1rZXktZm9yLXRoZS1kZXBsb3lob29rLXJlYWRtZQ=="
+repository = "a/b"
+clone_url = "."
+# hook
+
+[[hook.rule]]
+branches = ["main"]
+commands = ["true"]
+# rule
+"#;
+
 #[test]
-fn the_schema_refuses_unknown_keys_and_wrong_types_where_check_does() {
-    let schema: Value = serde_json::from_str(&read(generate().path(), "hooks.schema.json")).unwrap();
-    let base = "[server]\n[[hook]]\nid = \"a\"\n[[hook.rule]]\ncommands = [\"x\"]\n";
+fn the_schema_refuses_unknown_keys_and_wrong_types_as_check_does() {
+    let schema: Value =
+        serde_json::from_str(&read(generate().path(), "hooks.schema.json")).unwrap();
     let refused = [
-        ("top = 1\n", "/: unknown key top"),
-        ("[server]\nlistn = \"x\"\n", "/server: unknown key listn"),
+        ("# top", "top = 1", "/: unknown key top"),
+        ("# server", "listn = \"x\"", "/server: unknown key listn"),
         (
-            "[server.tls]\ncert = \"x\"\n",
+            "# server",
+            "tls = { cert = \"x\" }",
             "/server/tls: unknown key cert",
         ),
-        ("[[hook]]\nsecrets = \"x\"\n", "/hook/0: unknown key secrets"),
+        ("# hook", "secrets = \"x\"", "/hook/0: unknown key secrets"),
         (
-            "[[hook]]\n[[hook.rule]]\nbranch = [\"main\"]\n",
+            "# rule",
+            "branch = [\"main\"]",
             "/hook/0/rule/0: unknown key branch",
         ),
         (
-            "[[hook]]\n[[hook.rule]]\nlimits = { cores = 2 }\n",
+            "# rule",
+            "limits = { cores = 2 }",
             "/hook/0/rule/0/limits: unknown key cores",
         ),
-        ("[[hook]]\nforge = \"githbu\"\n", "/hook/0/forge: not one of"),
-        ("[[hook]]\nsecret = 5\n", "/hook/0/secret: matches none of"),
         (
-            "[[hook]]\n[[hook.rule]]\ncommands = [[\"make\", 1]]\n",
+            "forge = \"generic\"",
+            "forge = \"githbu\"",
+            "/hook/0/forge: not one of",
+        ),
+        (
+            "secret = \"whsec_",
+            "secret = 5 # ",
+            "/hook/0/secret: matches none of",
+        ),
+        (
+            "commands = [\"true\"]",
+            "commands = [[\"make\", 1]]",
             "/hook/0/rule/0/commands/0: matches none of",
         ),
         (
-            "[[hook]]\n[[hook.rule]]\nenv = { A = 1 }\n",
+            "# rule",
+            "env = { A = 1 }",
             "/hook/0/rule/0/env/A: expected string",
         ),
-        ("[server]\nkeep_jobs = 0\n", "/server/keep_jobs: below the minimum 1"),
-        ("[server]\nlisten = 9000\n", "/server/listen: expected string"),
-        ("hook = { id = \"a\" }\n", "/hook: expected array"),
+        (
+            "# server",
+            "keep_jobs = 0",
+            "/server/keep_jobs: below the minimum 1",
+        ),
+        (
+            "listen = \"127.0.0.1:0\"",
+            "listen = 9000",
+            "/server/listen: expected string",
+        ),
+        (
+            "# rule",
+            "queue = \"lifo\"",
+            "/hook/0/rule/0/queue: not one of",
+        ),
     ];
-    assert!(validate(&schema, &toml_as_json(base)).is_empty());
-    for (text, expected) in refused {
-        let errors = validate(&schema, &toml_as_json(text));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hooks.toml");
+    let run_check = |text: &str| {
+        std::fs::write(&config, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_deployhook"))
+            .args(["check", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(validate(&schema, &toml_as_json(VALID)), "");
+    let (code, stderr) = run_check(VALID);
+    assert_eq!(code, Some(0), "{stderr}");
+    for (from, to, expected) in refused {
+        assert!(VALID.contains(from), "{from}");
+        let text = VALID.replacen(from, to, 1);
+        let errors = validate(&schema, &toml_as_json(&text));
         assert!(
             errors.lines().any(|l| l.starts_with(expected)),
-            "{text}\nexpected {expected:?}, got:\n{errors}"
+            "{to}: expected {expected:?}, got:\n{errors}"
         );
-        // And the real check agrees that the file is wrong.
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("hooks.toml");
-        std::fs::write(&path, text).unwrap();
-        let status = Command::new(env!("CARGO_BIN_EXE_deployhook"))
-            .args(["check", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap()
-            .status;
-        assert_eq!(status.code(), Some(1), "check accepted:\n{text}");
+        let (code, stderr) = run_check(&text);
+        assert_eq!(code, Some(1), "check accepted {to}: {stderr}");
     }
 }
 
@@ -234,9 +307,20 @@ fn check(root: &Value, schema: &Value, value: &Value, path: &str, errors: &mut S
     };
     for (keyword, rule) in schema {
         match keyword.as_str() {
-            "$schema" | "title" | "description" | "definitions" | "format" => {}
+            // Annotations; and objects' keys, checked together below.
+            "$schema"
+            | "title"
+            | "description"
+            | "definitions"
+            | "format"
+            | "properties"
+            | "additionalProperties" => {}
             "$ref" => {
-                let name = rule.as_str().unwrap().strip_prefix("#/definitions/").unwrap();
+                let name = rule
+                    .as_str()
+                    .unwrap()
+                    .strip_prefix("#/definitions/")
+                    .unwrap();
                 check(root, &root["definitions"][name], value, path, errors);
             }
             "allOf" => {
@@ -283,8 +367,6 @@ fn check(root: &Value, schema: &Value, value: &Value, path: &str, errors: &mut S
                     check(root, rule, item, &format!("{path}/{i}"), errors);
                 }
             }
-            // Together, below.
-            "properties" | "additionalProperties" => {}
             other => panic!("the test's checker does not know `{other}` (at {here})"),
         }
     }
@@ -313,11 +395,10 @@ fn check_object(
     for (key, v) in obj {
         let sub = format!("{path}/{key}");
         match (properties.get(key), schema.get("additionalProperties")) {
-            (Some(s), _) => check(root, s, v, &sub, errors),
+            (Some(s), _) | (None, Some(s @ Value::Object(_))) => check(root, s, v, &sub, errors),
             (None, Some(Value::Bool(false))) => {
                 let _ = writeln!(errors, "{here}: unknown key {key}");
             }
-            (None, Some(s @ Value::Object(_))) => check(root, s, v, &sub, errors),
             (None, _) => {}
         }
     }

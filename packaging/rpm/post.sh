@@ -1,0 +1,12 @@
+# deployhook %post: the state directory, and a config directory only the daemon (and
+# root) can read, since hooks.toml may hold or name secrets.
+install -d -o deployhook -g deployhook -m 0750 /var/lib/deployhook
+chgrp deployhook /etc/deployhook && chmod 0750 /etc/deployhook
+if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload >/dev/null 2>&1 || :
+    # First install: enable as the distribution's preset says.
+    if [ "$1" -eq 1 ]; then
+        systemctl preset deployhook.service >/dev/null 2>&1 || :
+    fi
+fi
+exit 0
