@@ -4,9 +4,11 @@
 mod gitrepo;
 mod helpers;
 
+mod assets;
 mod check;
 mod deliveries;
 mod jobs;
+mod operate;
 mod properties;
 mod rejections;
 mod replay;
