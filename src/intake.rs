@@ -96,7 +96,11 @@ pub fn decide(
         });
     }
     Ok(Decision::Deploy {
-        replay_keys: replay_keys(delivery.id.as_ref(), verified.signed_id().is_some(), body),
+        replay_keys: replay_keys(
+            delivery.id.as_ref(),
+            verified.signed_id().is_some(),
+            verified.signed(),
+        ),
         delivery: delivery.id,
         jobs,
         skipped,

@@ -29,6 +29,8 @@ pub enum ApiError {
         "body is larger than this server accepts ({limit} bytes; raise server.max_body to allow more)"
     )]
     TooLarge { limit: u64 },
+    #[error("the request body did not arrive within {0} seconds")]
+    RequestTimeout(u64),
     /// Not authentic.
     #[error("{0}")]
     Unauthorized(String),
@@ -52,6 +54,7 @@ impl ResponseError for ApiError {
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

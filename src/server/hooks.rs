@@ -17,6 +17,9 @@ use crate::intake::{self, Decision, IntakeError};
 use crate::store::{Acceptance, NewJob};
 use crate::verify::Headers;
 
+/// How long a request body may take to arrive in full.
+const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// actix's header map seen through `verify::Headers`.
 struct ActixHeaders<'a>(&'a HeaderMap);
 
@@ -203,17 +206,23 @@ async fn read_body(
         return Err(ApiError::TooLarge { limit });
     }
     let capacity = usize::try_from(declared.unwrap_or(0).min(limit)).unwrap_or(0);
-    let mut body = Vec::with_capacity(capacity);
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::BadRequest(format!(
-                "the request body could not be read to its end: {e}"
-            ))
-        })?;
-        if (body.len() + chunk.len()) as u64 > limit {
-            return Err(ApiError::TooLarge { limit });
+    let read = async {
+        let mut body = Vec::with_capacity(capacity);
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "the request body could not be read to its end: {e}"
+                ))
+            })?;
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(ApiError::TooLarge { limit });
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+        Ok(body)
+    };
+    // A body that trickles in (or never comes) must not hold a connection for good.
+    tokio::time::timeout(BODY_DEADLINE, read)
+        .await
+        .map_err(|_| ApiError::RequestTimeout(BODY_DEADLINE.as_secs()))?
 }

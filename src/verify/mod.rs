@@ -60,6 +60,9 @@ pub enum Auth {
 pub struct Verified<'a> {
     json: Result<Cow<'a, [u8]>, ContentError>,
     signed_id: Option<DeliveryId>,
+    /// The bytes the signature covers: the raw body, or for Gitea-family forms the JSON
+    /// document inside it (the same signed document can come in either encoding).
+    signed: Cow<'a, [u8]>,
 }
 
 impl Verified<'_> {
@@ -70,6 +73,11 @@ impl Verified<'_> {
             Ok(json) => Ok(json),
             Err(e) => Err(e.clone()),
         }
+    }
+
+    /// The bytes the signature (or token) vouches for; what a replay check must compare.
+    pub fn signed(&self) -> &[u8] {
+        &self.signed
     }
 
     /// The delivery id when the signature covers it (Standard Webhooks' `webhook-id`).
@@ -86,6 +94,7 @@ impl<'a> Verified<'a> {
         Verified {
             json: Ok(Cow::Borrowed(json)),
             signed_id,
+            signed: Cow::Borrowed(json),
         }
     }
 }
@@ -133,7 +142,7 @@ pub fn verify<'a>(
             legacy_sha1,
         } => {
             verify_github(secrets, *legacy_sha1, headers, body)?;
-            Ok(unsigned_id(encoding.json_document(body)))
+            Ok(unsigned_id(encoding.json_document(body), body))
         }
         Auth::Gitea {
             secrets,
@@ -153,7 +162,12 @@ pub fn verify<'a>(
                 expected: "64 hexadecimal digits",
             })?;
             check_hmac::<Hmac<Sha256>>(secrets, &[signed], &mac)?;
-            Ok(unsigned_id(json))
+            let signed = Cow::Owned(signed.to_vec());
+            Ok(Verified {
+                json,
+                signed_id: None,
+                signed,
+            })
         }
         Auth::Bitbucket { secrets } => {
             let mac = prefixed_hex(
@@ -163,7 +177,7 @@ pub fn verify<'a>(
                 "sha256=<64 hexadecimal digits>",
             )?;
             check_hmac::<Hmac<Sha256>>(secrets, &[body], &mac)?;
-            Ok(unsigned_id(encoding.json_only(body)))
+            Ok(unsigned_id(encoding.json_only(body), body))
         }
         Auth::GitlabToken { tokens } => {
             let given = headers
@@ -176,7 +190,7 @@ pub fn verify<'a>(
                 acc | Sha256::digest(t.expose()).ct_eq(&given)
             });
             if bool::from(matched) {
-                Ok(unsigned_id(encoding.json_only(body)))
+                Ok(unsigned_id(encoding.json_only(body), body))
             } else {
                 Err(Rejection::TokenMismatch)
             }
@@ -186,15 +200,18 @@ pub fn verify<'a>(
             Ok(Verified {
                 json: encoding.json_only(body),
                 signed_id: Some(id),
+                signed: Cow::Borrowed(body),
             })
         }
     }
 }
 
-fn unsigned_id(json: Result<Cow<'_, [u8]>, ContentError>) -> Verified<'_> {
+/// A delivery whose signature covers the raw body but not its id.
+fn unsigned_id<'a>(json: Result<Cow<'a, [u8]>, ContentError>, body: &'a [u8]) -> Verified<'a> {
     Verified {
         json,
         signed_id: None,
+        signed: Cow::Borrowed(body),
     }
 }
 
