@@ -32,17 +32,31 @@ fuzz_target!(|data: &[u8]| {
     let lines = text.split('\n').count();
     let in_text = |d: &config::Diagnostic| {
         let shown = d.to_string();
-        assert!(shown.starts_with("/nonexistent/deployhook-fuzz/hooks.toml"), "{shown}");
+        assert!(
+            shown.starts_with("/nonexistent/deployhook-fuzz/hooks.toml"),
+            "{shown}"
+        );
         if let Some((line, col)) = d.position {
-            assert!(line >= 1 && line <= lines, "line {line} of {lines}: {shown}");
+            assert!(
+                line >= 1 && line <= lines,
+                "line {line} of {lines}: {shown}"
+            );
             let width = text.split('\n').nth(line - 1).unwrap().chars().count();
-            assert!(col >= 1 && col <= width + 1, "column {col} of {width}: {shown}");
+            assert!(
+                col >= 1 && col <= width + 1,
+                "column {col} of {width}: {shown}"
+            );
         }
     };
     match config::load_str(path, text, &env) {
         Ok(loaded) => {
             loaded.warnings.iter().for_each(in_text);
-            assert!(loaded.warnings.iter().all(|w| w.severity == Severity::Warning));
+            assert!(
+                loaded
+                    .warnings
+                    .iter()
+                    .all(|w| w.severity == Severity::Warning)
+            );
             let cfg = loaded.config;
             for (i, hook) in cfg.hooks.iter().enumerate() {
                 assert!(!hook.id.is_empty());
@@ -54,7 +68,10 @@ fuzz_target!(|data: &[u8]| {
                 assert!(std::ptr::eq(cfg.hook(&hook.id).unwrap(), hook));
                 for (j, rule) in hook.rules.iter().enumerate() {
                     assert_eq!(rule.index, j);
-                    assert!(!rule.commands.is_empty(), "a rule without commands accepted");
+                    assert!(
+                        !rule.commands.is_empty(),
+                        "a rule without commands accepted"
+                    );
                 }
             }
             assert!(cfg.server.state_dir.is_absolute());
@@ -62,7 +79,10 @@ fuzz_target!(|data: &[u8]| {
         Err(invalid) => {
             invalid.diagnostics.iter().for_each(in_text);
             assert!(
-                invalid.diagnostics.iter().any(|d| d.severity == Severity::Error),
+                invalid
+                    .diagnostics
+                    .iter()
+                    .any(|d| d.severity == Severity::Error),
                 "refused without an error: {invalid}"
             );
         }

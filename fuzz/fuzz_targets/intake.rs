@@ -4,6 +4,7 @@
 
 #![no_main]
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -15,11 +16,19 @@ use libfuzzer_sys::fuzz_target;
 
 const HOOKS: &[(&str, &str, &str)] = &[
     ("gh", "github", "secret = \"It's a Secret to Everybody\""),
-    ("gh-sha1", "github", "secret = \"It's a Secret to Everybody\"\nlegacy_sha1 = true"),
+    (
+        "gh-sha1",
+        "github",
+        "secret = \"It's a Secret to Everybody\"\nlegacy_sha1 = true",
+    ),
     ("gl", "gitlab", "secret = \"gl-token-0123456789\""),
     ("gl-signed", "gitlab", "secret = \"$WHSEC\""),
     ("gitea", "gitea", "secret = \"It's a Secret to Everybody\""),
-    ("forgejo", "forgejo", "secret = \"It's a Secret to Everybody\""),
+    (
+        "forgejo",
+        "forgejo",
+        "secret = \"It's a Secret to Everybody\"",
+    ),
     ("gogs", "gogs", "secret = \"It's a Secret to Everybody\""),
     ("bb", "bitbucket", "secret = \"It's a Secret to Everybody\""),
     ("ci", "generic", "secret = \"$WHSEC\""),
@@ -30,7 +39,8 @@ fn config() -> &'static Config {
     CONFIG.get_or_init(|| {
         let mut text = String::from("[server]\nlisten = \"127.0.0.1:0\"\n");
         for (id, forge, secret) in HOOKS {
-            text.push_str(&format!(
+            let _ = write!(
+                text,
                 r#"
 [[hook]]
 id = "{id}"
@@ -54,7 +64,7 @@ paths = ["docs/**", "*.md"]
 commands = ["make docs"]
 "#,
                 secret = secret.replace("$WHSEC", WHSEC)
-            ));
+            );
         }
         let path = Path::new("/nonexistent/deployhook-fuzz/hooks.toml");
         config::load_str(path, &text, &|_| None)
@@ -95,7 +105,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(!job.event.deleted(), "a deleted ref deploys");
                 assert!(job.event.repository.eq_ignore_ascii_case(&hook.repository));
             }
-            skipped.iter().for_each(|s| assert!(!s.is_empty()));
+            assert!(skipped.iter().all(|s| !s.is_empty()));
         }
         Ok(Decision::Pong { .. }) => {}
         Ok(Decision::Ignore { reason, .. }) => assert!(!reason.is_empty()),

@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
     match verify::verify(&auth, &headers, body, now()) {
         Ok(v) => {
             let want = format!("sha256={}", hex(&hmac_sha256(SECRET, &[body])));
-            let given = headers.get("X-Hub-Signature").unwrap_or_default().trim_ascii();
+            let given = headers
+                .get("X-Hub-Signature")
+                .unwrap_or_default()
+                .trim_ascii();
             assert!(
                 given.len() == want.len()
                     && given.starts_with(b"sha256=")

@@ -8,8 +8,7 @@
 use deployhook::event::Forge;
 use deployhook::verify::{self, Headers as _, Rejection};
 use deployhook_fuzz::{
-    SECRET, auth, gitea_signature_headers, gitea_signed_bytes, hex, hmac_sha256, now, sign,
-    split,
+    SECRET, auth, gitea_signature_headers, gitea_signed_bytes, hex, hmac_sha256, now, sign, split,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -20,7 +19,9 @@ fuzz_target!(|data: &[u8]| {
         let auth = auth(forge, false);
         match verify::verify(&auth, &headers, body, now()) {
             Ok(v) => {
-                let signed = signed_bytes.as_ref().expect("a form without payload verified");
+                let signed = signed_bytes
+                    .as_ref()
+                    .expect("a form without payload verified");
                 let want = hex(&hmac_sha256(SECRET, &[signed]));
                 // The first of the forge's signature headers that is present counts.
                 let given = gitea_signature_headers(forge)

@@ -168,7 +168,7 @@ pub fn gitea_signed_bytes(headers: &FuzzHeaders, body: &[u8]) -> Option<Vec<u8>>
         Encoding::Form => Encoding::Form
             .json_document(body)
             .ok()
-            .map(|d| d.into_owned()),
+            .map(std::borrow::Cow::into_owned),
         _ => Some(body.to_vec()),
     }
 }
@@ -224,9 +224,7 @@ pub fn sign(auth: &Auth, headers: &mut FuzzHeaders, body: &[u8]) -> bool {
 
 /// What must hold of any answer a payload parser gives: errors print, and every push
 /// event is made of values that re-validate and carries the delivery's id.
-pub fn check_delivery(
-    result: &Result<deployhook::forge::Delivery, deployhook::forge::ParseError>,
-) {
+pub fn check_delivery(result: &Result<deployhook::forge::Delivery, deployhook::forge::ParseError>) {
     use deployhook::event::{RefName, Sha};
     use deployhook::forge::DeliveryKind;
     let delivery = match result {
@@ -239,11 +237,20 @@ pub fn check_delivery(
     match &delivery.kind {
         DeliveryKind::Push(events) => {
             for ev in events {
-                assert_eq!(RefName::parse(ev.git_ref.as_str()).as_ref(), Ok(&ev.git_ref));
+                assert_eq!(
+                    RefName::parse(ev.git_ref.as_str()).as_ref(),
+                    Ok(&ev.git_ref)
+                );
                 assert_eq!(Sha::parse(ev.before.as_str()).as_ref(), Ok(&ev.before));
                 assert_eq!(Sha::parse(ev.after.as_str()).as_ref(), Ok(&ev.after));
                 assert_eq!(ev.delivery, delivery.id);
-                assert!(ev.pusher.as_deref() != Some(""), "empty pusher kept");
+                if let Some(p) = &ev.pusher {
+                    assert!(!p.is_empty(), "empty pusher kept");
+                    assert!(
+                        !p.chars().any(char::is_control),
+                        "control character in {p:?}"
+                    );
+                }
             }
         }
         DeliveryKind::Other(name) => {
@@ -271,6 +278,10 @@ pub fn fuzz_parser(forge: Forge, signed_gitlab: bool, data: &[u8]) {
     if forge == Forge::Generic
         && let Ok(d) = &result
     {
-        assert_eq!(d.id.as_ref(), verified.signed_id(), "generic id is the signed one");
+        assert_eq!(
+            d.id.as_ref(),
+            verified.signed_id(),
+            "generic id is the signed one"
+        );
     }
 }
