@@ -390,43 +390,6 @@ fn hostile_json_behind_a_valid_signature_is_answered_without_a_crash() {
 
 // --- SIGKILL in the middle of a stream of pushes ------------------------------------
 
-/// The real binary on `dir`'s config; its address from the `listening on` log line.
-fn start_daemon(config: &Path) -> (Daemon, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_deployhook"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(at) = line.find("listening on ") {
-                let addr = line[at + 13..]
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("")
-                    .to_owned();
-                let _ = tx.send(addr);
-            }
-        }
-    });
-    let child = Daemon(child);
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the daemon logs `listening on <addr>`")
-        .parse()
-        .unwrap();
-    (child, addr)
-}
-
 /// Posts a delivery; the status line's code if the server got that far, `None` if the
 /// connection failed or closed before a status line.
 fn try_post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Option<u16> {

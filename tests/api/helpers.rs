@@ -440,3 +440,41 @@ impl Drop for Daemon {
         let _ = self.0.wait();
     }
 }
+
+/// `deployhook serve` on `config`; its address from the `listening on` log line. Killed
+/// when the returned guard is dropped.
+pub fn start_daemon(config: &Path) -> (Daemon, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_deployhook"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(at) = line.find("listening on ") {
+                let addr = line[at + 13..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned();
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let child = Daemon(child);
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the daemon logs `listening on <addr>`")
+        .parse()
+        .unwrap();
+    (child, addr)
+}

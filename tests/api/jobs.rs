@@ -388,43 +388,6 @@ fn the_api_requires_the_token_when_one_is_configured() {
     assert_eq!(res.status, 200, "{}", res.body);
 }
 
-/// Starts `deployhook serve` on `dir`'s config and returns it with its address.
-fn start_daemon(dir: &TestDir) -> (Daemon, std::net::SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_deployhook"))
-        .args(["serve", "--config"])
-        .arg(dir.config_path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(at) = line.find("listening on ") {
-                let addr = line[at + 13..]
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("")
-                    .to_owned();
-                let _ = tx.send(addr);
-            }
-        }
-    });
-    let child = Daemon(child);
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap()
-        .parse()
-        .unwrap();
-    (child, addr)
-}
-
 #[test]
 fn kill_9_with_running_and_queued_jobs_then_restart() {
     let repo = Repo::new();
@@ -445,7 +408,7 @@ env = { OUT = "$OUTDIR" }
 commands = ["cat version.txt >> \"$OUT/runs\"; echo >> \"$OUT/runs\""]
 "#;
     let dir = TestDir::new(&config(out.path(), &hook("site", &repo, rules)));
-    let (mut daemon, addr) = start_daemon(&dir);
+    let (mut daemon, addr) = start_daemon(&dir.config_path());
     let send = |addr, git_ref: &str, before: &str, after: &str| {
         let body = serde_json::json!({"repository": "acme/website", "ref": git_ref, "before": before, "after": after}).to_string();
         let sw = standard_webhooks(
@@ -468,7 +431,7 @@ commands = ["cat version.txt >> \"$OUT/runs\"; echo >> \"$OUT/runs\""]
     daemon.0.kill().unwrap(); // SIGKILL
     daemon.0.wait().unwrap();
 
-    let (_daemon, addr) = start_daemon(&dir);
+    let (_daemon, addr) = start_daemon(&dir.config_path());
     let job = |id: i64| get(addr, &format!("/api/jobs/{id}")).json();
     let done = |id: i64| {
         wait_for(&format!("job {id}"), Duration::from_secs(60), || {
