@@ -220,7 +220,6 @@ dict_for() {
 }
 
 mkdir -p "$fuzz/logs"
-rm -f "$fuzz"/logs/*.status
 run_one() {
     local t=$1 start status
     start=$(date +%s)
@@ -231,8 +230,8 @@ run_one() {
     status=$?
     set -e
     local stats
-    stats=$(awk '/^stat::number_of_executed_units/ {print $2}' "$fuzz/logs/$t.log")          
-    echo "$status" >"$fuzz/logs/$t.status"
+    stats=$(awk '/^stat::number_of_executed_units/ {print $2}' "$fuzz/logs/$t.log")
+    echo "$status" >"$tmp/$t.status"
     echo "$t: exit $status after $(($(date +%s) - start))s, ${stats:-?} runs (log: fuzz/logs/$t.log)"
 }
 
@@ -253,7 +252,7 @@ for t in "${!pids[@]}"; do
 done
 # Each run left its exit status: `wait -n` cannot say which job ended.
 for t in $targets; do
-    if [[ $(cat "$fuzz/logs/$t.status" 2>/dev/null) != 0 ]]; then
+    if [[ $(cat "$tmp/$t.status" 2>/dev/null) != 0 ]]; then
         failed+=("$t")
     fi
 done

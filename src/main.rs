@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser;
 use deployhook::cli::{ApiArgs, Cli, Command, LogFormat};
@@ -155,13 +154,6 @@ fn serve(path: &Path, log_format: LogFormat) -> ExitCode {
     };
     for w in &warnings {
         tracing::warn!("{w}");
-    }
-    // Before any thread exists: libgit2's timeouts are unsynchronized globals. A remote
-    // that stops answering must fail the fetch, not hang a worker thread.
-    if let Err(e) =
-        deployhook::git::set_network_timeouts(Duration::from_secs(30), Duration::from_secs(120))
-    {
-        tracing::warn!("cannot set git network timeouts: {e}");
     }
     if let Err(e) = runner::become_subreaper() {
         tracing::warn!(

@@ -1,6 +1,7 @@
 //! The whole pipeline (`intake::decide`: verify, parse, route) on correctly signed
 //! deliveries to a config with a hook per forge: it does not panic, never refuses a true
-//! signature, and a decision to deploy names existing rules and carries replay keys.
+//! signature, and a decision to deploy names existing rules and carries replay keys, the
+//! body key over the bytes the signature covers.
 
 #![no_main]
 
@@ -11,8 +12,9 @@ use std::sync::OnceLock;
 use deployhook::config::{self, Config};
 use deployhook::intake::{self, Decision, IntakeError};
 use deployhook::verify::Auth;
-use deployhook_fuzz::{WHSEC, now, sign, split};
+use deployhook_fuzz::{WHSEC, gitea_signed_bytes, hex, now, sign, split};
 use libfuzzer_sys::fuzz_target;
+use sha2::{Digest, Sha256};
 
 const HOOKS: &[(&str, &str, &str)] = &[
     ("gh", "github", "secret = \"It's a Secret to Everybody\""),
@@ -95,9 +97,16 @@ fuzz_target!(|data: &[u8]| {
             if matches!(hook.auth, Auth::StandardWebhooks { .. }) {
                 assert!(delivery.is_some(), "a signed delivery without its id");
             } else {
+                // The body key is over what the signature covers, however it was sent
+                // (Gitea-family forms carry the signed JSON inside a `payload` field).
+                let signed = match hook.auth {
+                    Auth::Gitea { .. } => gitea_signed_bytes(&headers, body).unwrap(),
+                    _ => body.to_vec(),
+                };
+                let want = format!("body:{}", hex(&Sha256::digest(&signed)));
                 assert!(
-                    replay_keys.iter().any(|k| k.starts_with("body:")),
-                    "an unsigned id is the only replay key: {replay_keys:?}"
+                    replay_keys.contains(&want),
+                    "no replay key over the signed bytes: {replay_keys:?}"
                 );
             }
             for job in &jobs {

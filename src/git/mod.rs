@@ -34,7 +34,6 @@ use git2::{ErrorCode, Oid, Repository, RepositoryInitOptions};
 
 pub use error::GitError;
 pub use locks::clear_stale as clear_stale_locks;
-pub use timeouts::set_network_timeouts;
 
 /// Submodules nested deeper than this are refused: it is a cycle, or not worth deploying.
 const MAX_SUBMODULE_DEPTH: u32 = 8;
@@ -154,6 +153,7 @@ impl Git {
         sha: &str,
         worktree: &Path,
     ) -> Result<CheckoutInfo, GitError> {
+        timeouts::ensure();
         let started = Instant::now();
         let oid = parse_sha(sha)?;
         let mut totals = Totals::default();
@@ -171,6 +171,7 @@ impl Git {
     /// [`Git::checkout`]) and returns the commit `git_ref` (e.g. `refs/heads/main`) points
     /// at, as 40 hex digits. For redeploying a branch's current head.
     pub fn resolve(&self, remote: &Remote, git_ref: &str) -> Result<String, GitError> {
+        timeouts::ensure();
         let cache = self.cache_path(&remote.url);
         let lock = self.lock_for(&cache);
         let _serialized = lock.lock().unwrap_or_else(PoisonError::into_inner);

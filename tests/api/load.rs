@@ -121,8 +121,8 @@ fn two_thousand_slowloris_connections_do_not_keep_signed_pushes_out() {
             }
         });
 
-        // A signed push gets in while the slow bodies are all held open (they have no
-        // deadline, so this holds however slow the machine) ...
+        // A signed push gets in while the slow bodies are all held open (they have the
+        // 30 s body deadline, far more than one push takes) ...
         let first = push(&app, 1);
         assert_eq!(first.status, 202, "{}", first.body);
         let open = slow_bodies
@@ -182,13 +182,13 @@ fn two_thousand_slowloris_connections_do_not_keep_signed_pushes_out() {
     assert_eq!(app.dir().jobs().len(), 22);
 }
 
-/// Found by the test above: a client that sends a whole head and then too little of the
-/// body it announced holds its connection (and a file descriptor) for as long as it
-/// likes, unauthenticated; actix has no deadline for a request body, and `read_body`
-/// sets none. A few hundred such clients exhaust a daemon's descriptors (the systemd
-/// default soft limit is 1024), after which actix logs "Too many open files" and accepts
-/// nothing, signed pushes included. The body of a delivery must arrive within some
-/// deadline, under 90 s; this test waits that long for the server to drop both kinds.
+/// Found by the test above: a client that sent a whole head and then too little of the
+/// body it announced held its connection (and a file descriptor) for as long as it
+/// liked, unauthenticated, as actix has no deadline for a request body. A few hundred
+/// such clients exhausted a daemon's descriptors (the systemd default soft limit is
+/// 1024), after which actix logged "Too many open files" and accepted nothing, signed
+/// pushes included. The body must arrive within a deadline (30 s in `hooks.rs`); this
+/// test gives the server 90 s to drop both kinds.
 #[test]
 fn a_request_body_that_never_arrives_does_not_hold_its_connection_forever() {
     let app = TestApp::spawn(&standard_config());
