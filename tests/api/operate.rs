@@ -484,22 +484,10 @@ fn tls_serves_https_and_a_bad_certificate_fails_check() {
     .unwrap();
     let serve = Serve::start(&dir, &[], &[]);
     // openssl s_client speaks TLS to it and verifies the chain against our certificate.
-    let mut client = Command::new("openssl")
-        .args(["s_client", "-quiet", "-verify_return_error", "-CAfile"])
-        .arg(&cert)
-        .args(["-connect", &serve.addr.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(
-        &mut client.stdin.take().unwrap(),
-        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .unwrap();
-    let out = String::from_utf8_lossy(&client.wait_with_output().unwrap().stdout).into_owned();
-    assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+    assert_eq!(
+        https_healthz(serve.addr, &cert).as_deref(),
+        Some("HTTP/1.1 200 OK")
+    );
     drop(serve);
 
     std::fs::write(&key, "not a key\n").unwrap();
@@ -517,6 +505,85 @@ fn tls_serves_https_and_a_bad_certificate_fails_check() {
         )),
         "{stderr}"
     );
+}
+
+/// `GET /healthz` over HTTPS, the server's certificate checked against `ca` only: the
+/// answer's status line, or `None` when the handshake (or the verification) failed.
+fn https_healthz(addr: std::net::SocketAddr, ca: &std::path::Path) -> Option<String> {
+    let mut client = Command::new("openssl")
+        .args(["s_client", "-quiet", "-verify_return_error", "-CAfile"])
+        .arg(ca)
+        .args(["-connect", &addr.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut client.stdin.take().unwrap(),
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let out = String::from_utf8_lossy(&client.wait_with_output().unwrap().stdout).into_owned();
+    out.lines()
+        .next()
+        .filter(|l| l.starts_with("HTTP/"))
+        .map(str::to_owned)
+}
+
+#[test]
+fn a_reload_swaps_the_tls_certificate_and_a_broken_one_keeps_the_old() {
+    let dir = TestDir::new("");
+    let root = dir.dir.path();
+    let (old_dir, new_dir) = (root.join("old"), root.join("new"));
+    std::fs::create_dir_all(&old_dir).unwrap();
+    std::fs::create_dir_all(&new_dir).unwrap();
+    let (old_cert, old_key) = self_signed(&old_dir);
+    let (new_cert, new_key) = self_signed(&new_dir);
+    // The config names one pair of files; a renewal (certbot, an ACME client) rewrites them.
+    let (cert, key) = (root.join("cert.pem"), root.join("key.pem"));
+    std::fs::copy(&old_cert, &cert).unwrap();
+    std::fs::copy(&old_key, &key).unwrap();
+    let tls = format!(
+        "[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    std::fs::write(
+        dir.config_path(),
+        base_config(&tls, &generic_hook("a", "/nonexistent", "[[\"true\"]]")),
+    )
+    .unwrap();
+    let mut serve = Serve::start(&dir, &[], &[]);
+    let ok = Some("HTTP/1.1 200 OK".to_owned());
+    assert_eq!(https_healthz(serve.addr, &old_cert), ok);
+    assert_eq!(
+        https_healthz(serve.addr, &new_cert),
+        None,
+        "not yet renewed"
+    );
+
+    // Renewed on disk: the listener keeps going and new handshakes get the new pair.
+    std::fs::copy(&new_key, &key).unwrap();
+    std::fs::copy(&new_cert, &cert).unwrap();
+    serve.signal("HUP");
+    wait_for("the renewed certificate", Duration::from_secs(30), || {
+        (https_healthz(serve.addr, &new_cert) == ok).then_some(())
+    });
+    assert_eq!(
+        https_healthz(serve.addr, &old_cert),
+        None,
+        "the old one is gone"
+    );
+
+    // A renewal that left a broken key behind: refused and said so, the last good
+    // certificate keeps serving.
+    std::fs::write(&key, "not a key\n").unwrap();
+    serve.signal("HUP");
+    serve.expect_log("config reload refused; the previous config keeps serving");
+    let why = serve.expect_log("cannot read a private key from");
+    assert!(why.contains(&key.display().to_string()), "{why}");
+    assert_eq!(https_healthz(serve.addr, &new_cert), ok);
 }
 
 #[test]
