@@ -468,10 +468,8 @@ fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf
     (cert, key)
 }
 
-#[test]
-fn tls_serves_https_and_a_bad_certificate_fails_check() {
-    let dir = TestDir::new("");
-    let (cert, key) = self_signed(dir.dir.path());
+/// A config with one hook that serves HTTPS with this certificate and key.
+fn write_tls_config(dir: &TestDir, cert: &std::path::Path, key: &std::path::Path) {
     let tls = format!(
         "[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
         cert.display(),
@@ -482,6 +480,13 @@ fn tls_serves_https_and_a_bad_certificate_fails_check() {
         base_config(&tls, &generic_hook("a", "/nonexistent", "[[\"true\"]]")),
     )
     .unwrap();
+}
+
+#[test]
+fn tls_serves_https_and_a_bad_certificate_fails_check() {
+    let dir = TestDir::new("");
+    let (cert, key) = self_signed(dir.dir.path());
+    write_tls_config(&dir, &cert, &key);
     let serve = Serve::start(&dir, &[], &[]);
     // openssl s_client speaks TLS to it and verifies the chain against our certificate.
     assert_eq!(
@@ -544,16 +549,7 @@ fn a_reload_swaps_the_tls_certificate_and_a_broken_one_keeps_the_old() {
     let (cert, key) = (root.join("cert.pem"), root.join("key.pem"));
     std::fs::copy(&old_cert, &cert).unwrap();
     std::fs::copy(&old_key, &key).unwrap();
-    let tls = format!(
-        "[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
-        cert.display(),
-        key.display()
-    );
-    std::fs::write(
-        dir.config_path(),
-        base_config(&tls, &generic_hook("a", "/nonexistent", "[[\"true\"]]")),
-    )
-    .unwrap();
+    write_tls_config(&dir, &cert, &key);
     let mut serve = Serve::start(&dir, &[], &[]);
     let ok = Some("HTTP/1.1 200 OK".to_owned());
     assert_eq!(https_healthz(serve.addr, &old_cert), ok);
