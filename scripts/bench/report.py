@@ -303,10 +303,17 @@ def build(values, failures):
         w(f"| {label} | {mib(rss.get(a))} | {mib(rss.get(b))} | {ratio(rss.get(a), rss.get(b))} |")
     w(f"| deployhook restarted on the flooded `state_dir` | {mib(rss.get('dh_rss_restart_kb'))} | | |")
     w("")
-    w(f"Split of deployhook's RSS (anonymous / file-backed): fresh {mib(rss.get('dh_rss_idle_anon_kb'))} / "
-      f"{mib(rss.get('dh_rss_idle_file_kb'))}; after the first deploy {mib(rss.get('dh_rss_warm_anon_kb'))} / "
-      f"{mib(rss.get('dh_rss_warm_file_kb'))}; after ingest {mib(rss.get('dh_rss_after_ingest_anon_kb'))} / "
-      f"{mib(rss.get('dh_rss_after_ingest_file_kb'))}. Sampled every 100 ms from `/proc/<pid>/status`.")
+    w("Split into anonymous (the process's own) and file-backed (its binary and shared libraries, "
+      "pages the kernel can drop and re-read) memory:")
+    w("")
+    w("| | deployhook anon / file | webhook anon / file |")
+    w("| --- | ---: | ---: |")
+    for label, key in (("idle, fresh start", "rss_idle"), ("after the first deploy", "rss_warm"),
+                       ("after ingest", "rss_after_ingest")):
+        w(f"| {label} | {mib(rss.get(f'dh_{key}_anon_kb'))} / {mib(rss.get(f'dh_{key}_file_kb'))} | "
+          f"{mib(rss.get(f'wh_{key}_anon_kb'))} / {mib(rss.get(f'wh_{key}_file_kb'))} |")
+    w("")
+    w("Sampled every 100 ms from `/proc/<pid>/status`.")
     w("")
 
     w(f"## 4. Push-to-deploy latency: one new commit on a {r.s('repo_commits')}-commit repository")
@@ -370,6 +377,18 @@ def build(values, failures):
                         f"{(10 * wh_rps) / dh_rps:.1f}.")
     if dh_p99 is not None:
         para.append(f"Its p99 is {ms(dh_p99)}, " + ("under" if p99_ok else f"{dh_p99 / 5000:.1f}× over") + " the 5 ms target.")
+    conns = r.f("conns")
+    if not ingest_ok and dh_rps and conns:
+        # Little's law for a closed loop: every connection always has one request out.
+        para.append(f"The two targets are tied together: wrk keeps all {conns:.0f} connections busy, so the "
+                    f"mean latency is {conns:.0f} / requests/s ({conns / dh_rps * 1000:.1f} ms at "
+                    f"{fmt(dh_rps)}/s), and a p99 under 5 ms needs more than {conns / 0.005:,.0f} "
+                    f"requests/s to begin with.")
+    if not ingest_ok and dh_rej and wh_rps:
+        para.append(f"The reject run bounds what ingest could reach here: answering a forged push "
+                    f"(HTTP, reading the body, one HMAC; no JSON, no store, no deploy) ran at "
+                    f"{fmt(dh_rej)}/s, {dh_rej / wh_rps:.1f}× webhook's ingest rate, so on this machine "
+                    f"10× would take a daemon whose ingest costs less than its reject path does now.")
     sw = r.f("dh_ingest_thread_cpu_store_writer")
     dur = (r.f("dh_ingest_duration_us") or 0) / 1e6
     busy, total = r.f("dh_ingest_machine_busy_s"), r.f("dh_ingest_machine_total_s")
