@@ -148,9 +148,12 @@ impl Daemon {
     fn start(base: &Path) -> Daemon {
         let port = free_port();
         let base_arg = format!("--base-path={}", base.display());
-        let child = Command::new("git")
+        // `git daemon` would run git-daemon as a child of its own, which outlives a
+        // killed `git`: start git-daemon itself, so that `drop` stops the server.
+        let exec_path = Command::new("git").arg("--exec-path").output().unwrap();
+        let exec_path = String::from_utf8(exec_path.stdout).unwrap();
+        let child = Command::new(Path::new(exec_path.trim()).join("git-daemon"))
             .args([
-                "daemon",
                 "--reuseaddr",
                 "--listen=127.0.0.1",
                 &format!("--port={port}"),
