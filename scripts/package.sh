@@ -41,8 +41,9 @@ rm -rf "$assets" "$target"/debian/deployhook_*.deb "$target"/generate-rpm/deploy
 "$target/release/deployhook" generate --out "$assets" >/dev/null
 # Both formats want compressed man pages; -n keeps the bytes the same from run to run.
 gzip -9n "$assets"/*.1
-# cargo-deb strips the binary itself; cargo-generate-rpm packs what it is given.
+# cargo-deb strips the binaries itself; cargo-generate-rpm packs what it is given.
 strip --strip-unneeded -o "$assets/deployhook" "$target/release/deployhook"
+strip --strip-unneeded -o "$assets/deployhook-sandbox" "$target/release/deployhook-sandbox"
 # Debian wants a changelog in its own format; the project's history is CHANGELOG.md.
 version=$("$target/release/deployhook" --version | cut -d' ' -f2)
 date=$(git log -1 --format=%cD 2>/dev/null || date -R)

@@ -74,6 +74,7 @@ version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
 files=(
     /etc/deployhook/hooks.toml
     /usr/bin/deployhook
+    /usr/libexec/deployhook/deployhook-sandbox
     /usr/lib/systemd/system/deployhook.service
     /usr/share/bash-completion/completions/deployhook
     /usr/share/deployhook/hooks.schema.json
@@ -276,6 +277,8 @@ wait_until 120 "the job to finish" job_done
 grep -Eq '^ +1 +app +succeeded ' "$tmp/jobs" || fail "job: $(cat "$tmp/jobs"; /usr/bin/deployhook logs 1 --url "http://$addr")"
 /usr/bin/deployhook logs 1 --url "http://$addr" >"$tmp/job.log"
 grep -q "deployed $sha as deployhook" "$tmp/job.log" || fail "job log: $(cat "$tmp/job.log")"
+sed 's/\x1b\[[0-9;]*m//g' "$tmp/push.log" | grep -q 'launcher=/usr/libexec/deployhook/deployhook-sandbox' ||
+    fail "the daemon does not start commands through the packaged launcher: $(grep -i launcher "$tmp/push.log")"
 echo "push answered 202; job 1 succeeded: $(grep -o "deployed $sha as deployhook" "$tmp/job.log")"
 stop_daemon "$pid" "$tmp/push.log"
 expect_file "$work/state/deployhook.db"
@@ -289,7 +292,7 @@ expect_stat /etc/deployhook root:deployhook 750
 step "remove: program gone, config and data kept"
 dpkg --remove deployhook >/dev/null
 expect_eq "$(dpkg-query -W -f='${Status}' deployhook)" "deinstall ok config-files" "status"
-for f in /usr/bin/deployhook "$unit" /usr/share/deployhook /usr/share/man/man1/deployhook.1.gz; do
+for f in /usr/bin/deployhook /usr/libexec/deployhook "$unit" /usr/share/deployhook /usr/share/man/man1/deployhook.1.gz; do
     expect_gone "$f"
 done
 expect_eq "$(tail -n1 /etc/deployhook/hooks.toml)" "# changed here" "the conffile after remove"

@@ -180,9 +180,11 @@ fn start(config: config::Config) -> Result<(), String> {
     let listen = config.server.listen;
     let config = LiveConfig::new(config);
     let store = Store::open(&config.get().server.state_dir).map_err(|e| e.to_string())?;
-    let launcher = std::env::current_exe().map_err(|e| {
+    let exe = std::env::current_exe().map_err(|e| {
         format!("cannot find the deployhook binary to supervise commands with: {e}")
     })?;
+    let launcher = runner::launcher::locate(&exe);
+    tracing::info!(launcher = %launcher.display(), "deploy commands start through this launcher");
     let metrics = Arc::new(Metrics::default());
     let worker = Worker::new(
         Arc::clone(&config),

@@ -1,7 +1,7 @@
 //! Runs a job's commands as child processes: the only module that spawns processes.
 //!
-//! Each command runs under a small supervisor, our own binary's hidden
-//! `sandbox-exec` subcommand ([`launcher`]): it puts the command in its own session,
+//! Each command runs under a small supervisor, the `deployhook-sandbox` launcher binary
+//! ([`launcher`]; `deployhook sandbox-exec` where it is not installed): it puts the command in its own session,
 //! adopts everything the command starts (it is a child subreaper), applies the user,
 //! resource limits and Landlock sandbox just before `exec`, and at the end kills and
 //! reaps whatever is left. The runner here starts it with exactly the job's environment,
@@ -9,7 +9,7 @@
 //! the result into an [`Outcome`].
 //!
 //! ```text
-//! run ─► [for each command] $ line ─► deployhook sandbox-exec supervise ... -- argv
+//! run ─► [for each command] $ line ─► deployhook-sandbox sandbox-exec supervise ... -- argv
 //!          stdout/stderr ─► time-stamped lines in the log (capped)
 //!          timeout / cancel ─► SIGTERM to the supervisor ─► it TERMs, then KILLs, the tree
 //!        end line ─► next command, or stop at the first that did not succeed
@@ -65,8 +65,9 @@ pub struct Limits {
 /// data (`DEPLOYHOOK_*`): payload data never reaches a command line.
 #[derive(Debug, Clone)]
 pub struct RunSpec {
-    /// The deployhook binary itself, which has the hidden `sandbox-exec` subcommand:
-    /// `std::env::current_exe()` in the daemon, `env!("CARGO_BIN_EXE_deployhook")` in tests.
+    /// The launcher: `deployhook-sandbox`, or the deployhook binary itself (its hidden
+    /// `sandbox-exec` subcommand is the same code); the daemon picks it with
+    /// [`launcher::locate`].
     pub launcher: PathBuf,
     /// Run in order; the first that does not succeed ends the job.
     pub commands: Vec<Command>,

@@ -150,7 +150,10 @@ impl TestApp {
             let system = actix_web::rt::System::new();
             system.block_on(async move {
                 let store = Store::open(&cfg.get().server.state_dir).unwrap();
-                let launcher = PathBuf::from(env!("CARGO_BIN_EXE_deployhook"));
+                // As `serve` does: the launcher binary cargo built beside the daemon's.
+                let launcher = deployhook::runner::launcher::locate(Path::new(env!(
+                    "CARGO_BIN_EXE_deployhook"
+                )));
                 let metrics = Arc::new(Metrics::default());
                 let worker = Worker::new(cfg.clone(), store.clone(), metrics.clone(), launcher);
                 let state = AppState {

@@ -1,6 +1,6 @@
-//! The runner, end to end: real commands started through the real binary's hidden
-//! `sandbox-exec` subcommand, checked by what they print, the files they write, the
-//! pids they leave, and the job log.
+//! The runner, end to end: real commands started through the real launcher binary
+//! (`deployhook-sandbox`; the `deployhook sandbox-exec` fallback once), checked by what
+//! they print, the files they write, the pids they leave, and the job log.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -35,7 +35,7 @@ impl Job {
         let work = dir.path().join("work");
         std::fs::create_dir(&work).unwrap();
         let spec = RunSpec {
-            launcher: PathBuf::from(env!("CARGO_BIN_EXE_deployhook")),
+            launcher: PathBuf::from(env!("CARGO_BIN_EXE_deployhook-sandbox")),
             commands,
             workdir: work,
             env: vec![
@@ -322,6 +322,62 @@ fn commands_run_in_order_in_the_work_tree_and_the_first_failure_stops_the_job() 
     assert!(notes[1].starts_with("exit code 0 after "), "{notes:?}");
     assert_eq!(notes[2], "$ sh -c 'echo two >> order; exit 3'");
     assert!(notes[3].starts_with("exit code 3 after "), "{notes:?}");
+}
+
+/// Without `deployhook-sandbox` beside it, the daemon starts commands through its own
+/// `sandbox-exec` subcommand: the same launcher, both stages, only slower to start.
+#[test]
+fn the_deployhook_binary_launches_commands_as_the_helper_does() {
+    for launcher in [
+        env!("CARGO_BIN_EXE_deployhook-sandbox"),
+        env!("CARGO_BIN_EXE_deployhook"),
+    ] {
+        // The command's parent is the supervise stage (confine became the command).
+        let mut job = Job::new(vec![sh(
+            "ulimit -n > nofile; tr '\\0' ' ' < /proc/$PPID/cmdline > parent",
+        )]);
+        job.spec.launcher = launcher.into();
+        job.spec.limits.nofile = Some(77);
+        assert_eq!(job.run(), Outcome::Succeeded, "{launcher}");
+        assert_eq!(job.read_work("nofile"), "77\n", "{launcher}");
+        let parent = job.read_work("parent");
+        assert!(
+            parent.starts_with(&format!("{launcher} sandbox-exec supervise ")),
+            "{parent}"
+        );
+    }
+}
+
+/// The daemon looks for the launcher beside its own binary (cargo's layout), then in
+/// `../libexec/deployhook/` (the packages'), and falls back to itself.
+#[test]
+fn the_launcher_binary_is_found_beside_the_daemon_or_in_libexec() {
+    use runner::launcher::{BINARY, locate};
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    let libexec = dir.path().join("libexec/deployhook");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&libexec).unwrap();
+    let exe = bin.join("deployhook");
+    std::fs::write(&exe, "").unwrap();
+    assert_eq!(locate(&exe), exe);
+
+    std::fs::write(libexec.join(BINARY), "").unwrap();
+    assert_eq!(locate(&exe), libexec.join(BINARY));
+
+    std::fs::write(bin.join(BINARY), "").unwrap();
+    assert_eq!(locate(&exe), bin.join(BINARY));
+
+    // A directory of that name is not a launcher.
+    std::fs::remove_file(bin.join(BINARY)).unwrap();
+    std::fs::create_dir(bin.join(BINARY)).unwrap();
+    assert_eq!(locate(&exe), libexec.join(BINARY));
+
+    // As cargo builds them, the daemon finds its launcher.
+    assert_eq!(
+        locate(Path::new(env!("CARGO_BIN_EXE_deployhook"))),
+        Path::new(env!("CARGO_BIN_EXE_deployhook-sandbox"))
+    );
 }
 
 #[test]
