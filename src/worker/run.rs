@@ -348,7 +348,10 @@ async fn append(path: &Path, text: &str) {
         .open(path)
         .await;
     if let Ok(mut f) = file {
+        // tokio's File finishes a write in the background; without the flush the next
+        // line (this job's or the runner's) could land before this one.
         let _ = f.write_all(line.as_bytes()).await;
+        let _ = f.flush().await;
     }
 }
 

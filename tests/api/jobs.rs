@@ -81,7 +81,20 @@ commands = ["cp version.txt \"$OUT/deployed\"; ls > \"$OUT/files\""]
     assert_eq!(read(&out.path().join("deployed")), "1");
     assert!(read(&out.path().join("files")).contains("old.txt"));
     let log = get(app.addr, &format!("/api/jobs/{}/log", job["id"])).body;
-    assert!(log.contains(&format!("checked out {v1}")), "{log}");
+    // The worker's lines and the runner's share the file, in the order they happened.
+    let at = |needle: &str| {
+        log.find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} is not in the log:\n{log}"))
+    };
+    let id = &job["id"];
+    let order = [
+        at(&format!("job {id} for hook site: refs/heads/main at {v1}")),
+        at(&format!("checked out {v1}")),
+        at("$ cp version.txt"),
+        at("exit code 0 after"),
+        at(&format!("job {id} succeeded")),
+    ];
+    assert!(order.is_sorted(), "{order:?}\n{log}");
 }
 
 #[test]
