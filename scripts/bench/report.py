@@ -454,7 +454,7 @@ def build(values, failures):
             para.append(f"Only part of that is git: the median stages were {meds['accept']:.0f} ms to accept "
                         f"the push durably, {meds['claim']:.0f} ms until the worker claimed the job, "
                         f"{meds['checkout']:.0f} ms to fetch and check out, and {meds['spawn']:.0f} ms to start "
-                        f"the command through the two `sandbox-exec` stages.")
+                        f"the command through the two stages of the launcher (`deployhook-sandbox`).")
     para.append(f"In the burst, deployhook ran the command {r.s('dh_burst_runs')} times and ended on push "
                 f"{r.s('dh_burst_final_index')} of {n}; webhook ran it {r.s('wh_burst_runs')} times, "
                 f"concurrently, and the last one to finish was push {r.s('wh_burst_final_index')}.")
