@@ -154,41 +154,26 @@ for s in ss: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in ss))')
 
 # deployhook: server defaults except listen and state_dir
-cat > "$W/hooks.toml" <<EOF
-[server]
-listen = "127.0.0.1:$DH_PORT"
-state_dir = "$W/dh-state"
+dh_hook() { # id script log
+    cat <<EOF
 
 [[hook]]
-id = "bench"
+id = "$1"
 forge = "github"
 secret_file = "$W/secret"
 repository = "acme/website"
 clone_url = "$W/origin.git"
 [[hook.rule]]
 branches = ["main"]
-commands = [["$W/record.sh", "$W/out/dh-ingest.log"]]
-
-[[hook]]
-id = "burst"
-forge = "github"
-secret_file = "$W/secret"
-repository = "acme/website"
-clone_url = "$W/origin.git"
-[[hook.rule]]
-branches = ["main"]
-commands = [["$W/burst.sh", "$W/out/dh-burst.log"]]
-
-[[hook]]
-id = "latency"
-forge = "github"
-secret_file = "$W/secret"
-repository = "acme/website"
-clone_url = "$W/origin.git"
-[[hook.rule]]
-branches = ["main"]
-commands = [["$W/stamp.sh", "$W/out/dh-latency.log"]]
+commands = [["$W/$2", "$W/out/$3"]]
 EOF
+}
+{
+    printf '[server]\nlisten = "127.0.0.1:%s"\nstate_dir = "%s"\n' "$DH_PORT" "$W/dh-state"
+    dh_hook bench record.sh dh-ingest.log
+    dh_hook burst burst.sh dh-burst.log
+    dh_hook latency stamp.sh dh-latency.log
+} > "$W/hooks.toml"
 "$DH" check --config "$W/hooks.toml" >"$W/check.log" 2>&1 || { cat "$W/check.log" >&2; die "deployhook check failed"; }
 
 # webhook: HMAC-SHA256 of X-Hub-Signature-256, then the same branch and repository checks

@@ -59,10 +59,7 @@ impl FuzzHeaders {
 
 impl Headers for FuzzHeaders {
     fn get(&self, name: &str) -> Option<&[u8]> {
-        self.0
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+        Headers::get(&self.0, name)
     }
 }
 

@@ -61,6 +61,10 @@ fn job_id(raw: &str) -> Result<JobId, ApiError> {
         .map_err(|_| ApiError::NotFoundWhat(format!("no job {raw:?}: job ids are numbers")))
 }
 
+fn no_job(id: JobId) -> ApiError {
+    ApiError::NotFoundWhat(format!("no job {}", id.0))
+}
+
 fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::Unavailable(e.to_string())
 }
@@ -106,7 +110,7 @@ async fn show(
     let id = job_id(&id)?;
     match state.store.get(id).await.map_err(unavailable)? {
         Some(job) => Ok(HttpResponse::Ok().json(job)),
-        None => Err(ApiError::NotFoundWhat(format!("no job {}", id.0))),
+        None => Err(no_job(id)),
     }
 }
 
@@ -125,7 +129,7 @@ async fn log(
     authorize(&req, &state)?;
     let id = job_id(&id)?;
     if state.store.get(id).await.map_err(unavailable)?.is_none() {
-        return Err(ApiError::NotFoundWhat(format!("no job {}", id.0)));
+        return Err(no_job(id));
     }
     let path = state.store.log_path(id);
     let mut text = HttpResponse::Ok();
@@ -209,7 +213,7 @@ async fn cancel(
             "job {} already ended: {s}",
             id.0
         ))),
-        CancelResult::NotFound => Err(ApiError::NotFoundWhat(format!("no job {}", id.0))),
+        CancelResult::NotFound => Err(no_job(id)),
     }
 }
 

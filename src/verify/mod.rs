@@ -27,6 +27,16 @@ pub trait Headers {
     fn get(&self, name: &str) -> Option<&[u8]>;
 }
 
+/// Name/value pairs in order, as `deployhook sign` makes them and as tests and the fuzz
+/// targets hand them in: the first pair with the name (ignoring case) wins.
+impl<K: AsRef<str>, V: AsRef<[u8]>> Headers for Vec<(K, V)> {
+    fn get(&self, name: &str) -> Option<&[u8]> {
+        self.iter()
+            .find(|(k, _)| k.as_ref().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_ref())
+    }
+}
+
 /// How a hook's deliveries are authenticated; built by `config` from the hook's forge and
 /// secrets. Several secrets may be listed so that one can be rotated without downtime:
 /// a delivery is authentic when any one of them matches.

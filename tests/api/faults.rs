@@ -395,16 +395,7 @@ fn hostile_json_behind_a_valid_signature_is_answered_without_a_crash() {
 /// Posts a delivery; the status line's code if the server got that far, `None` if the
 /// connection failed or closed before a status line.
 fn try_post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Option<u16> {
-    let mut req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        let _ = write!(req, "{k}: {v}\r\n");
-    }
-    req.push_str("\r\n");
-    let mut bytes = req.into_bytes();
-    bytes.extend_from_slice(body);
+    let bytes = post_request(addr, path, headers, body);
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
     s.write_all(&bytes).ok()?;

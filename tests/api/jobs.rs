@@ -34,6 +34,11 @@ fn config(out: &Path, hooks: &str) -> String {
     )
 }
 
+/// A daemon with one hook, `site`, on `repo`; `$OUTDIR` in `rules` is `out`.
+fn spawn_site(out: &Path, repo: &Repo, rules: &str) -> TestApp {
+    TestApp::spawn(&config(out, &hook("site", repo, rules)))
+}
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
@@ -44,19 +49,16 @@ fn a_push_of_an_older_commit_deploys_that_commit() {
     let v1 = repo.commit(&[("version.txt", "1"), ("old.txt", "gone in v2")], &[]);
     let v2 = repo.commit(&[("version.txt", "2")], &["old.txt"]);
     let out = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn(&config(
+    let app = spawn_site(
         out.path(),
-        &hook(
-            "site",
-            &repo,
-            r#"
+        &repo,
+        r#"
 [[hook.rule]]
 branches = ["main"]
 env = { OUT = "$OUTDIR" }
 commands = ["cp version.txt \"$OUT/deployed\"; ls > \"$OUT/files\""]
 "#,
-        ),
-    ));
+    );
     let job = wait_job(
         &app,
         job_id(&push_generic(
@@ -103,19 +105,16 @@ fn commands_see_exactly_the_documented_environment() {
     let sha = repo.commit(&[("version.txt", "1")], &[]);
     let out = tempfile::tempdir().unwrap();
     // perl prints the environment it was given without adding to it, as a shell would.
-    let app = TestApp::spawn(&config(
+    let app = spawn_site(
         out.path(),
-        &hook(
-            "site",
-            &repo,
-            r#"
+        &repo,
+        r#"
 [[hook.rule]]
 branches = ["main"]
 env = { OUT = "$OUTDIR", DEPLOY_TARGET = "production" }
 commands = [["perl", "-e", "open(my $f, '>', \"$ENV{OUT}/env\") or die; print $f join(\"\\n\", map {\"$_=$ENV{$_}\"} sort keys %ENV)"]]
 "#,
-        ),
-    ));
+    );
     let job = wait_job(
         &app,
         job_id(&push_generic(&app, "site", "refs/heads/main", ZERO, &sha)),
@@ -161,14 +160,11 @@ fn cancel_stops_a_running_job() {
     let repo = Repo::new();
     let sha = repo.commit(&[("version.txt", "1")], &[]);
     let out = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn(&config(
+    let app = spawn_site(
         out.path(),
-        &hook(
-            "site",
-            &repo,
-            "[[hook.rule]]\nbranches = [\"main\"]\ncommands = [[\"sleep\", \"120\"]]\n",
-        ),
-    ));
+        &repo,
+        "[[hook.rule]]\nbranches = [\"main\"]\ncommands = [[\"sleep\", \"120\"]]\n",
+    );
     let id = job_id(&push_generic(&app, "site", "refs/heads/main", ZERO, &sha));
     wait_for("the job to run", Duration::from_secs(60), || {
         let job = get(app.addr, &format!("/api/jobs/{id}")).json();
@@ -306,14 +302,11 @@ fn the_api_and_cli_list_show_log_and_deploy_by_hand() {
     let v1 = repo.commit(&[("version.txt", "1")], &[]);
     let v2 = repo.commit(&[("version.txt", "2")], &[]);
     let out = tempfile::tempdir().unwrap();
-    let app = TestApp::spawn(&config(
+    let app = spawn_site(
         out.path(),
-        &hook(
-            "site",
-            &repo,
-            "[[hook.rule]]\nbranches = [\"main\"]\ncommands = [[\"cat\", \"version.txt\"]]\n",
-        ),
-    ));
+        &repo,
+        "[[hook.rule]]\nbranches = [\"main\"]\ncommands = [[\"cat\", \"version.txt\"]]\n",
+    );
     let id = job_id(&push_generic(&app, "site", "refs/heads/main", ZERO, &v1));
     assert_eq!(wait_job(&app, id)["state"], "succeeded");
 
