@@ -12,11 +12,12 @@
 //! - [`routing`]: picks the first rule of a hook that matches a push event.
 //! - [`access`]: who may deliver (`allow_from`, trusted proxies' `X-Forwarded-For`).
 //! - [`intake`]: ties verify → forge → routing together into one decision per delivery.
-//! - [`store`]: the embedded SQLite state (seen deliveries, jobs); the only writer of `state_dir`.
+//! - [`store`]: the embedded SQLite state (seen deliveries, jobs, their logs' names).
 //! - [`server`]: the actix-web HTTP front; the only module that knows actix.
 //! - [`git`]: fetches with git2 into a cache and checks out the exact pushed commit.
 //! - [`runner`]: runs a job's commands as sandboxed child processes; the only spawner.
 //! - [`worker`]: claims queued jobs and drives git and runner for each.
+//! - [`wipe`]: empties a directory a command wrote, never following a link.
 //! - [`metrics`]: Prometheus counters and histograms for `/metrics`.
 //! - [`notify`]: tells systemd when the daemon is ready, reloading or stopping.
 //! - [`reload`]: re-reads hooks.toml on SIGHUP, `POST /api/reload` or a file change.
@@ -44,4 +45,5 @@ pub mod server;
 pub mod sign;
 pub mod store;
 pub mod verify;
+pub mod wipe;
 pub mod worker;

@@ -2,9 +2,10 @@
 //!
 //! Each remote URL has one bare repository under the cache root (its name is a hash of
 //! the URL), fetched incrementally; a commit the cache already has needs no network. A
-//! work tree is a repository of its own that borrows the cache's objects (an alternate),
-//! so checking out copies no objects and its own index lets a forced checkout remove
-//! whatever the commit does not have.
+//! work tree has a git directory of its own under `cache_root/trees/`, outside the work
+//! tree (commands write there, the daemon must not trust it), that borrows the cache's
+//! objects (an alternate), so checking out copies no objects; each checkout starts from
+//! an emptied work tree.
 //!
 //! Everything here blocks (libgit2 does network and disk I/O on the calling thread): the
 //! worker calls [`Git::checkout`] from `tokio::task::spawn_blocking`.
@@ -26,7 +27,7 @@ mod tests;
 
 use std::collections::HashMap;
 use std::fs;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,10 @@ use git2::{ErrorCode, Oid, Repository, RepositoryInitOptions};
 
 pub use error::GitError;
 pub use locks::clear_stale as clear_stale_locks;
+use worktree::Target;
+
+/// The folder under the cache root that holds the work trees' git directories.
+const TREES: &str = "trees";
 
 /// Submodules nested deeper than this are refused: it is a cycle, or not worth deploying.
 const MAX_SUBMODULE_DEPTH: u32 = 8;
@@ -137,15 +142,22 @@ impl Git {
         self.cache_root.join(url::cache_name(url))
     }
 
+    /// The git directory of the work tree `worktree`:
+    /// `cache_root/trees/<name>-<hash of its path>.git`, out of every command's reach.
+    pub fn git_dir_of(&self, worktree: &Path) -> PathBuf {
+        let shown = worktree.to_string_lossy();
+        self.cache_root.join(TREES).join(url::cache_name(&shown))
+    }
+
     /// Blocking. Fetch `remote` incrementally into the bare cache (one per URL under
     /// cache_root, named from a hash of the URL), retrying with backoff; then check out
-    /// exactly `sha` (detached HEAD) into `worktree` (created if missing), removing tracked
-    /// and untracked files the commit does not have. `git_ref` is the pushed ref (e.g.
+    /// exactly `sha` into `worktree` (created if missing; its parent must exist), which
+    /// is emptied first: it then holds the commit's files and nothing else, and no `.git`
+    /// (its git directory is [`Git::git_dir_of`]). `git_ref` is the pushed ref (e.g.
     /// refs/heads/main), useful to fetch when the sha is not on any fetched branch/tag.
     ///
-    /// Files the commit ignores (`.gitignore`) are removed too. `sha` may also name an
-    /// annotated tag; its commit is checked out. Two checkouts into the same work tree
-    /// at once are the caller's to prevent.
+    /// `sha` may also name an annotated tag; its commit is checked out. Two checkouts
+    /// into the same work tree at once are the caller's to prevent.
     pub fn checkout(
         &self,
         remote: &Remote,
@@ -157,7 +169,12 @@ impl Git {
         let started = Instant::now();
         let oid = parse_sha(sha)?;
         let mut totals = Totals::default();
-        let result = self.checkout_commit(remote, Some(git_ref), oid, worktree, 0, &mut totals);
+        let git_dir = self.git_dir_of(worktree);
+        let target = Target {
+            work_dir: worktree,
+            git_dir: &git_dir,
+        };
+        let result = self.checkout_commit(remote, Some(git_ref), oid, target, 0, &mut totals);
         heap::trim();
         result?;
         Ok(CheckoutInfo {
@@ -192,7 +209,7 @@ impl Git {
         remote: &Remote,
         git_ref: Option<&str>,
         oid: Oid,
-        worktree: &Path,
+        target: Target<'_>,
         depth: u32,
         totals: &mut Totals,
     ) -> Result<(), GitError> {
@@ -206,9 +223,9 @@ impl Git {
             totals.fetched |= fetched.fetched;
             (fetched.commit, repo.path().join("objects"))
         };
-        let repo = worktree::checkout(worktree, &objects, commit)?;
+        let repo = worktree::checkout(target, &objects, commit)?;
         if remote.submodules {
-            self.checkout_submodules(remote, &repo, worktree, depth, totals)?;
+            self.checkout_submodules(remote, &repo, target, depth, totals)?;
         }
         Ok(())
     }
@@ -219,10 +236,11 @@ impl Git {
         &self,
         parent: &Remote,
         repo: &Repository,
-        worktree: &Path,
+        target: Target<'_>,
         depth: u32,
         totals: &mut Totals,
     ) -> Result<(), GitError> {
+        let worktree = target.work_dir;
         let submodules = repo.submodules().map_err(|e| GitError::Checkout {
             sha: repo
                 .head()
@@ -244,13 +262,7 @@ impl Git {
             let Some(oid) = submodule.index_id() else {
                 continue;
             };
-            if !path.components().all(|c| matches!(c, Component::Normal(_))) {
-                return Err(in_submodule(GitError::Local {
-                    action: "check out a submodule at",
-                    path,
-                    reason: "the path leaves the work tree".to_owned(),
-                }));
-            }
+            worktree::check_no_links(worktree, &path).map_err(in_submodule)?;
             if depth + 1 > MAX_SUBMODULE_DEPTH {
                 return Err(in_submodule(GitError::Local {
                     action: "check out a submodule at",
@@ -274,7 +286,11 @@ impl Git {
                 shallow: false,
                 submodules: true,
             };
-            self.checkout_commit(&sub, None, oid, &worktree.join(&path), depth + 1, totals)
+            let sub_target = Target {
+                work_dir: &worktree.join(&path),
+                git_dir: &target.git_dir.join("modules").join(&path),
+            };
+            self.checkout_commit(&sub, None, oid, sub_target, depth + 1, totals)
                 .map_err(in_submodule)?;
         }
         Ok(())

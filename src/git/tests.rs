@@ -115,15 +115,39 @@ fn quick_retry(attempts: u32) -> Retry {
     }
 }
 
-/// The work tree is at `sha` exactly: HEAD detached there, index and files clean.
-fn assert_at(worktree: &Path, sha: &str) {
-    assert_eq!(git(worktree, &["rev-parse", "HEAD"]), sha);
+/// git with file:// submodule URLs allowed (git refuses them by default since 2.38).
+fn file_git(dir: &Path, args: &[&str]) -> String {
+    let mut full = vec!["-c", "protocol.file.allow=always"];
+    full.extend_from_slice(args);
+    git(dir, &full)
+}
+
+/// git run on a work tree through its git directory `git_dir`, which is not in it.
+fn git_at(git_dir: &Path, worktree: &Path, args: &[&str]) -> String {
+    let mut full = vec![
+        format!("--git-dir={}", git_dir.display()),
+        format!("--work-tree={}", worktree.display()),
+    ];
+    full.extend(args.iter().map(|a| (*a).to_owned()));
+    let full: Vec<&str> = full.iter().map(String::as_str).collect();
+    git(worktree, &full)
+}
+
+/// The work tree is at `sha` exactly: HEAD detached there, index and files clean, and
+/// no `.git` of its own.
+fn assert_at(gits: &Git, worktree: &Path, sha: &str) {
+    let git_dir = gits.git_dir_of(worktree);
+    assert!(
+        !worktree.join(".git").exists(),
+        "the work tree holds a .git"
+    );
+    assert_eq!(git_at(&git_dir, worktree, &["rev-parse", "HEAD"]), sha);
     assert_eq!(
-        git(worktree, &["rev-parse", "--abbrev-ref", "HEAD"]),
+        git_at(&git_dir, worktree, &["rev-parse", "--abbrev-ref", "HEAD"]),
         "HEAD"
     );
     assert_eq!(
-        git(worktree, &["status", "--porcelain", "--ignored"]),
+        git_at(&git_dir, worktree, &["status", "--porcelain", "--ignored"]),
         "",
         "work tree is not clean"
     );
@@ -221,7 +245,7 @@ fn first_checkout_clones_into_the_cache_and_checks_out_the_commit() {
             ("css/site.css", "body {}\n")
         ])
     );
-    assert_at(&worktree, &sha);
+    assert_at(&gits, &worktree, &sha);
     let cache = Repository::open_bare(gits.cache_path(&remote.url)).unwrap();
     assert!(cache.is_bare());
     assert_eq!(
@@ -229,7 +253,8 @@ fn first_checkout_clones_into_the_cache_and_checks_out_the_commit() {
         sha
     );
     // Nothing was copied: the work tree borrows the cache's objects.
-    let alternates = fs::read_to_string(worktree.join(".git/objects/info/alternates")).unwrap();
+    let alternates =
+        fs::read_to_string(gits.git_dir_of(&worktree).join("objects/info/alternates")).unwrap();
     assert_eq!(
         alternates.trim(),
         cache.path().join("objects").to_str().unwrap()
@@ -286,12 +311,12 @@ fn an_older_push_gets_its_own_tree_and_leftovers_are_removed() {
         ]),
         "the older push's tree, not the branch head's"
     );
-    assert_at(&worktree, &second);
+    assert_at(&gits, &worktree, &second);
 
     gits.checkout(&remote, "refs/heads/main", &third, &worktree)
         .unwrap();
     assert_eq!(files(&worktree)["app.txt"], "v3\n");
-    assert_at(&worktree, &third);
+    assert_at(&gits, &worktree, &third);
 
     // And back again: a rollback to the first push restores the deleted file.
     gits.checkout(&remote, "refs/heads/main", &first, &worktree)
@@ -304,7 +329,7 @@ fn an_older_push_gets_its_own_tree_and_leftovers_are_removed() {
             (".gitignore", "*.log\n")
         ])
     );
-    assert_at(&worktree, &first);
+    assert_at(&gits, &worktree, &first);
 }
 
 #[test]
@@ -358,7 +383,7 @@ fn a_work_tree_outlives_its_cache_and_a_force_push() {
     let cache = Repository::open_bare(gits.cache_path(&remote.url)).unwrap();
     assert!(cache.find_commit(first.parse().unwrap()).is_err());
     assert_eq!(files(&worktree), tree(&[("a", "2")]));
-    assert_at(&worktree, &second);
+    assert_at(&gits, &worktree, &second);
 }
 
 #[test]
@@ -470,7 +495,7 @@ fn an_annotated_tag_checks_out_its_commit() {
     )
     .unwrap();
 
-    assert_at(&worktree, &sha);
+    assert_at(&gits, &worktree, &sha);
     assert_eq!(files(&worktree), tree(&[("a", "tagged")]));
 }
 
@@ -541,7 +566,7 @@ fn shallow_fetch_through_git_daemon() {
         .unwrap();
     assert!(info.fetched);
     assert_eq!(files(&worktree)["a"], "3");
-    assert_at(&worktree, &third);
+    assert_at(&gits, &worktree, &third);
     assert!(
         !Repository::open_bare(gits.cache_path(&remote.url))
             .unwrap()
@@ -564,33 +589,11 @@ fn submodules_are_checked_out_recursively_when_asked() {
     commit(&sub, &[("sub.txt", Some("sub\n"))], "sub");
     // Relative URLs, as most projects write them; git resolves them against the
     // superproject's own path here, and deployhook against the remote URL.
-    git(
-        &sub,
-        &[
-            "-c",
-            "protocol.file.allow=always",
-            "submodule",
-            "add",
-            "-q",
-            "../leaf",
-            "deps/leaf",
-        ],
-    );
+    file_git(&sub, &["submodule", "add", "-q", "../leaf", "deps/leaf"]);
     git(&sub, &["commit", "-q", "-m", "add leaf"]);
     let main = new_repo(&remotes.join("main"));
     commit(&main, &[("main.txt", Some("main\n"))], "main");
-    git(
-        &main,
-        &[
-            "-c",
-            "protocol.file.allow=always",
-            "submodule",
-            "add",
-            "-q",
-            "../sub",
-            "sub",
-        ],
-    );
+    file_git(&main, &["submodule", "add", "-q", "../sub", "sub"]);
     git(&main, &["commit", "-q", "-m", "add sub"]);
     let sha = git(&main, &["rev-parse", "HEAD"]);
     let gits = Git::new(tmp.path().join("cache"), quick_retry(1));
@@ -611,44 +614,31 @@ fn submodules_are_checked_out_recursively_when_asked() {
     assert_eq!(checked_out["sub/sub.txt"], "sub\n");
     assert_eq!(checked_out["sub/deps/leaf/leaf.txt"], "leaf v1\n");
     let leaf_sha = git(&leaf, &["rev-parse", "HEAD"]);
+    let leaf_git_dir = gits
+        .git_dir_of(&worktree)
+        .join("modules/sub/modules/deps/leaf");
     assert_eq!(
-        git(&worktree.join("sub/deps/leaf"), &["rev-parse", "HEAD"]),
+        git_at(
+            &leaf_git_dir,
+            &worktree.join("sub/deps/leaf"),
+            &["rev-parse", "HEAD"]
+        ),
         leaf_sha
     );
-    assert_at(&worktree, &sha);
+    assert_at(&gits, &worktree, &sha);
 
     // A new leaf commit, recorded up the chain, reaches the work tree on the next deploy.
     commit(&leaf, &[("leaf.txt", Some("leaf v2\n"))], "leaf v2");
     let sub_checkout = sub.join("deps/leaf");
-    git(
-        &sub_checkout,
-        &[
-            "-c",
-            "protocol.file.allow=always",
-            "pull",
-            "-q",
-            "origin",
-            "main",
-        ],
-    );
+    file_git(&sub_checkout, &["pull", "-q", "origin", "main"]);
     git(&sub, &["commit", "-q", "-am", "bump leaf"]);
-    git(
-        &main.join("sub"),
-        &[
-            "-c",
-            "protocol.file.allow=always",
-            "pull",
-            "-q",
-            "origin",
-            "main",
-        ],
-    );
+    file_git(&main.join("sub"), &["pull", "-q", "origin", "main"]);
     git(&main, &["commit", "-q", "-am", "bump sub"]);
     let bumped = git(&main, &["rev-parse", "HEAD"]);
     gits.checkout(&with_submodules, "refs/heads/main", &bumped, &worktree)
         .unwrap();
     assert_eq!(files(&worktree)["sub/deps/leaf/leaf.txt"], "leaf v2\n");
-    assert_at(&worktree, &bumped);
+    assert_at(&gits, &worktree, &bumped);
 
     // The same commit again is all cached.
     let again = gits
@@ -699,6 +689,114 @@ fn concurrent_checkouts_of_one_url_both_succeed() {
     );
     assert_eq!(files(&w1), files(&w2));
     assert_eq!(files(&w1).len(), 20);
-    assert_at(&w1, &sha);
-    assert_at(&w2, &sha);
+    assert_at(&gits, &w1, &sha);
+    assert_at(&gits, &w2, &sha);
+}
+
+/// The attack of a deploy command on the next checkout (issue: sandbox escape). What a
+/// command may write, its work tree, it fills with a planted git directory (a
+/// `core.worktree` pointing outside, an alternates symlink onto a file outside), a
+/// tracked directory replaced by a symlink to a directory outside, a nested repository,
+/// a gitlink-like directory and changed modes. The next checkout must write nothing
+/// outside, follow none of it, and leave exactly the commit's files.
+#[test]
+fn nothing_a_command_leaves_in_the_work_tree_reaches_the_next_checkout() {
+    use std::os::unix::fs::{PermissionsExt as _, symlink};
+    let tmp = TempDir::new().unwrap();
+    let upstream = new_repo(&tmp.path().join("upstream"));
+    let first = commit(
+        &upstream,
+        &[("app.txt", Some("v1\n")), ("www/index.html", Some("v1\n"))],
+        "v1",
+    );
+    let second = commit(&upstream, &[("app.txt", Some("v2\n"))], "v2");
+    let gits = Git::new(tmp.path().join("cache"), quick_retry(1));
+    let worktree = tmp.path().join("work/site");
+    let remote = remote(file_url(&upstream));
+    gits.checkout(&remote, "refs/heads/main", &first, &worktree)
+        .unwrap();
+
+    let outside = tmp.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("victim.txt"), "precious\n").unwrap();
+    let outside_tree = tmp.path().join("outside-tree");
+    fs::create_dir_all(&outside_tree).unwrap();
+    fs::write(outside_tree.join("keep.txt"), "keep\n").unwrap();
+    // A planted git directory, as the old layout kept one in the work tree.
+    fs::create_dir_all(worktree.join(".git/objects/info")).unwrap();
+    fs::write(
+        worktree.join(".git/config"),
+        format!("[core]\n\tworktree = {}\n", outside_tree.display()),
+    )
+    .unwrap();
+    fs::write(worktree.join(".git/HEAD"), "ref: refs/heads/evil\n").unwrap();
+    symlink(
+        outside.join("victim.txt"),
+        worktree.join(".git/objects/info/alternates"),
+    )
+    .unwrap();
+    // A tracked directory replaced by a symlink out of the tree.
+    fs::remove_dir_all(worktree.join("www")).unwrap();
+    symlink(&outside_tree, worktree.join("www")).unwrap();
+    // A nested repository, a web shell, a setuid file and a world-writable directory.
+    git(&new_repo(&worktree.join("vendor/nested")), &["status"]);
+    fs::write(worktree.join("shell.php"), "<?php system($_GET['c']);").unwrap();
+    fs::write(worktree.join("app.txt"), "v1\ninjected line\n").unwrap();
+    fs::set_permissions(worktree.join("app.txt"), fs::Permissions::from_mode(0o4755)).unwrap();
+    fs::create_dir_all(worktree.join("open")).unwrap();
+    fs::set_permissions(worktree.join("open"), fs::Permissions::from_mode(0o777)).unwrap();
+
+    gits.checkout(&remote, "refs/heads/main", &second, &worktree)
+        .unwrap();
+
+    assert_eq!(
+        fs::read_to_string(outside.join("victim.txt")).unwrap(),
+        "precious\n"
+    );
+    assert_eq!(
+        fs::read_dir(&outside_tree)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect::<Vec<_>>(),
+        vec!["keep.txt"],
+        "the checkout wrote into, or deleted from, a directory outside the work tree"
+    );
+    assert_eq!(
+        files(&worktree),
+        tree(&[("app.txt", "v2\n"), ("www/index.html", "v1\n")])
+    );
+    assert!(fs::symlink_metadata(worktree.join("www")).unwrap().is_dir());
+    let mode = fs::metadata(worktree.join("app.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7000, 0, "a setuid bit survived: {mode:o}");
+    assert_at(&gits, &worktree, &second);
+}
+
+/// A checkout that fails half way (the commit is not there) leaves nothing that breaks
+/// the next one, and the git directory is out of reach whatever the work tree holds.
+#[test]
+fn a_failed_checkout_does_not_wedge_the_next() {
+    let tmp = TempDir::new().unwrap();
+    let upstream = new_repo(&tmp.path().join("upstream"));
+    let sha = commit(&upstream, &[("a.txt", Some("a\n"))], "a");
+    let gits = Git::new(tmp.path().join("cache"), quick_retry(1));
+    let worktree = tmp.path().join("w");
+    let remote = remote(file_url(&upstream));
+    gits.checkout(&remote, "refs/heads/main", &sha, &worktree)
+        .unwrap();
+    // What the old layout let a command forge: an index and a HEAD in the work tree.
+    fs::create_dir_all(worktree.join(".git")).unwrap();
+    fs::write(worktree.join(".git/index"), "DIRC garbage").unwrap();
+    fs::write(worktree.join(".git/HEAD"), "garbage").unwrap();
+    let missing = "0123456789abcdef0123456789abcdef01234567";
+    assert!(
+        gits.checkout(&remote, "refs/heads/main", missing, &worktree)
+            .is_err()
+    );
+    gits.checkout(&remote, "refs/heads/main", &sha, &worktree)
+        .unwrap();
+    assert_eq!(files(&worktree), tree(&[("a.txt", "a\n")]));
+    assert_at(&gits, &worktree, &sha);
 }

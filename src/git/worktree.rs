@@ -1,65 +1,112 @@
-//! Makes a work tree hold exactly one commit's files. The work tree is a non-bare
-//! repository of its own whose object database borrows the bare cache's (an alternate):
-//! nothing is copied, and its own index lets a forced checkout remove what the commit
-//! does not have.
+//! Makes a work tree hold exactly one commit's files, and nothing else.
+//!
+//! The work tree is where deploy commands run, so everything in it is the command's to
+//! change: the daemon never reads anything there. Its git directory therefore lives
+//! apart, under the cache root (`git/trees/<name>.git`), where no command may write; it
+//! is a bare repository used with the work tree as its work directory (never written to
+//! its config), whose object database borrows the bare cache's (an alternate), so
+//! nothing is copied.
+//!
+//! Each checkout starts from an empty work tree ([`crate::wipe::empty_dir`]: no link
+//! followed, any depth, any mode) and an empty index, so nothing a previous job left,
+//! not a nested repository, a symlink in place of a directory or a changed file mode,
+//! reaches the next one.
 
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt as _;
-use std::path::Path;
+use std::path::{Component, Path};
 
 use git2::build::CheckoutBuilder;
-use git2::{ErrorCode, Oid, Repository};
+use git2::{Oid, Repository, RepositoryInitOptions};
 
 use super::GitError;
 
-/// Where HEAD points after a reset: a branch that never exists, so HEAD is unborn.
+/// Where HEAD points before a checkout: a branch that never exists, so HEAD is unborn.
 const UNBORN: &str = "refs/heads/deployhook-unborn";
 
+/// The mode of a work tree's top directory.
+const WORKTREE_MODE: u32 = 0o755;
+
+/// A work tree and the git directory that belongs to it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Target<'a> {
+    pub work_dir: &'a Path,
+    pub git_dir: &'a Path,
+}
+
 /// Checks out `commit` (already in the cache whose object directory is `cache_objects`)
-/// into `worktree` with a detached HEAD, and returns the work tree's repository.
+/// into an emptied `target.work_dir` with a detached HEAD, and returns the repository.
 pub(super) fn checkout(
-    worktree: &Path,
+    target: Target<'_>,
     cache_objects: &Path,
     commit: Oid,
 ) -> Result<Repository, GitError> {
-    let repo = prepare(worktree, cache_objects)?;
+    let repo = prepare(target, cache_objects)?;
     let failed = |e: git2::Error| GitError::Checkout {
         sha: commit.to_string(),
-        worktree: worktree.to_owned(),
+        worktree: target.work_dir.to_owned(),
         reason: e.message().to_owned(),
     };
-    let target = repo.find_commit(commit).map_err(failed)?;
+    let found = repo.find_commit(commit).map_err(failed)?;
     let mut options = CheckoutBuilder::new();
-    // Ignored files go too: a deploy runs in exactly the pushed tree, not on leftovers
-    // of the previous build.
-    options.force().remove_untracked(true).remove_ignored(true);
-    repo.checkout_tree(target.as_object(), Some(&mut options))
+    options.force();
+    repo.checkout_tree(found.as_object(), Some(&mut options))
         .map_err(failed)?;
     repo.set_head_detached(commit).map_err(failed)?;
-    drop(target);
+    drop(found);
     Ok(repo)
 }
 
-/// Creates or reopens the work tree's repository and points it at the cache's objects.
-fn prepare(worktree: &Path, cache_objects: &Path) -> Result<Repository, GitError> {
-    fs::create_dir_all(worktree).map_err(local("create the work tree", worktree))?;
-    let git_dir = worktree.join(".git");
-    match fs::symlink_metadata(&git_dir) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => {
+/// Refuses a work tree inside another one (a submodule's) whose path on the way down
+/// from `top` is not made of real directories: the parent's checkout wrote them, but a
+/// path with a symlink in it must never be written through.
+pub(super) fn check_no_links(top: &Path, relative: &Path) -> Result<(), GitError> {
+    let mut at = top.to_owned();
+    for component in relative.components() {
+        let Component::Normal(name) = component else {
             return Err(GitError::Local {
-                action: "use the work tree",
-                path: git_dir,
-                reason: "`.git` is not a directory; deployhook keeps its own repository there, so remove it".to_owned(),
+                action: "check out a submodule at",
+                path: relative.to_owned(),
+                reason: "the path leaves the work tree".to_owned(),
             });
+        };
+        at.push(name);
+        match fs::symlink_metadata(&at) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(GitError::Local {
+                    action: "check out a submodule at",
+                    path: relative.to_owned(),
+                    reason: format!("{} is a symbolic link", at.display()),
+                });
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(local("read", &at)(e)),
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            Repository::init(worktree).map_err(git_local("create a repository in", worktree))?;
-        }
-        Err(e) => return Err(local("read the work tree", &git_dir)(e)),
     }
+    Ok(())
+}
 
+/// Empties the work tree, opens (or creates) its git directory with nothing checked
+/// out (HEAD unborn, no index), and points it at the cache's objects.
+fn prepare(target: Target<'_>, cache_objects: &Path) -> Result<Repository, GitError> {
+    let Target { work_dir, git_dir } = target;
+    if let Some(parent) = work_dir.parent() {
+        fs::create_dir_all(parent).map_err(local("create", parent))?;
+    }
+    crate::wipe::empty_dir(work_dir, WORKTREE_MODE)
+        .map_err(local("empty the work tree", work_dir))?;
+    let repo = open_git_dir(git_dir)?;
+    repo.set_head(UNBORN)
+        .map_err(git_local("reset HEAD in", git_dir))?;
+    drop(repo);
+    let index = git_dir.join("index");
+    match fs::remove_file(&index) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(local("remove", &index)(e)),
+    }
     let alternates = git_dir.join("objects").join("info").join("alternates");
     let mut wanted = cache_objects.as_os_str().as_bytes().to_vec();
     wanted.push(b'\n');
@@ -69,33 +116,29 @@ fn prepare(worktree: &Path, cache_objects: &Path) -> Result<Repository, GitError
         }
         fs::write(&alternates, &wanted).map_err(local("write", &alternates))?;
     }
-
-    let open = || Repository::open(worktree).map_err(git_local("open the repository in", worktree));
-    let repo = open()?;
-    if head_is_readable(&repo) {
-        return Ok(repo);
-    }
-    // HEAD names a commit the cache no longer has (the cache was recreated, or the hook's
-    // URL changed): the checkout would refuse to start from it. An unborn HEAD and no
-    // index make every present file untracked, which the forced checkout then replaces.
-    tracing::info!(worktree = %worktree.display(), "work tree's HEAD is not in the cache; resetting it");
-    repo.set_head(UNBORN)
-        .map_err(git_local("reset HEAD in", worktree))?;
-    drop(repo);
-    let index = git_dir.join("index");
-    match fs::remove_file(&index) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(local("remove", &index)(e)),
-    }
-    open()
+    // Opened again so that the object database is read with the alternate in place.
+    let repo = Repository::open_bare(git_dir).map_err(git_local("open", git_dir))?;
+    // In memory only (`false`): the git directory's config never names a work tree.
+    repo.set_workdir(work_dir, false)
+        .map_err(git_local("use the work tree", work_dir))?;
+    Ok(repo)
 }
 
-fn head_is_readable(repo: &Repository) -> bool {
-    match repo.head() {
-        Ok(head) => head.peel_to_tree().is_ok(),
-        Err(e) => e.code() == ErrorCode::UnbornBranch,
+/// Opens the work tree's git directory, creating it if missing. It holds nothing but
+/// HEAD, an index and the alternate, so one that cannot be opened is made anew.
+fn open_git_dir(git_dir: &Path) -> Result<Repository, GitError> {
+    if let Ok(repo) = Repository::open_bare(git_dir) {
+        return Ok(repo);
     }
+    if fs::symlink_metadata(git_dir).is_ok() {
+        tracing::warn!(git_dir = %git_dir.display(), "a work tree's git directory cannot be opened; recreating it");
+        fs::remove_dir_all(git_dir).map_err(local("remove the broken git directory", git_dir))?;
+    }
+    Repository::init_opts(
+        git_dir,
+        RepositoryInitOptions::new().bare(true).mkpath(true),
+    )
+    .map_err(git_local("create the git directory", git_dir))
 }
 
 fn local<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> GitError + 'a {

@@ -116,10 +116,8 @@ impl Worker {
 
     async fn recover(&self) {
         let state_dir = self.config.get().server.state_dir.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            git::clear_stale_locks(&state_dir.join("git"), &state_dir.join("work"))
-        })
-        .await;
+        let _ = tokio::task::spawn_blocking(move || git::clear_stale_locks(&state_dir.join("git")))
+            .await;
         let interrupted = match self.store.recover().await {
             Ok(jobs) => jobs,
             Err(e) => {
