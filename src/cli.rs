@@ -95,9 +95,13 @@ pub enum Command {
         /// A branch name (main) or a full ref (refs/tags/v1.2.0).
         #[arg(long = "ref")]
         git_ref: String,
-        /// The commit; default: what the ref points at on the remote now.
+        /// The commit; default: what the ref points at on the remote now. It must be
+        /// the ref's tip or an ancestor of it, unless --force is given.
         #[arg(long)]
         sha: Option<String>,
+        /// Deploy --sha even if the ref does not contain it (recorded in the job).
+        #[arg(long, requires = "sha")]
+        force: bool,
     },
     /// Cancel a queued or running job.
     Cancel {

@@ -238,17 +238,21 @@ pub fn logs(t: &Target, job: u64, follow: bool, out: &mut dyn Write) -> Result<(
     }
 }
 
-/// `deployhook deploy HOOK --ref REF [--sha SHA]`.
+/// `deployhook deploy HOOK --ref REF [--sha SHA [--force]]`.
 pub fn deploy(
     t: &Target,
     hook: &str,
     git_ref: &str,
     sha: Option<&str>,
+    force: bool,
     out: &mut dyn Write,
 ) -> Result<(), CtlError> {
     let mut body = serde_json::json!({ "ref": git_ref });
     if let Some(s) = sha {
         body["sha"] = Value::from(s);
+    }
+    if force {
+        body["force"] = Value::from(true);
     }
     let v = t.json(
         "POST",

@@ -40,8 +40,9 @@ fn main() -> ExitCode {
             hook,
             git_ref,
             sha,
+            force,
         } => ctl(&api, |t, out| {
-            ctl::deploy(t, &hook, &git_ref, sha.as_deref(), out)
+            ctl::deploy(t, &hook, &git_ref, sha.as_deref(), force, out)
         }),
         Command::Cancel { api, job } => ctl(&api, |t, out| ctl::cancel(t, job, out)),
     }

@@ -56,6 +56,23 @@ pub enum GitError {
         /// libgit2's message.
         reason: String,
     },
+    /// The commit is in the repository but not on the ref it was pushed to or asked for
+    /// (neither its tip nor an ancestor of it): a commit from another ref, such as a
+    /// fork's pull request, must not deploy under this ref's rule.
+    #[error(
+        "commit {sha} is not on {git_ref} of {url} ({}); to deploy it anyway, use `deployhook deploy --sha {sha} --force`",
+        tip.as_deref().map_or_else(|| "the ref does not exist there".to_owned(), |t| format!("its tip {t} does not contain it"))
+    )]
+    NotOnRef {
+        /// The commit id.
+        sha: String,
+        /// The full ref name.
+        git_ref: String,
+        /// The remote's URL.
+        url: String,
+        /// Where the ref points now, if it exists.
+        tip: Option<String>,
+    },
     /// The pushed id names an object that is neither a commit nor a tag of one.
     #[error("{sha} in {url} is a {kind}, not a commit")]
     NotACommit {

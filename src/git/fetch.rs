@@ -125,6 +125,66 @@ fn fetch_until_present(
     })
 }
 
+/// Makes sure `commit` is on `git_ref` in the cache: the ref's tip or an ancestor of it.
+/// Asks the network only when the cached ref does not contain it (the ref moved since
+/// the last fetch), and, in a shallow cache, for the history in between if needed.
+/// Returns the fetches started.
+pub(super) fn ensure_on_ref(
+    repo: &Repository,
+    remote: &Remote,
+    git_ref: &str,
+    commit: Oid,
+    retry: &Retry,
+) -> Result<u32, GitError> {
+    if ref_contains(repo, git_ref, commit) {
+        return Ok(0);
+    }
+    let mut attempts = fetch_ref(repo, remote, git_ref, retry)?;
+    if ref_contains(repo, git_ref, commit) {
+        return Ok(attempts);
+    }
+    if remote.shallow {
+        attempts += 1;
+        let refspecs = ref_refspecs(git_ref);
+        let refspecs: Vec<&str> = refspecs.iter().map(String::as_str).collect();
+        if let Err(failure) = fetch_once_with(repo, remote, &refspecs, Depth::Unshallow) {
+            tracing::debug!(url = %url::redact(&remote.url), error = ?failure.reason, "fetching full history failed");
+        }
+        if ref_contains(repo, git_ref, commit) {
+            return Ok(attempts);
+        }
+    }
+    Err(GitError::NotOnRef {
+        sha: commit.to_string(),
+        git_ref: git_ref.to_owned(),
+        url: url::redact(&remote.url),
+        tip: repo
+            .find_reference(git_ref)
+            .and_then(|r| r.peel_to_commit())
+            .ok()
+            .map(|c| c.id().to_string()),
+    })
+}
+
+/// Whether the cached `git_ref` points at `commit` or at a descendant of it.
+fn ref_contains(repo: &Repository, git_ref: &str, commit: Oid) -> bool {
+    let Ok(tip) = repo
+        .find_reference(git_ref)
+        .and_then(|r| r.peel_to_commit())
+        .map(|c| c.id())
+    else {
+        return false;
+    };
+    tip == commit || repo.graph_descendant_of(tip, commit).unwrap_or(false)
+}
+
+/// The mirror refspecs, and one for `git_ref` if the mirror does not cover it.
+fn ref_refspecs(git_ref: &str) -> Vec<String> {
+    let mut refspecs: Vec<String> = MIRROR.iter().map(|r| (*r).to_owned()).collect();
+    refspecs.extend(outside_mirror(Some(git_ref)).map(|r| format!("+{r}:{r}")));
+    refspecs
+}
+
 /// Fetches the remote's branches and tags, and `git_ref` if it is neither, whether or not
 /// the cache is up to date: the caller wants where the ref is now.
 pub(super) fn fetch_ref(
@@ -133,9 +193,8 @@ pub(super) fn fetch_ref(
     git_ref: &str,
     retry: &Retry,
 ) -> Result<u32, GitError> {
-    let extra = outside_mirror(Some(git_ref)).map(|r| format!("+{r}:{r}"));
-    let mut refspecs = MIRROR.to_vec();
-    refspecs.extend(extra.as_deref());
+    let refspecs = ref_refspecs(git_ref);
+    let refspecs: Vec<&str> = refspecs.iter().map(String::as_str).collect();
     let started = Instant::now();
     let result = fetch_with_retry(repo, remote, &refspecs, retry);
     log_fetch(remote, started, result.as_ref().map(|attempts| *attempts));

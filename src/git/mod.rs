@@ -104,6 +104,16 @@ impl Default for Retry {
     }
 }
 
+/// Whether the commit must be on the ref it is checked out for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRef {
+    /// The commit must be the ref's tip or an ancestor of it (every push, and manual
+    /// deploys): a commit that only another ref has (a fork's pull request) is refused.
+    Required,
+    /// An operator's `--force`: any commit of the repository.
+    Unchecked,
+}
+
 /// What a checkout took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckoutInfo {
@@ -163,6 +173,7 @@ impl Git {
         remote: &Remote,
         git_ref: &str,
         sha: &str,
+        on_ref: OnRef,
         worktree: &Path,
     ) -> Result<CheckoutInfo, GitError> {
         timeouts::ensure();
@@ -174,7 +185,8 @@ impl Git {
             work_dir: worktree,
             git_dir: &git_dir,
         };
-        let result = self.checkout_commit(remote, Some(git_ref), oid, target, 0, &mut totals);
+        let pushed = Pushed { git_ref, on_ref };
+        let result = self.checkout_commit(remote, Some(pushed), oid, target, 0, &mut totals);
         heap::trim();
         result?;
         Ok(CheckoutInfo {
@@ -204,10 +216,11 @@ impl Git {
             })
     }
 
+    /// `pushed` is `None` for a submodule: its commit is the one the parent records.
     fn checkout_commit(
         &self,
         remote: &Remote,
-        git_ref: Option<&str>,
+        pushed: Option<Pushed<'_>>,
         oid: Oid,
         target: Target<'_>,
         depth: u32,
@@ -218,9 +231,20 @@ impl Git {
             let lock = self.lock_for(&cache);
             let _serialized = lock.lock().unwrap_or_else(PoisonError::into_inner);
             let repo = open_cache(&cache)?;
+            let git_ref = pushed.map(|p| p.git_ref);
             let fetched = fetch::ensure_commit(&repo, remote, git_ref, oid, &self.retry)?;
             totals.attempts += fetched.attempts;
             totals.fetched |= fetched.fetched;
+            if let Some(Pushed {
+                git_ref,
+                on_ref: OnRef::Required,
+            }) = pushed
+            {
+                let more =
+                    fetch::ensure_on_ref(&repo, remote, git_ref, fetched.commit, &self.retry)?;
+                totals.attempts += more;
+                totals.fetched |= more > 0;
+            }
             (fetched.commit, repo.path().join("objects"))
         };
         let repo = worktree::checkout(target, &objects, commit)?;
@@ -300,6 +324,13 @@ impl Git {
         let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
         Arc::clone(locks.entry(cache.to_owned()).or_default())
     }
+}
+
+/// The ref a top-level checkout is for, and whether its commit must be on it.
+#[derive(Debug, Clone, Copy)]
+struct Pushed<'a> {
+    git_ref: &'a str,
+    on_ref: OnRef,
 }
 
 #[derive(Debug, Default)]

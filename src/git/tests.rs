@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use git2::Repository;
 use tempfile::TempDir;
 
-use super::{Git, GitError, Remote, RemoteAuth, Retry};
+use super::{Git, GitError, OnRef, Remote, RemoteAuth, Retry};
 
 /// Runs git in `dir` isolated from the machine's and user's configuration.
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -233,7 +233,7 @@ fn first_checkout_clones_into_the_cache_and_checks_out_the_commit() {
     let remote = remote(file_url(&upstream));
 
     let info = gits
-        .checkout(&remote, "refs/heads/main", &sha, &worktree)
+        .checkout(&remote, "refs/heads/main", &sha, OnRef::Required, &worktree)
         .unwrap();
 
     assert!(info.fetched);
@@ -278,8 +278,14 @@ fn an_older_push_gets_its_own_tree_and_leftovers_are_removed() {
     let remote = remote(upstream.display().to_string());
     let gits = Git::new(tmp.path().join("cache"), quick_retry(3));
     let worktree = tmp.path().join("tree");
-    gits.checkout(&remote, "refs/heads/main", &first, &worktree)
-        .unwrap();
+    gits.checkout(
+        &remote,
+        "refs/heads/main",
+        &first,
+        OnRef::Required,
+        &worktree,
+    )
+    .unwrap();
     // Leftovers of a previous deploy: untracked, ignored, and a whole directory.
     fs::write(worktree.join("junk.txt"), "junk").unwrap();
     fs::write(worktree.join("build.log"), "ignored junk").unwrap();
@@ -299,7 +305,13 @@ fn an_older_push_gets_its_own_tree_and_leftovers_are_removed() {
     let third = commit(&upstream, &[("app.txt", Some("v3\n"))], "v3");
 
     let info = gits
-        .checkout(&remote, "refs/heads/main", &second, &worktree)
+        .checkout(
+            &remote,
+            "refs/heads/main",
+            &second,
+            OnRef::Required,
+            &worktree,
+        )
         .unwrap();
     assert!(info.fetched);
     assert_eq!(
@@ -313,14 +325,26 @@ fn an_older_push_gets_its_own_tree_and_leftovers_are_removed() {
     );
     assert_at(&gits, &worktree, &second);
 
-    gits.checkout(&remote, "refs/heads/main", &third, &worktree)
-        .unwrap();
+    gits.checkout(
+        &remote,
+        "refs/heads/main",
+        &third,
+        OnRef::Required,
+        &worktree,
+    )
+    .unwrap();
     assert_eq!(files(&worktree)["app.txt"], "v3\n");
     assert_at(&gits, &worktree, &third);
 
     // And back again: a rollback to the first push restores the deleted file.
-    gits.checkout(&remote, "refs/heads/main", &first, &worktree)
-        .unwrap();
+    gits.checkout(
+        &remote,
+        "refs/heads/main",
+        &first,
+        OnRef::Required,
+        &worktree,
+    )
+    .unwrap();
     assert_eq!(
         files(&worktree),
         tree(&[
@@ -339,16 +363,34 @@ fn a_cached_commit_needs_no_fetch() {
     let sha = commit(&upstream, &[("a", Some("1"))], "one");
     let remote = remote(file_url(&upstream));
     let gits = Git::new(tmp.path().join("cache"), quick_retry(3));
-    gits.checkout(&remote, "refs/heads/main", &sha, &tmp.path().join("w1"))
-        .unwrap();
+    gits.checkout(
+        &remote,
+        "refs/heads/main",
+        &sha,
+        OnRef::Required,
+        &tmp.path().join("w1"),
+    )
+    .unwrap();
 
     // The remote disappears: only the cache can serve the commit now.
     fs::remove_dir_all(&upstream).unwrap();
     let again = gits
-        .checkout(&remote, "refs/heads/main", &sha, &tmp.path().join("w1"))
+        .checkout(
+            &remote,
+            "refs/heads/main",
+            &sha,
+            OnRef::Required,
+            &tmp.path().join("w1"),
+        )
         .unwrap();
     let elsewhere = gits
-        .checkout(&remote, "refs/heads/main", &sha, &tmp.path().join("w2"))
+        .checkout(
+            &remote,
+            "refs/heads/main",
+            &sha,
+            OnRef::Required,
+            &tmp.path().join("w2"),
+        )
         .unwrap();
 
     for info in [again, elsewhere] {
@@ -366,8 +408,14 @@ fn a_work_tree_outlives_its_cache_and_a_force_push() {
     let remote = remote(file_url(&upstream));
     let gits = Git::new(tmp.path().join("cache"), quick_retry(1));
     let worktree = tmp.path().join("w");
-    gits.checkout(&remote, "refs/heads/main", &first, &worktree)
-        .unwrap();
+    gits.checkout(
+        &remote,
+        "refs/heads/main",
+        &first,
+        OnRef::Required,
+        &worktree,
+    )
+    .unwrap();
 
     // History rewritten upstream and the cache lost: the work tree's HEAD and index now
     // name a commit no repository it can reach has.
@@ -376,7 +424,13 @@ fn a_work_tree_outlives_its_cache_and_a_force_push() {
     git(&upstream, &["branch", "-q", "-M", "rewritten", "main"]);
     fs::remove_dir_all(gits.cache_path(&remote.url)).unwrap();
     let info = gits
-        .checkout(&remote, "refs/heads/main", &second, &worktree)
+        .checkout(
+            &remote,
+            "refs/heads/main",
+            &second,
+            OnRef::Required,
+            &worktree,
+        )
         .unwrap();
 
     assert!(info.fetched);
@@ -411,6 +465,7 @@ fn an_unreachable_url_fails_after_every_attempt_with_a_readable_message() {
                 &remote(url.clone()),
                 "refs/heads/main",
                 sha,
+                OnRef::Required,
                 &tmp.path().join("w"),
             )
             .unwrap_err();
@@ -436,6 +491,7 @@ fn an_unreachable_url_fails_after_every_attempt_with_a_readable_message() {
             &remote("svn://example.com/app".to_owned()),
             "refs/heads/main",
             sha,
+            OnRef::Required,
             &tmp.path().join("w"),
         )
         .unwrap_err();
@@ -455,7 +511,13 @@ fn a_commit_the_remote_does_not_have_is_named_in_the_error() {
     let gone = "0123456789abcdef0123456789abcdef01234567";
 
     let err = gits
-        .checkout(&remote, "refs/heads/main", gone, &tmp.path().join("w"))
+        .checkout(
+            &remote,
+            "refs/heads/main",
+            gone,
+            OnRef::Required,
+            &tmp.path().join("w"),
+        )
         .unwrap_err();
 
     assert!(matches!(err, GitError::CommitMissing { .. }), "{err:?}");
@@ -470,7 +532,13 @@ fn a_commit_the_remote_does_not_have_is_named_in_the_error() {
 
     for bad in ["abc123", "", "0123456789abcdef0123456789abcdef0123456g"] {
         let err = gits
-            .checkout(&remote, "refs/heads/main", bad, &tmp.path().join("w"))
+            .checkout(
+                &remote,
+                "refs/heads/main",
+                bad,
+                OnRef::Required,
+                &tmp.path().join("w"),
+            )
             .unwrap_err();
         assert!(matches!(err, GitError::InvalidSha { .. }), "{bad}: {err:?}");
     }
@@ -491,6 +559,7 @@ fn an_annotated_tag_checks_out_its_commit() {
         &remote(file_url(&upstream)),
         "refs/tags/v1.0",
         &tag_object,
+        OnRef::Required,
         &worktree,
     )
     .unwrap();
@@ -535,7 +604,13 @@ fn shallow_fetch_through_git_daemon() {
     let worktree = tmp.path().join("w");
 
     let info = gits
-        .checkout(&remote, "refs/heads/main", &second, &worktree)
+        .checkout(
+            &remote,
+            "refs/heads/main",
+            &second,
+            OnRef::Required,
+            &worktree,
+        )
         .unwrap();
 
     assert!(info.fetched);
@@ -551,8 +626,14 @@ fn shallow_fetch_through_git_daemon() {
     // Incremental: the next push arrives shallow too.
     let third = commit_in(&upstream, "a", "3");
     let fourth = commit_in(&upstream, "a", "4");
-    gits.checkout(&remote, "refs/heads/main", &fourth, &worktree)
-        .unwrap();
+    gits.checkout(
+        &remote,
+        "refs/heads/main",
+        &fourth,
+        OnRef::Required,
+        &worktree,
+    )
+    .unwrap();
     assert_eq!(files(&worktree)["a"], "4");
     assert!(
         Repository::open_bare(gits.cache_path(&remote.url))
@@ -562,7 +643,13 @@ fn shallow_fetch_through_git_daemon() {
 
     // A push overtaken by the next one is no tip any more: it takes the history.
     let info = gits
-        .checkout(&remote, "refs/heads/main", &third, &worktree)
+        .checkout(
+            &remote,
+            "refs/heads/main",
+            &third,
+            OnRef::Required,
+            &worktree,
+        )
         .unwrap();
     assert!(info.fetched);
     assert_eq!(files(&worktree)["a"], "3");
@@ -604,7 +691,13 @@ fn submodules_are_checked_out_recursively_when_asked() {
     let worktree = tmp.path().join("w");
 
     let info = gits
-        .checkout(&with_submodules, "refs/heads/main", &sha, &worktree)
+        .checkout(
+            &with_submodules,
+            "refs/heads/main",
+            &sha,
+            OnRef::Required,
+            &worktree,
+        )
         .unwrap();
 
     assert!(info.fetched);
@@ -635,22 +728,40 @@ fn submodules_are_checked_out_recursively_when_asked() {
     file_git(&main.join("sub"), &["pull", "-q", "origin", "main"]);
     git(&main, &["commit", "-q", "-am", "bump sub"]);
     let bumped = git(&main, &["rev-parse", "HEAD"]);
-    gits.checkout(&with_submodules, "refs/heads/main", &bumped, &worktree)
-        .unwrap();
+    gits.checkout(
+        &with_submodules,
+        "refs/heads/main",
+        &bumped,
+        OnRef::Required,
+        &worktree,
+    )
+    .unwrap();
     assert_eq!(files(&worktree)["sub/deps/leaf/leaf.txt"], "leaf v2\n");
     assert_at(&gits, &worktree, &bumped);
 
     // The same commit again is all cached.
     let again = gits
-        .checkout(&with_submodules, "refs/heads/main", &bumped, &worktree)
+        .checkout(
+            &with_submodules,
+            "refs/heads/main",
+            &bumped,
+            OnRef::Required,
+            &worktree,
+        )
         .unwrap();
     assert!(!again.fetched);
     assert_eq!(files(&worktree)["sub/deps/leaf/leaf.txt"], "leaf v2\n");
 
     // Not asked: the submodule stays an empty directory.
     let plain = tmp.path().join("plain");
-    gits.checkout(&remote(file_url(&main)), "refs/heads/main", &bumped, &plain)
-        .unwrap();
+    gits.checkout(
+        &remote(file_url(&main)),
+        "refs/heads/main",
+        &bumped,
+        OnRef::Required,
+        &plain,
+    )
+    .unwrap();
     assert!(!files(&plain).keys().any(|k| k.starts_with("sub/")));
 }
 
@@ -673,7 +784,7 @@ fn concurrent_checkouts_of_one_url_both_succeed() {
 
     let run = |worktree: &Path| {
         start.wait();
-        gits.checkout(&remote, "refs/heads/main", &sha, worktree)
+        gits.checkout(&remote, "refs/heads/main", &sha, OnRef::Required, worktree)
     };
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(|| run(&w1));
@@ -713,8 +824,14 @@ fn nothing_a_command_leaves_in_the_work_tree_reaches_the_next_checkout() {
     let gits = Git::new(tmp.path().join("cache"), quick_retry(1));
     let worktree = tmp.path().join("work/site");
     let remote = remote(file_url(&upstream));
-    gits.checkout(&remote, "refs/heads/main", &first, &worktree)
-        .unwrap();
+    gits.checkout(
+        &remote,
+        "refs/heads/main",
+        &first,
+        OnRef::Required,
+        &worktree,
+    )
+    .unwrap();
 
     let outside = tmp.path().join("outside");
     fs::create_dir_all(&outside).unwrap();
@@ -746,8 +863,14 @@ fn nothing_a_command_leaves_in_the_work_tree_reaches_the_next_checkout() {
     fs::create_dir_all(worktree.join("open")).unwrap();
     fs::set_permissions(worktree.join("open"), fs::Permissions::from_mode(0o777)).unwrap();
 
-    gits.checkout(&remote, "refs/heads/main", &second, &worktree)
-        .unwrap();
+    gits.checkout(
+        &remote,
+        "refs/heads/main",
+        &second,
+        OnRef::Required,
+        &worktree,
+    )
+    .unwrap();
 
     assert_eq!(
         fs::read_to_string(outside.join("victim.txt")).unwrap(),
@@ -784,7 +907,7 @@ fn a_failed_checkout_does_not_wedge_the_next() {
     let gits = Git::new(tmp.path().join("cache"), quick_retry(1));
     let worktree = tmp.path().join("w");
     let remote = remote(file_url(&upstream));
-    gits.checkout(&remote, "refs/heads/main", &sha, &worktree)
+    gits.checkout(&remote, "refs/heads/main", &sha, OnRef::Required, &worktree)
         .unwrap();
     // What the old layout let a command forge: an index and a HEAD in the work tree.
     fs::create_dir_all(worktree.join(".git")).unwrap();
@@ -792,11 +915,143 @@ fn a_failed_checkout_does_not_wedge_the_next() {
     fs::write(worktree.join(".git/HEAD"), "garbage").unwrap();
     let missing = "0123456789abcdef0123456789abcdef01234567";
     assert!(
-        gits.checkout(&remote, "refs/heads/main", missing, &worktree)
-            .is_err()
+        gits.checkout(
+            &remote,
+            "refs/heads/main",
+            missing,
+            OnRef::Required,
+            &worktree
+        )
+        .is_err()
     );
-    gits.checkout(&remote, "refs/heads/main", &sha, &worktree)
+    gits.checkout(&remote, "refs/heads/main", &sha, OnRef::Required, &worktree)
         .unwrap();
     assert_eq!(files(&worktree), tree(&[("a.txt", "a\n")]));
     assert_at(&gits, &worktree, &sha);
+}
+
+/// The attack: a commit that only a fork's pull request ref has (`refs/pull/7/head`),
+/// deployed under the `main` rule. Once the cache has it (an earlier job of a pull
+/// request rule fetched it, say), the old code checked it out for any ref.
+#[test]
+fn a_commit_not_on_the_pushed_ref_is_refused_unless_forced() {
+    let tmp = TempDir::new().unwrap();
+    let upstream = new_repo(&tmp.path().join("upstream"));
+    let main = commit(&upstream, &[("app.txt", Some("main\n"))], "main");
+    git(&upstream, &["checkout", "-q", "-b", "feature"]);
+    let fork = commit(&upstream, &[("app.txt", Some("fork\n"))], "from a fork");
+    git(&upstream, &["update-ref", "refs/pull/7/head", &fork]);
+    git(&upstream, &["checkout", "-q", "main"]);
+    git(&upstream, &["branch", "-q", "-D", "feature"]);
+    let gits = Git::new(tmp.path().join("cache"), quick_retry(1));
+    let worktree = tmp.path().join("w");
+    let remote = remote(file_url(&upstream));
+
+    // The pull request's own ref may deploy it, and that puts it in the cache.
+    gits.checkout(
+        &remote,
+        "refs/pull/7/head",
+        &fork,
+        OnRef::Required,
+        &worktree,
+    )
+    .unwrap();
+    let err = gits
+        .checkout(
+            &remote,
+            "refs/heads/main",
+            &fork,
+            OnRef::Required,
+            &worktree,
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        GitError::NotOnRef {
+            sha: fork.clone(),
+            git_ref: "refs/heads/main".to_owned(),
+            url: remote.url.clone(),
+            tip: Some(main.clone()),
+        }
+    );
+    assert!(
+        err.to_string().contains("--force"),
+        "the message says how to deploy it on purpose: {err}"
+    );
+    // A branch that does not exist contains nothing.
+    let err = gits
+        .checkout(
+            &remote,
+            "refs/heads/nope",
+            &main,
+            OnRef::Required,
+            &worktree,
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("the ref does not exist there"),
+        "{err}"
+    );
+    // The tip and its ancestors deploy; so does anything, by an operator's --force.
+    gits.checkout(
+        &remote,
+        "refs/heads/main",
+        &main,
+        OnRef::Required,
+        &worktree,
+    )
+    .unwrap();
+    gits.checkout(
+        &remote,
+        "refs/heads/main",
+        &fork,
+        OnRef::Unchecked,
+        &worktree,
+    )
+    .unwrap();
+    assert_eq!(files(&worktree)["app.txt"], "fork\n");
+}
+
+/// A branch that moved on since the cache last fetched it: the commit pushed now is on
+/// the remote's ref, not yet on the cached one, and one fetch settles it.
+#[test]
+fn a_ref_that_moved_since_the_last_fetch_is_fetched_again() {
+    let tmp = TempDir::new().unwrap();
+    let upstream = new_repo(&tmp.path().join("upstream"));
+    let first = commit(&upstream, &[("a", Some("1"))], "1");
+    let gits = Git::new(tmp.path().join("cache"), quick_retry(1));
+    let worktree = tmp.path().join("w");
+    let remote = remote(file_url(&upstream));
+    gits.checkout(
+        &remote,
+        "refs/heads/main",
+        &first,
+        OnRef::Required,
+        &worktree,
+    )
+    .unwrap();
+    // The commit reaches the cache through another branch first.
+    git(&upstream, &["checkout", "-q", "-b", "next"]);
+    let second = commit(&upstream, &[("a", Some("2"))], "2");
+    gits.checkout(
+        &remote,
+        "refs/heads/next",
+        &second,
+        OnRef::Required,
+        &worktree,
+    )
+    .unwrap();
+    git(&upstream, &["checkout", "-q", "main"]);
+    git(&upstream, &["merge", "-q", "--ff-only", "next"]);
+    let info = gits
+        .checkout(
+            &remote,
+            "refs/heads/main",
+            &second,
+            OnRef::Required,
+            &worktree,
+        )
+        .unwrap();
+    assert!(info.fetched, "the cached main did not have it yet");
+    assert_at(&gits, &worktree, &second);
 }

@@ -17,7 +17,7 @@ use super::{ApiError, AppState};
 use crate::event::{ChangedPaths, DeliveryId, PushEvent, RefName, Sha};
 use crate::intake::JobSpec;
 use crate::routing;
-use crate::store::{Acceptance, CancelResult, JobFilter, JobId, JobState, NewJob};
+use crate::store::{Acceptance, CancelResult, JobFilter, JobId, JobState, NewJob, Origin};
 
 /// How often a followed log is checked for more output.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
@@ -225,6 +225,9 @@ struct DeployRequest {
     git_ref: String,
     /// The commit to deploy; without it, the ref's current commit on the remote.
     sha: Option<String>,
+    /// Deploy `sha` even if it is not reachable from `ref` (recorded in the job).
+    #[serde(default)]
+    force: bool,
 }
 
 /// A deploy by hand: the first rule of the hook whose branch/tag globs match the ref.
@@ -282,14 +285,21 @@ async fn deploy(
     let (git_ref, sha) = (spec.event.git_ref.to_string(), spec.event.after.to_string());
     let accepted = state
         .store
-        .accept(&hook.id, Vec::new(), vec![NewJob { spec, manual: true }])
+        .accept(
+            &hook.id,
+            Vec::new(),
+            vec![NewJob {
+                spec,
+                origin: Origin::Manual { force: body.force },
+            }],
+        )
         .await
         .map_err(unavailable)?;
     let Acceptance::Queued(ids) = accepted else {
         return Err(ApiError::Unavailable("the store refused the job".into()));
     };
     state.worker.wake();
-    tracing::info!(hook = %hook.id, job = ids[0].0, git_ref = %git_ref, sha = %sha, "manual deploy queued");
+    tracing::info!(hook = %hook.id, job = ids[0].0, git_ref = %git_ref, sha = %sha, force = body.force, "manual deploy queued");
     Ok(HttpResponse::Accepted().json(json!({
         "status": "queued",
         "hook": hook.id,

@@ -14,7 +14,7 @@ use crate::config::Hook;
 use crate::event::DeliveryId;
 use crate::forge;
 use crate::intake::{self, Decision, IntakeError};
-use crate::store::{Acceptance, NewJob};
+use crate::store::{Acceptance, NewJob, Origin};
 use crate::verify::Headers;
 
 /// How long a request body may take to arrive in full.
@@ -137,7 +137,10 @@ async fn respond(
                     &hook.id,
                     replay_keys,
                     jobs.into_iter()
-                        .map(|spec| NewJob { spec, manual: false })
+                        .map(|spec| NewJob {
+                            spec,
+                            origin: Origin::Push,
+                        })
                         .collect(),
                 )
                 .await

@@ -65,11 +65,21 @@ impl fmt::Display for JobState {
     }
 }
 
-/// A job to insert: what intake decided, and whether an operator asked for it by hand.
+/// A job to insert: what intake decided, and where it came from.
 #[derive(Debug, Clone)]
 pub struct NewJob {
     pub spec: JobSpec,
-    pub manual: bool,
+    pub origin: Origin,
+}
+
+/// Who asked for a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A verified push webhook: its commit must be on the pushed ref.
+    Push,
+    /// An operator, through `POST /api/hooks/{id}/deploy`. With `force`, the commit
+    /// need not be reachable from the ref (a commit from another branch, by hand).
+    Manual { force: bool },
 }
 
 /// One job as recorded.
@@ -90,6 +100,8 @@ pub struct JobRecord {
     pub delivery: Option<String>,
     pub attempt: i64,
     pub manual: bool,
+    /// A manual deploy with `--force`: the commit was not checked against the ref.
+    pub force: bool,
     /// Unix seconds.
     pub created_at: i64,
     pub started_at: Option<i64>,
@@ -129,7 +141,7 @@ pub enum CancelResult {
 }
 
 const COLUMNS: &str = "id, hook, rule, state, queue, forge, repository, git_ref, before_sha, after_sha, \
-     pusher, delivery, attempt, manual, created_at, started_at, finished_at, detail";
+     pusher, delivery, attempt, manual, created_at, started_at, finished_at, detail, force";
 
 fn record(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
     Ok(JobRecord {
@@ -151,6 +163,7 @@ fn record(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
         started_at: r.get(15)?,
         finished_at: r.get(16)?,
         detail: r.get(17)?,
+        force: r.get(18)?,
     })
 }
 
@@ -194,8 +207,8 @@ fn insert(
     let rule = i64::try_from(job.spec.rule).unwrap_or(i64::MAX);
     conn.prepare_cached(
         "INSERT INTO jobs (hook, rule, state, queue, forge, repository, git_ref, before_sha, after_sha,
-                           pusher, delivery, attempt, manual, created_at)
-         VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                           pusher, delivery, attempt, manual, created_at, force)
+         VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
         hook,
@@ -209,8 +222,9 @@ fn insert(
         e.pusher,
         e.delivery.as_ref().map(|d| d.as_str().to_owned()),
         attempt,
-        job.manual,
+        matches!(job.origin, Origin::Manual { .. }),
         now,
+        matches!(job.origin, Origin::Manual { force: true }),
     ])?;
     let id = JobId(conn.last_insert_rowid());
     if job.spec.queue == QueueMode::Supersede {
@@ -352,9 +366,9 @@ pub(super) fn recover(conn: &Connection, now: i64) -> rusqlite::Result<Vec<JobRe
 pub(super) fn requeue(conn: &Connection, id: JobId, now: i64) -> rusqlite::Result<JobId> {
     conn.execute(
         "INSERT INTO jobs (hook, rule, state, queue, forge, repository, git_ref, before_sha, after_sha,
-                               pusher, delivery, attempt, manual, created_at, detail)
+                               pusher, delivery, attempt, manual, created_at, detail, force)
              SELECT hook, rule, 'queued', queue, forge, repository, git_ref, before_sha, after_sha,
-                    pusher, delivery, attempt + 1, manual, ?2, 'retry of interrupted job ' || id
+                    pusher, delivery, attempt + 1, manual, ?2, 'retry of interrupted job ' || id, force
              FROM jobs WHERE id = ?1",
         params![id.0, now],
     )?;
@@ -447,7 +461,7 @@ mod tests {
                     delivery: None,
                 },
             },
-            manual: false,
+            origin: Origin::Push,
         }
     }
 

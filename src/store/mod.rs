@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
-pub use jobs::{CancelResult, JobFilter, JobRecord, JobState, NewJob};
+pub use jobs::{CancelResult, JobFilter, JobRecord, JobState, NewJob, Origin};
 
 /// The most acceptances one transaction commits.
 const MAX_BATCH: usize = 512;

@@ -36,6 +36,8 @@ const MIGRATIONS: &[&str] = &["
 ", "
     -- Finds the push that built on a commit, to spot pushes that arrive out of order.
     CREATE INDEX jobs_by_before ON jobs (hook, before_sha);
+", "
+    ALTER TABLE jobs ADD COLUMN force INTEGER NOT NULL DEFAULT 0;  -- 1: manual deploy whose sha was not checked against its ref
 "];
 
 /// Sets durability pragmas and applies any migrations not yet applied.

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use super::WorkerHandle;
 use crate::config::{Config, Hook, LiveConfig, Rule};
-use crate::git::{self, Git, Remote, Retry};
+use crate::git::{self, Git, OnRef, Remote, Retry};
 use crate::metrics::Metrics;
 use crate::runner::{self, Outcome, RunSpec};
 use crate::store::{JobRecord, JobState, Store};
@@ -219,8 +219,15 @@ impl Worker {
         let remote = remote(hook);
         let git = Arc::clone(&self.git);
         let (git_ref, sha, tree) = (job.git_ref.clone(), job.sha.clone(), worktree.clone());
-        let checkout =
-            tokio::task::spawn_blocking(move || git.checkout(&remote, &git_ref, &sha, &tree)).await;
+        let on_ref = if job.force {
+            OnRef::Unchecked
+        } else {
+            OnRef::Required
+        };
+        let checkout = tokio::task::spawn_blocking(move || {
+            git.checkout(&remote, &git_ref, &sha, on_ref, &tree)
+        })
+        .await;
         match checkout {
             Ok(Ok(info)) => {
                 self.metrics.git_fetch(&hook.id, info.duration);

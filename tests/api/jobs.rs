@@ -9,10 +9,10 @@ use std::time::Duration;
 use crate::gitrepo::{Repo, git};
 use crate::helpers::*;
 
-const ZERO: &str = "0000000000000000000000000000000000000000";
+pub(crate) const ZERO: &str = "0000000000000000000000000000000000000000";
 
 /// A generic hook on `repo` whose rules are given as TOML.
-fn hook(id: &str, repo: &Repo, rules: &str) -> String {
+pub(crate) fn hook(id: &str, repo: &Repo, rules: &str) -> String {
     format!(
         r#"
 [[hook]]
@@ -27,7 +27,7 @@ clone_url = "{}"
     )
 }
 
-fn config(out: &Path, hooks: &str) -> String {
+pub(crate) fn config(out: &Path, hooks: &str) -> String {
     format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\nkill_grace = \"2s\"\n{}",
         hooks.replace("$OUTDIR", &out.display().to_string())
@@ -35,11 +35,11 @@ fn config(out: &Path, hooks: &str) -> String {
 }
 
 /// A daemon with one hook, `site`, on `repo`; `$OUTDIR` in `rules` is `out`.
-fn spawn_site(out: &Path, repo: &Repo, rules: &str) -> TestApp {
+pub(crate) fn spawn_site(out: &Path, repo: &Repo, rules: &str) -> TestApp {
     TestApp::spawn(&config(out, &hook("site", repo, rules)))
 }
 
-fn read(path: &Path) -> String {
+pub(crate) fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 

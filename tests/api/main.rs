@@ -7,6 +7,7 @@ mod helpers;
 mod assets;
 mod check;
 mod deliveries;
+mod escape;
 mod faults;
 mod fuzz_regressions;
 mod jobs;

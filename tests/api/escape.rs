@@ -1,0 +1,139 @@
+//! Attacks from the content of the repository being deployed, end to end through the
+//! daemon: whoever can push to a branch a rule matches writes the deploy commands, so
+//! each test here is one way out of the box, and asserts that it stays shut.
+
+use std::fs;
+
+use crate::gitrepo::{Repo, git};
+use crate::helpers::*;
+use crate::jobs::{ZERO, spawn_site};
+
+fn log_of(app: &TestApp, id: i64) -> String {
+    get(app.addr, &format!("/api/jobs/{id}/log")).body
+}
+
+/// A sandboxed command may write only its work tree. It plants what the daemon's next
+/// checkout used to follow: a `.git/config` whose `core.worktree` points outside, an
+/// alternates symlink onto a file outside, a tracked directory replaced by a symlink out
+/// of the tree, and a web shell. The next job must check out into its own tree only and
+/// see none of it.
+#[test]
+fn a_sandboxed_job_cannot_reach_outside_through_the_next_checkout() {
+    let repo = Repo::new();
+    let v1 = repo.commit(&[("version.txt", "1"), ("www/index.html", "site v1")], &[]);
+    let v2 = repo.commit(&[("version.txt", "2")], &[]);
+    let out = tempfile::tempdir().unwrap();
+    let victim = out.path().join("victim");
+    fs::create_dir(&victim).unwrap();
+    fs::write(victim.join("file"), "precious").unwrap();
+    let app = spawn_site(
+        out.path(),
+        &repo,
+        r#"
+[[hook.rule]]
+branches = ["main"]
+sandbox = true
+env = { VICTIM = "$OUTDIR/victim" }
+commands = ["""
+if [ "$(cat version.txt)" = 1 ]; then
+  mkdir -p .git/objects/info
+  printf '[core]\n\tworktree = %s\n' "$VICTIM" > .git/config
+  echo 'ref: refs/heads/evil' > .git/HEAD
+  ln -s "$VICTIM/file" .git/objects/info/alternates
+  rm -rf www && ln -s "$VICTIM" www
+  echo '<?php system($_GET[1]);' > shell.php
+fi
+echo "files: $(ls -A | tr '\n' ' ')"
+"""]
+"#,
+    );
+    let first = wait_job(
+        &app,
+        job_id(&push_generic(&app, "site", "refs/heads/main", ZERO, &v1)),
+    );
+    assert_eq!(first["state"], "succeeded", "{}", log_of(&app, 1));
+    let id = job_id(&push_generic(&app, "site", "refs/heads/main", &v1, &v2));
+    let second = wait_job(&app, id);
+    let log = log_of(&app, id);
+    assert_eq!(second["state"], "succeeded", "{log}");
+
+    let mut left: Vec<String> = fs::read_dir(&victim)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["file"],
+        "the checkout wrote into a directory outside the work tree"
+    );
+    assert_eq!(fs::read_to_string(victim.join("file")).unwrap(), "precious");
+    assert!(
+        log.contains("files: version.txt www \n"),
+        "the second job saw more than its commit: {log}"
+    );
+}
+
+/// A commit that only a fork's pull request ref has, pushed (signed) as if it were on
+/// `main`, or deployed by hand for `main`: it must not run under the `main` rule. An
+/// operator's `--force` may still deploy it, and the job says so.
+#[test]
+fn a_commit_that_is_not_on_the_pushed_ref_does_not_deploy() {
+    let repo = Repo::new();
+    let v1 = repo.commit(&[("version.txt", "1")], &[]);
+    git(&repo.path, &["checkout", "-q", "-b", "fork"]);
+    let fork = repo.commit(&[("version.txt", "from a fork")], &[]);
+    git(&repo.path, &["update-ref", "refs/pull/7/head", &fork]);
+    git(&repo.path, &["checkout", "-q", "main"]);
+    git(&repo.path, &["branch", "-q", "-D", "fork"]);
+    let out = tempfile::tempdir().unwrap();
+    let app = spawn_site(
+        out.path(),
+        &repo,
+        "[[hook.rule]]\nbranches = [\"main\"]\ncommands = [[\"cat\", \"version.txt\"]]\n",
+    );
+    let pushed = wait_job(
+        &app,
+        job_id(&push_generic(&app, "site", "refs/heads/main", &v1, &fork)),
+    );
+    assert_eq!(pushed["state"], "failed", "{pushed}");
+    let detail = pushed["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("commit {fork} is not on refs/heads/main"))
+            && detail.contains(&format!("its tip {v1} does not contain it")),
+        "{detail}"
+    );
+
+    let deploy = |body: serde_json::Value| {
+        post(
+            app.addr,
+            "/api/hooks/site/deploy",
+            &[("Content-Type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+    };
+    let by_hand = wait_job(
+        &app,
+        job_id(&deploy(serde_json::json!({ "ref": "main", "sha": fork }))),
+    );
+    assert_eq!(by_hand["state"], "failed", "{by_hand}");
+    assert!(
+        by_hand["detail"]
+            .as_str()
+            .unwrap()
+            .contains("is not on refs/heads/main"),
+        "{by_hand}"
+    );
+    assert_eq!(by_hand["force"], false);
+
+    let forced = wait_job(
+        &app,
+        job_id(&deploy(
+            serde_json::json!({ "ref": "main", "sha": fork, "force": true }),
+        )),
+    );
+    assert_eq!(forced["state"], "succeeded", "{forced}");
+    assert_eq!(forced["force"], true);
+    let id = forced["id"].as_i64().unwrap();
+    assert!(log_of(&app, id).contains("from a fork"));
+}
