@@ -156,6 +156,14 @@ fn serve(path: &Path, log_format: LogFormat) -> ExitCode {
     for w in &warnings {
         tracing::warn!("{w}");
     }
+    // Not dumpable: a process of the same user (a deploy command running as the daemon's
+    // user) can then neither read /proc/<pid>/environ or mem, which hold the secrets,
+    // nor ptrace the daemon.
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!(
+            "cannot make the daemon non-dumpable ({e}); processes of its user could read its memory"
+        );
+    }
     if let Err(e) = runner::become_subreaper() {
         tracing::warn!(
             "cannot become a child subreaper ({e}); orphaned deploy processes will be reaped by init instead"

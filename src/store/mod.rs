@@ -11,6 +11,7 @@
 mod jobs;
 mod schema;
 
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -102,6 +103,15 @@ enum Op {
     },
 }
 
+/// Creates `dir` (and its parents) if missing and gives it `mode`.
+fn private(dir: &Path, mode: u32) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+}
+
 /// Handle to the store; cheap to clone. The writer thread ends when the last handle is
 /// dropped.
 #[derive(Clone)]
@@ -111,15 +121,30 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) `state_dir/deployhook.db` and `state_dir/logs/`.
+    /// Opens (creating if needed) `state_dir/deployhook.db` and `state_dir/logs/`, and
+    /// makes them private to the daemon, whatever the umask it was started with:
+    /// `state_dir` and `logs/` 0750, the database (and its WAL files) 0600.
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
         let path = state_dir.join("deployhook.db");
         let open_err = |reason: String| StoreError::Open {
             path: path.clone(),
             reason,
         };
-        std::fs::create_dir_all(state_dir.join("logs")).map_err(|e| open_err(e.to_string()))?;
+        for dir in [state_dir.to_path_buf(), state_dir.join("logs")] {
+            private(&dir, 0o750).map_err(|e| open_err(format!("{}: {e}", dir.display())))?;
+        }
         let mut conn = Connection::open(&path).map_err(|e| open_err(e.to_string()))?;
+        // Before the first write: SQLite gives the WAL and shared-memory files the
+        // database file's mode when it creates them.
+        for file in ["deployhook.db", "deployhook.db-wal", "deployhook.db-shm"] {
+            let file = state_dir.join(file);
+            match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(open_err(format!("{}: {e}", file.display())));
+                }
+                _ => {}
+            }
+        }
         schema::prepare(&mut conn).map_err(|e| open_err(e.to_string()))?;
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()

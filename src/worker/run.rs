@@ -350,6 +350,7 @@ async fn append(path: &Path, text: &str) {
     let file = tokio::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o640)
         .open(path)
         .await;
     if let Ok(mut f) = file {

@@ -137,3 +137,100 @@ fn a_commit_that_is_not_on_the_pushed_ref_does_not_deploy() {
     let id = forced["id"].as_i64().unwrap();
     assert!(log_of(&app, id).contains("from a fork"));
 }
+
+/// Started by hand as an ordinary user with a careless umask (000), the daemon still keeps
+/// its state to itself (state_dir 0750, database 0600, logs 0640), and a process of the
+/// same user, as a deploy command is, can read neither its environment (which holds
+/// `secret_env` secrets and `CREDENTIALS_DIRECTORY`) nor its memory.
+#[test]
+fn the_daemon_keeps_its_state_and_memory_from_its_own_user() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::process::Command;
+    let user = crate::runner::test_user();
+    let (uid, gid) = (
+        crate::runner::id_of(user, "-u"),
+        crate::runner::id_of(user, "-g"),
+    );
+    let repo = Repo::new();
+    let v1 = repo.commit(&[("version.txt", "1")], &[]);
+    let dir = TestDir::new(&crate::jobs::config(
+        std::path::Path::new("/nonexistent"),
+        &crate::jobs::hook(
+            "site",
+            &repo,
+            "[[hook.rule]]\nbranches = [\"main\"]\ncommands = [[\"cat\", \"version.txt\"]]\n",
+        ),
+    ));
+    for path in [dir.dir.path(), repo.path.parent().unwrap()] {
+        let out = Command::new("chown")
+            .args(["-R", &format!("{uid}:{gid}")])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    let as_user = |program: &str| {
+        let mut c = Command::new("setpriv");
+        c.args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={gid}"),
+            "--clear-groups",
+            program,
+        ]);
+        c
+    };
+    let mut serve = Command::new("sh");
+    serve
+        .args([
+            "-c",
+            r#"umask 000; exec setpriv --reuid="$1" --regid="$2" --clear-groups "$3" serve --config "$4""#,
+            "sh",
+            &uid,
+            &gid,
+            env!("CARGO_BIN_EXE_deployhook"),
+        ])
+        .arg(dir.config_path())
+        .env("HOME", dir.dir.path())
+        .env("DEPLOYHOOK_TEST_SECRET", "hunter2");
+    let (daemon, addr) = start_command(serve);
+    let id = job_id(&push_generic_at(addr, "site", "refs/heads/main", ZERO, &v1));
+    let job = wait_job_at(addr, id);
+    assert_eq!(job["state"], "succeeded", "{job}");
+
+    let mode = |p: std::path::PathBuf| {
+        std::fs::metadata(&p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    let state = dir.dir.path().join("state");
+    assert_eq!(mode(state.clone()), 0o750, "state_dir");
+    assert_eq!(mode(state.join("deployhook.db")), 0o600, "the database");
+    assert_eq!(mode(state.join("deployhook.db-wal")), 0o600, "the WAL");
+    assert_eq!(mode(state.join("logs")), 0o750, "the logs folder");
+    assert_eq!(
+        mode(state.join(format!("logs/{id}.log"))),
+        0o640,
+        "a job log"
+    );
+
+    let pid = daemon.0.id();
+    for file in ["environ", "mem"] {
+        let out = as_user("cat")
+            .arg(format!("/proc/{pid}/{file}"))
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success() && out.stdout.is_empty(),
+            "a process of the daemon's own user read /proc/{pid}/{file}"
+        );
+    }
+    // The same read of a process that is dumpable works: the check above can fail.
+    let own = as_user("sh")
+        .args(["-c", "cat /proc/$$/environ"])
+        .output()
+        .unwrap();
+    assert!(own.status.success(), "{own:?}");
+    drop(daemon);
+}

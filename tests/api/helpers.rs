@@ -411,6 +411,17 @@ pub fn push_generic(
     before: &str,
     after: &str,
 ) -> Response {
+    push_generic_at(app.addr, hook, git_ref, before, after)
+}
+
+/// [`push_generic`] to a daemon at `addr` (one started with [`start_daemon`]).
+pub fn push_generic_at(
+    addr: SocketAddr,
+    hook: &str,
+    git_ref: &str,
+    before: &str,
+    after: &str,
+) -> Response {
     let body = serde_json::json!({
         "repository": "acme/website", "ref": git_ref, "before": before, "after": after,
     })
@@ -419,7 +430,7 @@ pub fn push_generic(
     let sw = standard_webhooks(&id, now_secs(), body.as_bytes());
     let mut headers = refs(&sw);
     headers.push(("Content-Type", "application/json"));
-    app.post(hook, &headers, body.as_bytes())
+    post(addr, &format!("/hooks/{hook}"), &headers, body.as_bytes())
 }
 
 fn now_nanos() -> u128 {
@@ -437,8 +448,13 @@ pub fn job_id(res: &Response) -> i64 {
 
 /// Polls the API until job `id` reaches a final state, and returns the job.
 pub fn wait_job(app: &TestApp, id: i64) -> serde_json::Value {
+    wait_job_at(app.addr, id)
+}
+
+/// [`wait_job`] on a daemon at `addr`.
+pub fn wait_job_at(addr: SocketAddr, id: i64) -> serde_json::Value {
     wait_for(&format!("job {id} to end"), Duration::from_secs(60), || {
-        let job = get(app.addr, &format!("/api/jobs/{id}")).json();
+        let job = get(addr, &format!("/api/jobs/{id}")).json();
         let state = job["state"].as_str().unwrap_or("").to_owned();
         (state != "queued" && state != "running").then_some(job)
     })
@@ -457,9 +473,15 @@ impl Drop for Daemon {
 /// `deployhook serve` on `config`; its address from the `listening on` log line. Killed
 /// when the returned guard is dropped.
 pub fn start_daemon(config: &Path) -> (Daemon, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_deployhook"))
-        .args(["serve", "--config"])
-        .arg(config)
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_deployhook"));
+    serve.args(["serve", "--config"]).arg(config);
+    start_command(serve)
+}
+
+/// Like [`start_daemon`], for a command line that ends up exec-ing `deployhook serve`
+/// (under `sh -c 'umask ...; exec ...'`, or `setpriv` as another user).
+pub fn start_command(mut command: Command) -> (Daemon, SocketAddr) {
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -583,7 +583,7 @@ fn huge_output_is_streamed_into_a_capped_log() {
 }
 
 /// A system user for the run_as test, with a supplementary group; created once.
-fn test_user() -> &'static str {
+pub(crate) fn test_user() -> &'static str {
     const USER: &str = "deployhook-test";
     const GROUP: &str = "deployhook-test-extra";
     let run = |args: &[&str]| {
@@ -615,7 +615,7 @@ fn test_user() -> &'static str {
     USER
 }
 
-fn id_of(user: &str, flag: &str) -> String {
+pub(crate) fn id_of(user: &str, flag: &str) -> String {
     let out = std::process::Command::new("id")
         .args([flag, user])
         .output()
