@@ -23,7 +23,7 @@ pub use units::{parse_duration, parse_size};
 
 use crate::access::Cidr;
 use crate::event::Forge;
-pub use crate::git::RemoteAuth;
+pub use crate::git::{RemoteAuth, TreeLimits};
 pub use crate::runner::Limits;
 use crate::secret::Secret;
 use crate::verify::Auth;
@@ -96,6 +96,8 @@ pub struct Hook {
     pub shallow: bool,
     /// Check out submodules recursively.
     pub submodules: bool,
+    /// `max_checkout_size`, `max_checkout_files`, `max_tree_depth`.
+    pub checkout_limits: TreeLimits,
     /// Tried in order; the first that matches wins.
     pub rules: Vec<Rule>,
 }

@@ -146,6 +146,17 @@ pub struct RawHook {
     /// Check out submodules too. Default false.
     #[schemars(with = "Option<bool>")]
     pub submodules: Option<Spanned<bool>>,
+    /// The most a checkout may write, submodules included, read off the commit's tree
+    /// before anything is written; a job over it fails. Default "2GiB".
+    #[schemars(with = "Option<String>")]
+    pub max_checkout_size: Option<Spanned<String>>,
+    /// The most files (and symlinks) a checkout may write, submodules included.
+    /// Default 200000.
+    #[schemars(with = "Option<i64>", range(min = 1))]
+    pub max_checkout_files: Option<Spanned<i64>>,
+    /// How deep a checkout's directories may nest. Default 64.
+    #[schemars(with = "Option<i64>", range(min = 1))]
+    pub max_tree_depth: Option<Spanned<i64>>,
     /// `[[hook.rule]]`s, tried in order: the first that matches a push wins.
     #[serde(default)]
     #[schemars(with = "Vec<RawRule>")]

@@ -19,7 +19,7 @@ use super::raw::{
 use super::units::{parse_duration, parse_size};
 use super::{
     Command, Config, Globs, Hook, Invalid, Limits, Loaded, QueueMode, RemoteAuth, Rule, Server,
-    Tls, keys,
+    Tls, TreeLimits, keys,
 };
 use crate::access::Cidr;
 use crate::event::{Forge, is_valid_ref_path};
@@ -339,6 +339,8 @@ impl Validator<'_> {
             _ => None,
         };
 
+        let checkout_limits =
+            self.checkout_limits(h.max_checkout_size, h.max_checkout_files, h.max_tree_depth);
         let rules = self.rules(h.rule, &span);
 
         if self.errors() > before {
@@ -353,7 +355,29 @@ impl Validator<'_> {
             git_auth: git_auth?,
             shallow: h.shallow.is_some_and(Spanned::into_inner),
             submodules: h.submodules.is_some_and(Spanned::into_inner),
+            checkout_limits: checkout_limits?,
             rules,
+        })
+    }
+
+    fn checkout_limits(
+        &mut self,
+        size: Option<Spanned<String>>,
+        files: Option<Spanned<i64>>,
+        depth: Option<Spanned<i64>>,
+    ) -> Option<TreeLimits> {
+        let default = TreeLimits::default();
+        let max_bytes = self.field(size, "max_checkout_size", |s| nonzero_size(s));
+        let max_files = self.field(files, "max_checkout_files", |n| positive(*n));
+        let max_depth = self.field(depth, "max_tree_depth", |n| {
+            positive(*n).and_then(|n| {
+                u32::try_from(n).map_err(|_| format!("must be at most {}, not {n}", u32::MAX))
+            })
+        });
+        Some(TreeLimits {
+            max_bytes: max_bytes.ok()?.unwrap_or(default.max_bytes),
+            max_files: max_files.ok()?.unwrap_or(default.max_files),
+            max_depth: max_depth.ok()?.unwrap_or(default.max_depth),
         })
     }
 

@@ -12,7 +12,7 @@ use git2::{
 
 use super::known_hosts::{self, HostKey, Verdict};
 use super::url::Endpoint;
-use super::{Remote, RemoteAuth};
+use super::{Abort, Remote, RemoteAuth};
 
 /// Why a callback refused to go on. libgit2 replaces a refused host key's message with
 /// its own generic one, so the callbacks leave the operator-facing reason here as well.
@@ -32,11 +32,21 @@ impl Refusal {
     }
 }
 
-/// Callbacks for one fetch of `remote`; a refusal's reason lands in `refusal`.
-pub(super) fn callbacks<'a>(remote: &'a Remote, refusal: &Refusal) -> RemoteCallbacks<'a> {
+/// Callbacks for one fetch of `remote`; a refusal's reason lands in `refusal`. Every
+/// progress report asks `abort` whether to go on, so a fetch stops soon after its
+/// deadline or a cancel once data flows (a remote that sends nothing at all is cut off
+/// by libgit2's read timeout, and the worker does not wait for it).
+pub(super) fn callbacks<'a>(
+    remote: &'a Remote,
+    refusal: &Refusal,
+    abort: &'a Abort,
+) -> RemoteCallbacks<'a> {
     let mut callbacks = RemoteCallbacks::new();
     callbacks.credentials(credentials(&remote.auth, refusal.clone()));
     callbacks.certificate_check(host_key_check(remote, refusal.clone()));
+    callbacks.transfer_progress(|_| abort.go_on());
+    callbacks.sideband_progress(|_| abort.go_on());
+    callbacks.update_tips(|_, _, _| abort.go_on());
     callbacks
 }
 

@@ -93,6 +93,27 @@ pub enum GitError {
         /// libgit2's message.
         reason: String,
     },
+    /// The commit's tree is larger than the hook allows; nothing was written.
+    #[error(
+        "commit {sha} is larger than the hook allows: it passes {limit} = {allowed}; nothing was checked out (raise {limit} if the repository really is this large)"
+    )]
+    OverLimit {
+        /// The commit id (of a submodule, inside [`GitError::Submodule`]).
+        sha: String,
+        /// The hook key: `max_checkout_size`, `max_checkout_files` or `max_tree_depth`.
+        limit: &'static str,
+        /// Its value.
+        allowed: u64,
+    },
+    /// The job's time ran out while fetching or checking out.
+    #[error("fetching and checking out took longer than the rule's timeout of {budget:?}")]
+    TimedOut {
+        /// The rule's `timeout`.
+        budget: std::time::Duration,
+    },
+    /// The job was cancelled (or the daemon stopped) while fetching or checking out.
+    #[error("cancelled while fetching or checking out")]
+    Cancelled,
     /// A submodule of the checked-out commit could not be checked out.
     #[error("submodule `{path}`: {error}")]
     Submodule {

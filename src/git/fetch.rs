@@ -2,14 +2,13 @@
 //! branches and tags (retried with backoff), then the pushed ref, then the commit by id.
 
 use std::path::Path;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use git2::{AutotagOption, ErrorCode, FetchOptions, Oid, Reference, Repository};
 
 use super::auth::{self, Refusal};
 use super::url::{self, Endpoint, Scheme};
-use super::{GitError, Remote, RemoteAuth, Retry};
+use super::{Abort, GitError, Remote, RemoteAuth, Retry};
 
 /// Mirrors the remote: branches and tags under their own names, force-updated.
 const MIRROR: [&str; 2] = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
@@ -42,6 +41,7 @@ pub(super) fn ensure_commit(
     git_ref: Option<&str>,
     oid: Oid,
     retry: &Retry,
+    abort: &Abort,
 ) -> Result<InCache, GitError> {
     if let Some(commit) = cached_commit(repo, oid) {
         return Ok(InCache {
@@ -56,7 +56,7 @@ pub(super) fn ensure_commit(
         tracing::warn!(url = %url::redact(&remote.url), "sending a token over plain http; use https");
     }
     let started = Instant::now();
-    let result = fetch_until_present(repo, remote, git_ref, oid, retry);
+    let result = fetch_until_present(repo, remote, git_ref, oid, retry, abort);
     log_fetch(remote, started, result.as_ref().map(|f| f.attempts));
     result
 }
@@ -67,8 +67,9 @@ fn fetch_until_present(
     git_ref: Option<&str>,
     oid: Oid,
     retry: &Retry,
+    abort: &Abort,
 ) -> Result<InCache, GitError> {
-    let mut attempts = fetch_with_retry(repo, remote, &MIRROR, retry)?;
+    let mut attempts = fetch_with_retry(repo, remote, &MIRROR, retry, abort)?;
     let done = |commit, attempts| InCache {
         commit,
         attempts,
@@ -83,7 +84,7 @@ fn fetch_until_present(
     if let Some(other_ref) = other_ref {
         attempts += 1;
         let refspec = format!("+{other_ref}:{other_ref}");
-        if let Err(failure) = fetch_once(repo, remote, &[&refspec], remote.shallow) {
+        if let Err(failure) = fetch_once(repo, remote, &[&refspec], remote.shallow, abort) {
             tracing::debug!(url = %url::redact(&remote.url), git_ref = other_ref, error = ?failure.reason, "fetching the pushed ref failed");
         }
         if let Some(commit) = cached_commit(repo, oid) {
@@ -93,7 +94,7 @@ fn fetch_until_present(
     // Servers only hand out an unadvertised commit if configured to
     // (uploadpack.allowReachableSHA1InWant); worth one try before giving up.
     attempts += 1;
-    let mut last_error = fetch_once(repo, remote, &[&oid.to_string()], remote.shallow)
+    let mut last_error = fetch_once(repo, remote, &[&oid.to_string()], remote.shallow, abort)
         .err()
         .map(|failure| failure.reason);
     if let Some(commit) = cached_commit(repo, oid) {
@@ -104,7 +105,7 @@ fn fetch_until_present(
     if remote.shallow {
         tracing::info!(url = %url::redact(&remote.url), sha = %oid, "commit is behind the shallow tips; fetching full history");
         attempts += 1;
-        if let Err(failure) = fetch_once_with(repo, remote, &MIRROR, Depth::Unshallow) {
+        if let Err(failure) = fetch_once_with(repo, remote, &MIRROR, Depth::Unshallow, abort) {
             last_error = Some(failure.reason);
         }
         if let Some(commit) = cached_commit(repo, oid) {
@@ -135,11 +136,12 @@ pub(super) fn ensure_on_ref(
     git_ref: &str,
     commit: Oid,
     retry: &Retry,
+    abort: &Abort,
 ) -> Result<u32, GitError> {
     if ref_contains(repo, git_ref, commit) {
         return Ok(0);
     }
-    let mut attempts = fetch_ref(repo, remote, git_ref, retry)?;
+    let mut attempts = fetch_ref(repo, remote, git_ref, retry, abort)?;
     if ref_contains(repo, git_ref, commit) {
         return Ok(attempts);
     }
@@ -147,7 +149,7 @@ pub(super) fn ensure_on_ref(
         attempts += 1;
         let refspecs = ref_refspecs(git_ref);
         let refspecs: Vec<&str> = refspecs.iter().map(String::as_str).collect();
-        if let Err(failure) = fetch_once_with(repo, remote, &refspecs, Depth::Unshallow) {
+        if let Err(failure) = fetch_once_with(repo, remote, &refspecs, Depth::Unshallow, abort) {
             tracing::debug!(url = %url::redact(&remote.url), error = ?failure.reason, "fetching full history failed");
         }
         if ref_contains(repo, git_ref, commit) {
@@ -192,11 +194,12 @@ pub(super) fn fetch_ref(
     remote: &Remote,
     git_ref: &str,
     retry: &Retry,
+    abort: &Abort,
 ) -> Result<u32, GitError> {
     let refspecs = ref_refspecs(git_ref);
     let refspecs: Vec<&str> = refspecs.iter().map(String::as_str).collect();
     let started = Instant::now();
-    let result = fetch_with_retry(repo, remote, &refspecs, retry);
+    let result = fetch_with_retry(repo, remote, &refspecs, retry, abort);
     log_fetch(remote, started, result.as_ref().map(|attempts| *attempts));
     result
 }
@@ -238,15 +241,18 @@ fn fetch_with_retry(
     remote: &Remote,
     refspecs: &[&str],
     retry: &Retry,
+    abort: &Abort,
 ) -> Result<u32, GitError> {
     let attempts = retry.attempts.max(1);
     let mut backoff = retry.first_backoff;
     let mut attempt = 1;
     loop {
-        let failure = match fetch_once(repo, remote, refspecs, remote.shallow) {
+        let failure = match fetch_once(repo, remote, refspecs, remote.shallow, abort) {
             Ok(()) => return Ok(attempt),
             Err(failure) => failure,
         };
+        // A fetch that our callbacks stopped failed because of the abort, not the remote.
+        abort.check()?;
         if attempt >= attempts || !failure.retryable {
             return Err(GitError::Fetch {
                 url: url::redact(&remote.url),
@@ -261,7 +267,7 @@ fn fetch_with_retry(
             error = ?failure.reason,
             "fetch failed; retrying"
         );
-        thread::sleep(backoff);
+        abort.sleep(backoff)?;
         backoff = backoff.saturating_mul(2).min(MAX_BACKOFF);
         attempt += 1;
     }
@@ -290,9 +296,10 @@ fn fetch_once(
     remote: &Remote,
     refspecs: &[&str],
     shallow: bool,
+    abort: &Abort,
 ) -> Result<(), Failure> {
     let depth = if shallow { Depth::Tips } else { Depth::Full };
-    fetch_once_with(repo, remote, refspecs, depth)
+    fetch_once_with(repo, remote, refspecs, depth, abort)
 }
 
 fn fetch_once_with(
@@ -300,7 +307,14 @@ fn fetch_once_with(
     remote: &Remote,
     refspecs: &[&str],
     depth: Depth,
+    abort: &Abort,
 ) -> Result<(), Failure> {
+    if let Err(stop) = abort.check() {
+        return Err(Failure {
+            reason: stop.to_string(),
+            retryable: false,
+        });
+    }
     let endpoint = Endpoint::parse(&remote.url);
     if let Scheme::Other(scheme) = &endpoint.scheme {
         return Err(Failure {
@@ -313,7 +327,7 @@ fn fetch_once_with(
     let refusal = Refusal::default();
     let mut options = FetchOptions::new();
     options
-        .remote_callbacks(auth::callbacks(remote, &refusal))
+        .remote_callbacks(auth::callbacks(remote, &refusal, abort))
         .download_tags(AutotagOption::None)
         .update_fetchhead(false);
     match depth {

@@ -12,11 +12,13 @@
 //!
 //! **Invariant:** this is the only module that uses git2.
 
+mod abort;
 mod auth;
 mod error;
 mod fetch;
 mod heap;
 mod known_hosts;
+mod limits;
 mod locks;
 mod timeouts;
 mod url;
@@ -33,7 +35,9 @@ use std::time::{Duration, Instant};
 
 use git2::{ErrorCode, Oid, Repository, RepositoryInitOptions};
 
+pub use abort::Abort;
 pub use error::GitError;
+pub use limits::TreeLimits;
 pub use locks::clear_stale as clear_stale_locks;
 use worktree::Target;
 
@@ -56,6 +60,8 @@ pub struct Remote {
     pub shallow: bool,
     /// After checkout, check out the commit's submodules, recursively.
     pub submodules: bool,
+    /// What the checkout may become, submodules included.
+    pub limits: TreeLimits,
 }
 
 /// The credentials for a [`Remote`]. Holds file paths only: the files are read when a
@@ -174,19 +180,27 @@ impl Git {
         git_ref: &str,
         sha: &str,
         on_ref: OnRef,
+        abort: &Abort,
         worktree: &Path,
     ) -> Result<CheckoutInfo, GitError> {
         timeouts::ensure();
         let started = Instant::now();
         let oid = parse_sha(sha)?;
+        // One checkout into a work tree at a time: one the worker stopped waiting for (it
+        // ran past its deadline) may still be finishing in its thread.
+        let tree_lock = self.lock_for(worktree);
+        let _one_at_a_time = lock_unless_aborted(&tree_lock, abort)?;
+        worktree::empty(worktree)?;
         let mut totals = Totals::default();
         let git_dir = self.git_dir_of(worktree);
         let target = Target {
             work_dir: worktree,
             git_dir: &git_dir,
+            depth: 0,
+            nesting: 0,
         };
         let pushed = Pushed { git_ref, on_ref };
-        let result = self.checkout_commit(remote, Some(pushed), oid, target, 0, &mut totals);
+        let result = self.checkout_commit(remote, Some(pushed), oid, target, abort, &mut totals);
         heap::trim();
         result?;
         Ok(CheckoutInfo {
@@ -199,13 +213,18 @@ impl Git {
     /// Blocking. Fetches `remote` into its cache now (with the same retries as
     /// [`Git::checkout`]) and returns the commit `git_ref` (e.g. `refs/heads/main`) points
     /// at, as 40 hex digits. For redeploying a branch's current head.
-    pub fn resolve(&self, remote: &Remote, git_ref: &str) -> Result<String, GitError> {
+    pub fn resolve(
+        &self,
+        remote: &Remote,
+        git_ref: &str,
+        abort: &Abort,
+    ) -> Result<String, GitError> {
         timeouts::ensure();
         let cache = self.cache_path(&remote.url);
         let lock = self.lock_for(&cache);
-        let _serialized = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _serialized = lock_unless_aborted(&lock, abort)?;
         let repo = open_cache(&cache)?;
-        fetch::fetch_ref(&repo, remote, git_ref, &self.retry)?;
+        fetch::fetch_ref(&repo, remote, git_ref, &self.retry, abort)?;
         repo.find_reference(git_ref)
             .and_then(|r| r.peel_to_commit())
             .map(|c| c.id().to_string())
@@ -223,16 +242,16 @@ impl Git {
         pushed: Option<Pushed<'_>>,
         oid: Oid,
         target: Target<'_>,
-        depth: u32,
+        abort: &Abort,
         totals: &mut Totals,
     ) -> Result<(), GitError> {
         let cache = self.cache_path(&remote.url);
         let (commit, objects) = {
             let lock = self.lock_for(&cache);
-            let _serialized = lock.lock().unwrap_or_else(PoisonError::into_inner);
+            let _serialized = lock_unless_aborted(&lock, abort)?;
             let repo = open_cache(&cache)?;
             let git_ref = pushed.map(|p| p.git_ref);
-            let fetched = fetch::ensure_commit(&repo, remote, git_ref, oid, &self.retry)?;
+            let fetched = fetch::ensure_commit(&repo, remote, git_ref, oid, &self.retry, abort)?;
             totals.attempts += fetched.attempts;
             totals.fetched |= fetched.fetched;
             if let Some(Pushed {
@@ -240,16 +259,30 @@ impl Git {
                 on_ref: OnRef::Required,
             }) = pushed
             {
-                let more =
-                    fetch::ensure_on_ref(&repo, remote, git_ref, fetched.commit, &self.retry)?;
+                let more = fetch::ensure_on_ref(
+                    &repo,
+                    remote,
+                    git_ref,
+                    fetched.commit,
+                    &self.retry,
+                    abort,
+                )?;
                 totals.attempts += more;
                 totals.fetched |= more > 0;
             }
+            limits::check(
+                &repo,
+                fetched.commit,
+                target.depth,
+                &remote.limits,
+                &mut totals.tally,
+                abort,
+            )?;
             (fetched.commit, repo.path().join("objects"))
         };
-        let repo = worktree::checkout(target, &objects, commit)?;
+        let repo = worktree::checkout(target, &objects, commit, abort)?;
         if remote.submodules {
-            self.checkout_submodules(remote, &repo, target, depth, totals)?;
+            self.checkout_submodules(remote, &repo, target, abort, totals)?;
         }
         Ok(())
     }
@@ -261,7 +294,7 @@ impl Git {
         parent: &Remote,
         repo: &Repository,
         target: Target<'_>,
-        depth: u32,
+        abort: &Abort,
         totals: &mut Totals,
     ) -> Result<(), GitError> {
         let worktree = target.work_dir;
@@ -287,7 +320,7 @@ impl Git {
                 continue;
             };
             worktree::check_no_links(worktree, &path).map_err(in_submodule)?;
-            if depth + 1 > MAX_SUBMODULE_DEPTH {
+            if target.nesting + 1 > MAX_SUBMODULE_DEPTH {
                 return Err(in_submodule(GitError::Local {
                     action: "check out a submodule at",
                     path,
@@ -309,12 +342,16 @@ impl Git {
                 // id needs server support: fetch submodules in full.
                 shallow: false,
                 submodules: true,
+                limits: parent.limits,
             };
             let sub_target = Target {
                 work_dir: &worktree.join(&path),
                 git_dir: &target.git_dir.join("modules").join(&path),
+                depth: target.depth + u32::try_from(path.components().count()).unwrap_or(u32::MAX),
+                nesting: target.nesting + 1,
             };
-            self.checkout_commit(&sub, None, oid, sub_target, depth + 1, totals)
+            worktree::empty(sub_target.work_dir).map_err(in_submodule)?;
+            self.checkout_commit(&sub, None, oid, sub_target, abort, totals)
                 .map_err(in_submodule)?;
         }
         Ok(())
@@ -337,6 +374,22 @@ struct Pushed<'a> {
 struct Totals {
     attempts: u32,
     fetched: bool,
+    tally: limits::Tally,
+}
+
+/// Takes `lock`, giving up when `abort` says so (a checkout that ran past its deadline
+/// may still hold it).
+fn lock_unless_aborted<'a>(
+    lock: &'a Mutex<()>,
+    abort: &Abort,
+) -> Result<std::sync::MutexGuard<'a, ()>, GitError> {
+    loop {
+        match lock.try_lock() {
+            Ok(guard) => return Ok(guard),
+            Err(std::sync::TryLockError::Poisoned(p)) => return Ok(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => abort.sleep(Duration::from_millis(20))?,
+        }
+    }
 }
 
 /// A full SHA-1 only: git2 would read a short id as a prefix padded with zeros.

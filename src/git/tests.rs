@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use git2::Repository;
 use tempfile::TempDir;
 
-use super::{Git, GitError, OnRef, Remote, RemoteAuth, Retry};
+use super::{Abort, Git, GitError, OnRef, Remote, RemoteAuth, Retry, TreeLimits};
 
 /// Runs git in `dir` isolated from the machine's and user's configuration.
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -105,6 +105,7 @@ fn remote(url: String) -> Remote {
         auth: RemoteAuth::None,
         shallow: false,
         submodules: false,
+        limits: TreeLimits::default(),
     }
 }
 
@@ -233,7 +234,14 @@ fn first_checkout_clones_into_the_cache_and_checks_out_the_commit() {
     let remote = remote(file_url(&upstream));
 
     let info = gits
-        .checkout(&remote, "refs/heads/main", &sha, OnRef::Required, &worktree)
+        .checkout(
+            &remote,
+            "refs/heads/main",
+            &sha,
+            OnRef::Required,
+            &Abort::never(),
+            &worktree,
+        )
         .unwrap();
 
     assert!(info.fetched);
@@ -283,6 +291,7 @@ fn an_older_push_gets_its_own_tree_and_leftovers_are_removed() {
         "refs/heads/main",
         &first,
         OnRef::Required,
+        &Abort::never(),
         &worktree,
     )
     .unwrap();
@@ -310,6 +319,7 @@ fn an_older_push_gets_its_own_tree_and_leftovers_are_removed() {
             "refs/heads/main",
             &second,
             OnRef::Required,
+            &Abort::never(),
             &worktree,
         )
         .unwrap();
@@ -330,6 +340,7 @@ fn an_older_push_gets_its_own_tree_and_leftovers_are_removed() {
         "refs/heads/main",
         &third,
         OnRef::Required,
+        &Abort::never(),
         &worktree,
     )
     .unwrap();
@@ -342,6 +353,7 @@ fn an_older_push_gets_its_own_tree_and_leftovers_are_removed() {
         "refs/heads/main",
         &first,
         OnRef::Required,
+        &Abort::never(),
         &worktree,
     )
     .unwrap();
@@ -368,6 +380,7 @@ fn a_cached_commit_needs_no_fetch() {
         "refs/heads/main",
         &sha,
         OnRef::Required,
+        &Abort::never(),
         &tmp.path().join("w1"),
     )
     .unwrap();
@@ -380,6 +393,7 @@ fn a_cached_commit_needs_no_fetch() {
             "refs/heads/main",
             &sha,
             OnRef::Required,
+            &Abort::never(),
             &tmp.path().join("w1"),
         )
         .unwrap();
@@ -389,6 +403,7 @@ fn a_cached_commit_needs_no_fetch() {
             "refs/heads/main",
             &sha,
             OnRef::Required,
+            &Abort::never(),
             &tmp.path().join("w2"),
         )
         .unwrap();
@@ -413,6 +428,7 @@ fn a_work_tree_outlives_its_cache_and_a_force_push() {
         "refs/heads/main",
         &first,
         OnRef::Required,
+        &Abort::never(),
         &worktree,
     )
     .unwrap();
@@ -429,6 +445,7 @@ fn a_work_tree_outlives_its_cache_and_a_force_push() {
             "refs/heads/main",
             &second,
             OnRef::Required,
+            &Abort::never(),
             &worktree,
         )
         .unwrap();
@@ -466,6 +483,7 @@ fn an_unreachable_url_fails_after_every_attempt_with_a_readable_message() {
                 "refs/heads/main",
                 sha,
                 OnRef::Required,
+                &Abort::never(),
                 &tmp.path().join("w"),
             )
             .unwrap_err();
@@ -492,6 +510,7 @@ fn an_unreachable_url_fails_after_every_attempt_with_a_readable_message() {
             "refs/heads/main",
             sha,
             OnRef::Required,
+            &Abort::never(),
             &tmp.path().join("w"),
         )
         .unwrap_err();
@@ -516,6 +535,7 @@ fn a_commit_the_remote_does_not_have_is_named_in_the_error() {
             "refs/heads/main",
             gone,
             OnRef::Required,
+            &Abort::never(),
             &tmp.path().join("w"),
         )
         .unwrap_err();
@@ -537,6 +557,7 @@ fn a_commit_the_remote_does_not_have_is_named_in_the_error() {
                 "refs/heads/main",
                 bad,
                 OnRef::Required,
+                &Abort::never(),
                 &tmp.path().join("w"),
             )
             .unwrap_err();
@@ -560,6 +581,7 @@ fn an_annotated_tag_checks_out_its_commit() {
         "refs/tags/v1.0",
         &tag_object,
         OnRef::Required,
+        &Abort::never(),
         &worktree,
     )
     .unwrap();
@@ -576,11 +598,21 @@ fn resolve_fetches_and_names_the_current_head_of_a_ref() {
     let remote = remote(file_url(&upstream));
     let gits = Git::new(tmp.path().join("cache"), quick_retry(1));
 
-    assert_eq!(gits.resolve(&remote, "refs/heads/main").unwrap(), first);
+    assert_eq!(
+        gits.resolve(&remote, "refs/heads/main", &Abort::never())
+            .unwrap(),
+        first
+    );
     let second = commit(&upstream, &[("a", Some("2"))], "two");
-    assert_eq!(gits.resolve(&remote, "refs/heads/main").unwrap(), second);
+    assert_eq!(
+        gits.resolve(&remote, "refs/heads/main", &Abort::never())
+            .unwrap(),
+        second
+    );
 
-    let err = gits.resolve(&remote, "refs/heads/nope").unwrap_err();
+    let err = gits
+        .resolve(&remote, "refs/heads/nope", &Abort::never())
+        .unwrap_err();
     assert!(matches!(err, GitError::RefMissing { .. }), "{err:?}");
     assert!(
         err.to_string()
@@ -609,6 +641,7 @@ fn shallow_fetch_through_git_daemon() {
             "refs/heads/main",
             &second,
             OnRef::Required,
+            &Abort::never(),
             &worktree,
         )
         .unwrap();
@@ -631,6 +664,7 @@ fn shallow_fetch_through_git_daemon() {
         "refs/heads/main",
         &fourth,
         OnRef::Required,
+        &Abort::never(),
         &worktree,
     )
     .unwrap();
@@ -648,6 +682,7 @@ fn shallow_fetch_through_git_daemon() {
             "refs/heads/main",
             &third,
             OnRef::Required,
+            &Abort::never(),
             &worktree,
         )
         .unwrap();
@@ -696,6 +731,7 @@ fn submodules_are_checked_out_recursively_when_asked() {
             "refs/heads/main",
             &sha,
             OnRef::Required,
+            &Abort::never(),
             &worktree,
         )
         .unwrap();
@@ -733,6 +769,7 @@ fn submodules_are_checked_out_recursively_when_asked() {
         "refs/heads/main",
         &bumped,
         OnRef::Required,
+        &Abort::never(),
         &worktree,
     )
     .unwrap();
@@ -746,6 +783,7 @@ fn submodules_are_checked_out_recursively_when_asked() {
             "refs/heads/main",
             &bumped,
             OnRef::Required,
+            &Abort::never(),
             &worktree,
         )
         .unwrap();
@@ -759,6 +797,7 @@ fn submodules_are_checked_out_recursively_when_asked() {
         "refs/heads/main",
         &bumped,
         OnRef::Required,
+        &Abort::never(),
         &plain,
     )
     .unwrap();
@@ -784,7 +823,14 @@ fn concurrent_checkouts_of_one_url_both_succeed() {
 
     let run = |worktree: &Path| {
         start.wait();
-        gits.checkout(&remote, "refs/heads/main", &sha, OnRef::Required, worktree)
+        gits.checkout(
+            &remote,
+            "refs/heads/main",
+            &sha,
+            OnRef::Required,
+            &Abort::never(),
+            worktree,
+        )
     };
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(|| run(&w1));
@@ -829,6 +875,7 @@ fn nothing_a_command_leaves_in_the_work_tree_reaches_the_next_checkout() {
         "refs/heads/main",
         &first,
         OnRef::Required,
+        &Abort::never(),
         &worktree,
     )
     .unwrap();
@@ -868,6 +915,7 @@ fn nothing_a_command_leaves_in_the_work_tree_reaches_the_next_checkout() {
         "refs/heads/main",
         &second,
         OnRef::Required,
+        &Abort::never(),
         &worktree,
     )
     .unwrap();
@@ -907,8 +955,15 @@ fn a_failed_checkout_does_not_wedge_the_next() {
     let gits = Git::new(tmp.path().join("cache"), quick_retry(1));
     let worktree = tmp.path().join("w");
     let remote = remote(file_url(&upstream));
-    gits.checkout(&remote, "refs/heads/main", &sha, OnRef::Required, &worktree)
-        .unwrap();
+    gits.checkout(
+        &remote,
+        "refs/heads/main",
+        &sha,
+        OnRef::Required,
+        &Abort::never(),
+        &worktree,
+    )
+    .unwrap();
     // What the old layout let a command forge: an index and a HEAD in the work tree.
     fs::create_dir_all(worktree.join(".git")).unwrap();
     fs::write(worktree.join(".git/index"), "DIRC garbage").unwrap();
@@ -920,12 +975,20 @@ fn a_failed_checkout_does_not_wedge_the_next() {
             "refs/heads/main",
             missing,
             OnRef::Required,
+            &Abort::never(),
             &worktree
         )
         .is_err()
     );
-    gits.checkout(&remote, "refs/heads/main", &sha, OnRef::Required, &worktree)
-        .unwrap();
+    gits.checkout(
+        &remote,
+        "refs/heads/main",
+        &sha,
+        OnRef::Required,
+        &Abort::never(),
+        &worktree,
+    )
+    .unwrap();
     assert_eq!(files(&worktree), tree(&[("a.txt", "a\n")]));
     assert_at(&gits, &worktree, &sha);
 }
@@ -953,6 +1016,7 @@ fn a_commit_not_on_the_pushed_ref_is_refused_unless_forced() {
         "refs/pull/7/head",
         &fork,
         OnRef::Required,
+        &Abort::never(),
         &worktree,
     )
     .unwrap();
@@ -962,6 +1026,7 @@ fn a_commit_not_on_the_pushed_ref_is_refused_unless_forced() {
             "refs/heads/main",
             &fork,
             OnRef::Required,
+            &Abort::never(),
             &worktree,
         )
         .unwrap_err();
@@ -985,6 +1050,7 @@ fn a_commit_not_on_the_pushed_ref_is_refused_unless_forced() {
             "refs/heads/nope",
             &main,
             OnRef::Required,
+            &Abort::never(),
             &worktree,
         )
         .unwrap_err();
@@ -998,6 +1064,7 @@ fn a_commit_not_on_the_pushed_ref_is_refused_unless_forced() {
         "refs/heads/main",
         &main,
         OnRef::Required,
+        &Abort::never(),
         &worktree,
     )
     .unwrap();
@@ -1006,6 +1073,7 @@ fn a_commit_not_on_the_pushed_ref_is_refused_unless_forced() {
         "refs/heads/main",
         &fork,
         OnRef::Unchecked,
+        &Abort::never(),
         &worktree,
     )
     .unwrap();
@@ -1027,6 +1095,7 @@ fn a_ref_that_moved_since_the_last_fetch_is_fetched_again() {
         "refs/heads/main",
         &first,
         OnRef::Required,
+        &Abort::never(),
         &worktree,
     )
     .unwrap();
@@ -1038,6 +1107,7 @@ fn a_ref_that_moved_since_the_last_fetch_is_fetched_again() {
         "refs/heads/next",
         &second,
         OnRef::Required,
+        &Abort::never(),
         &worktree,
     )
     .unwrap();
@@ -1049,9 +1119,108 @@ fn a_ref_that_moved_since_the_last_fetch_is_fetched_again() {
             "refs/heads/main",
             &second,
             OnRef::Required,
+            &Abort::never(),
             &worktree,
         )
         .unwrap();
     assert!(info.fetched, "the cached main did not have it yet");
     assert_at(&gits, &worktree, &second);
+}
+
+/// A commit whose tree names one blob `copies` times (a checkout bomb: the repository
+/// stays tiny), made with git's plumbing; returns its sha.
+fn bomb_commit(repo: &Path, blob_bytes: usize, copies: usize) -> String {
+    use std::io::Write as _;
+    let blob_file = repo.join("../blob");
+    fs::write(&blob_file, vec![b'x'; blob_bytes]).unwrap();
+    let blob = git(repo, &["hash-object", "-w", blob_file.to_str().unwrap()]);
+    let mut child = Command::new("git")
+        .args(["update-index", "--add", "--index-info"])
+        .current_dir(repo)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for i in 0..copies {
+        writeln!(stdin, "100644 {blob}\tcopy-{i}").unwrap();
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    git(repo, &["commit", "-q", "-m", "bomb"]);
+    git(repo, &["rev-parse", "HEAD"])
+}
+
+/// The attack: a small repository whose commit would write far more than the disk the
+/// work tree shares with the database can take, or more files, or deeper directories,
+/// than any project has. Each fails before anything is written, naming the limit, and
+/// the next checkout still works.
+#[test]
+fn a_checkout_over_a_limit_writes_nothing_and_names_the_limit() {
+    let tmp = TempDir::new().unwrap();
+    let upstream = new_repo(&tmp.path().join("upstream"));
+    let small = commit(&upstream, &[("ok.txt", Some("ok\n"))], "small");
+    // 64 KiB under 200 names: 12.5 MiB to write, from one 64 KiB object.
+    let bomb = bomb_commit(&upstream, 64 << 10, 200);
+    let deep_path = vec!["d"; 70].join("/") + "/deep.txt";
+    let deep = commit(&upstream, &[(&deep_path, Some("deep\n"))], "deep");
+    let gits = Git::new(tmp.path().join("cache"), quick_retry(1));
+    let worktree = tmp.path().join("w");
+    let with = |limits: TreeLimits| Remote {
+        limits,
+        ..remote(file_url(&upstream))
+    };
+    let checkout = |remote: &Remote, sha: &str| {
+        gits.checkout(
+            remote,
+            "refs/heads/main",
+            sha,
+            OnRef::Required,
+            &Abort::never(),
+            &worktree,
+        )
+    };
+    let cases = [
+        (
+            TreeLimits {
+                max_bytes: 10 << 20,
+                ..TreeLimits::default()
+            },
+            &bomb,
+            "max_checkout_size",
+            10 << 20,
+        ),
+        (
+            TreeLimits {
+                max_files: 150,
+                ..TreeLimits::default()
+            },
+            &bomb,
+            "max_checkout_files",
+            150,
+        ),
+        (TreeLimits::default(), &deep, "max_tree_depth", 64),
+    ];
+    for (limits, sha, limit, allowed) in cases {
+        checkout(&with(limits), &small).unwrap();
+        let err = checkout(&with(limits), sha).unwrap_err();
+        assert_eq!(
+            err,
+            GitError::OverLimit {
+                sha: sha.clone(),
+                limit,
+                allowed
+            }
+        );
+        assert!(err.to_string().contains(&format!("raise {limit}")), "{err}");
+        assert_eq!(
+            fs::read_dir(&worktree).unwrap().count(),
+            0,
+            "{limit}: something was written"
+        );
+    }
+    // Within the defaults all three check out, and the next small one is whole again.
+    checkout(&with(TreeLimits::default()), &bomb).unwrap();
+    assert_eq!(fs::read_dir(&worktree).unwrap().count(), 201);
+    checkout(&with(TreeLimits::default()), &small).unwrap();
+    assert_at(&gits, &worktree, &small);
 }

@@ -18,9 +18,9 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Component, Path};
 
 use git2::build::CheckoutBuilder;
-use git2::{Oid, Repository, RepositoryInitOptions};
+use git2::{CheckoutNotificationType, Oid, Repository, RepositoryInitOptions};
 
-use super::GitError;
+use super::{Abort, GitError};
 
 /// Where HEAD points before a checkout: a branch that never exists, so HEAD is unborn.
 const UNBORN: &str = "refs/heads/deployhook-unborn";
@@ -33,14 +33,20 @@ const WORKTREE_MODE: u32 = 0o755;
 pub(super) struct Target<'a> {
     pub work_dir: &'a Path,
     pub git_dir: &'a Path,
+    /// How many directories `work_dir` is below the top work tree (0, or a submodule's).
+    pub depth: u32,
+    /// How many submodules it is nested in (0 for the top work tree).
+    pub nesting: u32,
 }
 
 /// Checks out `commit` (already in the cache whose object directory is `cache_objects`)
-/// into an emptied `target.work_dir` with a detached HEAD, and returns the repository.
+/// into `target.work_dir`, which [`empty`] emptied, with a detached HEAD, and returns
+/// the repository.
 pub(super) fn checkout(
     target: Target<'_>,
     cache_objects: &Path,
     commit: Oid,
+    abort: &Abort,
 ) -> Result<Repository, GitError> {
     let repo = prepare(target, cache_objects)?;
     let failed = |e: git2::Error| GitError::Checkout {
@@ -50,9 +56,14 @@ pub(super) fn checkout(
     };
     let found = repo.find_commit(commit).map_err(failed)?;
     let mut options = CheckoutBuilder::new();
-    options.force();
-    repo.checkout_tree(found.as_object(), Some(&mut options))
-        .map_err(failed)?;
+    // libgit2 announces each file before it writes any; a `false` stops the checkout.
+    options
+        .force()
+        .notify_on(CheckoutNotificationType::UPDATED)
+        .notify(|_, _, _, _, _| abort.go_on());
+    let written = repo.checkout_tree(found.as_object(), Some(&mut options));
+    abort.check()?;
+    written.map_err(failed)?;
     repo.set_head_detached(commit).map_err(failed)?;
     drop(found);
     Ok(repo)
@@ -88,15 +99,24 @@ pub(super) fn check_no_links(top: &Path, relative: &Path) -> Result<(), GitError
     Ok(())
 }
 
-/// Empties the work tree, opens (or creates) its git directory with nothing checked
-/// out (HEAD unborn, no index), and points it at the cache's objects.
-fn prepare(target: Target<'_>, cache_objects: &Path) -> Result<Repository, GitError> {
-    let Target { work_dir, git_dir } = target;
+/// Makes `work_dir` an empty directory (creating its parents), whatever a command left
+/// in it or put in its place. Done first, so that a checkout that fails on the way
+/// leaves nothing of the last job either.
+pub(super) fn empty(work_dir: &Path) -> Result<(), GitError> {
     if let Some(parent) = work_dir.parent() {
         fs::create_dir_all(parent).map_err(local("create", parent))?;
     }
     crate::wipe::empty_dir(work_dir, WORKTREE_MODE)
-        .map_err(local("empty the work tree", work_dir))?;
+        .map(drop)
+        .map_err(local("empty the work tree", work_dir))
+}
+
+/// Opens (or creates) the git directory of an [`empty`] work tree with nothing checked
+/// out (HEAD unborn, no index), and points it at the cache's objects.
+fn prepare(target: Target<'_>, cache_objects: &Path) -> Result<Repository, GitError> {
+    let Target {
+        git_dir, work_dir, ..
+    } = target;
     let repo = open_git_dir(git_dir)?;
     repo.set_head(UNBORN)
         .map_err(git_local("reset HEAD in", git_dir))?;

@@ -9,13 +9,16 @@ use tokio::sync::watch;
 
 use super::WorkerHandle;
 use crate::config::{Config, Hook, LiveConfig, Rule};
-use crate::git::{self, Git, OnRef, Remote, Retry};
+use crate::git::{self, Abort, Git, GitError, OnRef, Remote, Retry};
 use crate::metrics::Metrics;
 use crate::runner::{self, Outcome, RunSpec};
 use crate::store::{JobRecord, JobState, Store};
 
 /// How often the worker looks for runnable jobs and prunes history without being woken.
 const TICK: Duration = Duration::from_secs(5);
+
+/// How long a manual deploy may take to learn where its ref points on the remote.
+const RESOLVE_BUDGET: Duration = Duration::from_secs(60);
 
 /// The PATH commands get unless their rule's `env` sets one.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -204,7 +207,7 @@ impl Worker {
         hook: &Hook,
         rule: &Rule,
         log_path: &Path,
-        cancel: watch::Receiver<bool>,
+        mut cancel: watch::Receiver<bool>,
     ) -> (JobState, String) {
         append(
             log_path,
@@ -216,20 +219,23 @@ impl Worker {
         .await;
         let state_dir = &config.server.state_dir;
         let worktree = state_dir.join("work").join(&hook.id);
-        let remote = remote(hook);
-        let git = Arc::clone(&self.git);
-        let (git_ref, sha, tree) = (job.git_ref.clone(), job.sha.clone(), worktree.clone());
         let on_ref = if job.force {
             OnRef::Unchecked
         } else {
             OnRef::Required
         };
-        let checkout = tokio::task::spawn_blocking(move || {
-            git.checkout(&remote, &git_ref, &sha, on_ref, &tree)
-        })
+        let checkout = checkout_within(
+            Arc::clone(&self.git),
+            remote(hook),
+            job,
+            on_ref,
+            worktree.clone(),
+            rule.timeout,
+            &mut cancel,
+        )
         .await;
         match checkout {
-            Ok(Ok(info)) => {
+            Ok(info) => {
                 self.metrics.git_fetch(&hook.id, info.duration);
                 append(
                     log_path,
@@ -246,7 +252,8 @@ impl Worker {
                 )
                 .await;
             }
-            Ok(Err(e)) => return (JobState::Failed, format!("checkout failed: {e}")),
+            Err(e @ GitError::TimedOut { .. }) => return (JobState::TimedOut, e.to_string()),
+            Err(e @ GitError::Cancelled) => return (JobState::Cancelled, e.to_string()),
             Err(e) => return (JobState::Failed, format!("checkout failed: {e}")),
         }
         if *cancel.borrow() {
@@ -292,6 +299,60 @@ impl Worker {
     }
 }
 
+/// Fetches and checks out `job`'s commit into `worktree` on a thread of its own, and
+/// returns when it is done, when `budget` is spent, or when `cancel` turns true,
+/// whichever comes first. libgit2 blocks its thread and can only be stopped at its next
+/// callback; a remote that sends nothing at all gives it none until its read timeout. So
+/// the job does not wait for that: it ends now, the thread stops at the next chance, and
+/// the next checkout of this work tree waits for it (the git module holds a lock per work
+/// tree). A plain thread rather than `spawn_blocking`: the runtime waits for blocking
+/// tasks when it shuts down, and a stopping daemon must not.
+async fn checkout_within(
+    git: Arc<Git>,
+    remote: Remote,
+    job: &JobRecord,
+    on_ref: OnRef,
+    worktree: PathBuf,
+    budget: Duration,
+    cancel: &mut watch::Receiver<bool>,
+) -> Result<git::CheckoutInfo, GitError> {
+    let abort = Abort::after(budget);
+    let (done, result) = tokio::sync::oneshot::channel();
+    let (git_ref, sha, stopper) = (job.git_ref.clone(), job.sha.clone(), abort.clone());
+    std::thread::Builder::new()
+        .name(format!("checkout-{}", job.id))
+        .spawn(move || {
+            let _ = done.send(git.checkout(&remote, &git_ref, &sha, on_ref, &abort, &worktree));
+        })
+        .map_err(|e| GitError::Local {
+            action: "start a thread to check out",
+            path: PathBuf::new(),
+            reason: e.to_string(),
+        })?;
+    let cancelled = async {
+        while !*cancel.borrow_and_update() {
+            if cancel.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        finished = result => finished.unwrap_or_else(|_| Err(GitError::Local {
+            action: "check out",
+            path: PathBuf::new(),
+            reason: "the checkout thread ended without an answer".to_owned(),
+        })),
+        () = tokio::time::sleep(budget) => {
+            stopper.cancel();
+            Err(GitError::TimedOut { budget })
+        }
+        () = cancelled => {
+            stopper.cancel();
+            Err(GitError::Cancelled)
+        }
+    }
+}
+
 /// The git module's view of a hook's repository.
 pub(super) fn remote(hook: &Hook) -> Remote {
     Remote {
@@ -299,6 +360,7 @@ pub(super) fn remote(hook: &Hook) -> Remote {
         auth: hook.git_auth.clone(),
         shallow: hook.shallow,
         submodules: hook.submodules,
+        limits: hook.checkout_limits,
     }
 }
 
@@ -369,8 +431,10 @@ pub async fn resolve_ref(
 ) -> Result<String, String> {
     let remote = remote(hook);
     let git_ref = git_ref.to_string();
-    tokio::task::spawn_blocking(move || git.resolve(&remote, &git_ref))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
+    tokio::task::spawn_blocking(move || {
+        git.resolve(&remote, &git_ref, &Abort::after(RESOLVE_BUDGET))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())
 }

@@ -172,6 +172,8 @@ secret_file = "secret"
 repository = "acme/website"
 clone_url = "git@example.com:acme/website.git"
 ssh_key_file = "missing-key"
+max_checkout_size = "lots"
+max_tree_depth = 0
 
 [[hook.rule]]
 branches = ["main"]
@@ -189,12 +191,14 @@ limits = { cpu = "1h", memory = "lots", nofiles = 10 }
         "2:23: max_concurrent_jobs: must be a whole number above 0, not 0".to_owned(),
         "3:14: kill_grace: \"soon\" is not a duration: write a number and a unit (ms, s, m, h, d), like \"10m\" or \"1h30m\"".to_owned(),
         "11:16: ssh_key_file needs known_hosts_file: the server's host key is checked against it (get it with ssh-keyscan, then verify it)".to_owned(),
-        "16:9: queue: \"lifo\" is not a queue mode: use \"supersede\" (a newer push replaces a pending one) or \"fifo\" (every push runs, in order)".to_owned(),
-        "17:10: run_as: no user named \"no-such-user-here\" on this machine".to_owned(),
-        "18:9: env: \"1BAD\" is not a valid variable name (letters, digits and _, not starting with a digit)".to_owned(),
-        "18:23: env: DEPLOYHOOK_SHA is set by deployhook itself for every job".to_owned(),
-        "19:33: limits.memory: \"lots\" is not a size: write a whole number and a unit, like \"25MiB\"".to_owned(),
-        "19:41: unknown key `nofiles` in limits; did you mean `nofile`?".to_owned(),
+        "12:21: max_checkout_size: \"lots\" is not a size: write a whole number and a unit, like \"25MiB\"".to_owned(),
+        "13:18: max_tree_depth: must be a whole number above 0, not 0".to_owned(),
+        "18:9: queue: \"lifo\" is not a queue mode: use \"supersede\" (a newer push replaces a pending one) or \"fifo\" (every push runs, in order)".to_owned(),
+        "19:10: run_as: no user named \"no-such-user-here\" on this machine".to_owned(),
+        "20:9: env: \"1BAD\" is not a valid variable name (letters, digits and _, not starting with a digit)".to_owned(),
+        "20:23: env: DEPLOYHOOK_SHA is set by deployhook itself for every job".to_owned(),
+        "21:33: limits.memory: \"lots\" is not a size: write a whole number and a unit, like \"25MiB\"".to_owned(),
+        "21:41: unknown key `nofiles` in limits; did you mean `nofile`?".to_owned(),
     ];
     let mut want: Vec<String> = want.iter().map(|w| format!("{file}:{w}")).collect();
     want.sort_by_key(|l| {

@@ -234,3 +234,142 @@ fn the_daemon_keeps_its_state_and_memory_from_its_own_user() {
     assert!(own.status.success(), "{own:?}");
     drop(daemon);
 }
+
+/// A remote that accepts connections and then says nothing, for as long as the test
+/// lasts: a fetch from it blocks in libgit2's read.
+struct Tarpit {
+    port: u16,
+    _held: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Tarpit {
+    fn start() -> Tarpit {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = std::sync::Arc::clone(&held);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                keep.lock().unwrap().push(stream);
+            }
+        });
+        Tarpit { port, _held: held }
+    }
+
+    fn hook(&self, timeout: &str) -> String {
+        format!(
+            r#"
+[[hook]]
+id = "tarpit"
+forge = "generic"
+secret_file = "whsec"
+repository = "acme/website"
+clone_url = "git://127.0.0.1:{}/app.git"
+[[hook.rule]]
+branches = ["main"]
+timeout = "{timeout}"
+commands = [["true"]]
+"#,
+            self.port
+        )
+    }
+}
+
+const SOME_SHA: &str = "1111111111111111111111111111111111111111";
+
+fn wait_running(addr: std::net::SocketAddr, id: i64) {
+    wait_for("the job to run", std::time::Duration::from_secs(30), || {
+        (get(addr, &format!("/api/jobs/{id}")).json()["state"] == "running").then_some(())
+    });
+}
+
+/// A fetch from a remote that never answers ends at the rule's timeout (it held the job
+/// `running` for minutes, past its timeout), and a cancel stops it at once.
+#[test]
+fn a_tarpit_remote_cannot_hold_a_job_past_its_timeout_or_a_cancel() {
+    let tarpit = Tarpit::start();
+    let app = TestApp::spawn(&crate::jobs::config(
+        std::path::Path::new("/nonexistent"),
+        &tarpit.hook("2s"),
+    ));
+    let started = std::time::Instant::now();
+    let job = wait_job(
+        &app,
+        job_id(&push_generic(
+            &app,
+            "tarpit",
+            "refs/heads/main",
+            ZERO,
+            SOME_SHA,
+        )),
+    );
+    assert_eq!(job["state"], "timed_out", "{job}");
+    assert!(
+        job["detail"].as_str().unwrap().contains("timeout of 2s"),
+        "{job}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    drop(app);
+
+    let app = TestApp::spawn(&crate::jobs::config(
+        std::path::Path::new("/nonexistent"),
+        &tarpit.hook("10m"),
+    ));
+    let id = job_id(&push_generic(
+        &app,
+        "tarpit",
+        "refs/heads/main",
+        ZERO,
+        SOME_SHA,
+    ));
+    wait_running(app.addr, id);
+    let cancelled_at = std::time::Instant::now();
+    let res = post(app.addr, &format!("/api/jobs/{id}/cancel"), &[], b"");
+    assert_eq!(res.status, 202, "{}", res.body);
+    let job = wait_job(&app, id);
+    assert_eq!(job["state"], "cancelled", "{job}");
+    assert!(cancelled_at.elapsed() < std::time::Duration::from_secs(10));
+}
+
+/// SIGTERM with a job stuck fetching from a tarpit: the daemon stops after its
+/// shutdown grace (it used to wait out libgit2's read timeouts, over two minutes).
+#[test]
+fn a_tarpit_remote_cannot_hold_up_shutdown() {
+    let tarpit = Tarpit::start();
+    let dir = TestDir::new(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\nshutdown_grace = \"1s\"\nkill_grace = \"1s\"\n{}",
+        tarpit.hook("10m")
+    ));
+    let (mut daemon, addr) = start_daemon(&dir.config_path());
+    let id = job_id(&push_generic_at(
+        addr,
+        "tarpit",
+        "refs/heads/main",
+        ZERO,
+        SOME_SHA,
+    ));
+    wait_running(addr, id);
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(daemon.0.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let stopped_at = std::time::Instant::now();
+    let status = wait_for(
+        "the daemon to exit",
+        std::time::Duration::from_secs(30),
+        || daemon.0.try_wait().unwrap(),
+    );
+    assert!(status.success(), "{status:?}");
+    assert!(
+        stopped_at.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}",
+        stopped_at.elapsed()
+    );
+    let conn = rusqlite::Connection::open(dir.db_path()).unwrap();
+    let state: String = conn
+        .query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
+        .unwrap();
+    assert_eq!(state, "interrupted");
+}
