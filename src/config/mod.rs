@@ -96,6 +96,8 @@ pub struct Hook {
     pub shallow: bool,
     /// Check out submodules recursively.
     pub submodules: bool,
+    /// Absolute submodule URLs that may be fetched (`submodule_urls`).
+    pub submodule_urls: Vec<String>,
     /// `max_checkout_size`, `max_checkout_files`, `max_tree_depth`.
     pub checkout_limits: TreeLimits,
     /// Tried in order; the first that matches wins.

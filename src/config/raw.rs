@@ -146,6 +146,11 @@ pub struct RawHook {
     /// Check out submodules too. Default false.
     #[schemars(with = "Option<bool>")]
     pub submodules: Option<Spanned<bool>>,
+    /// Submodule URLs that may be fetched besides relative ones on `clone_url`'s server
+    /// (local paths and `file://` included): `.gitmodules` is repository content. A token
+    /// is still only sent to `clone_url`'s host. Default none.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub submodule_urls: Option<Spanned<Vec<Spanned<String>>>>,
     /// The most a checkout may write, submodules included, read off the commit's tree
     /// before anything is written; a job over it fails. Default "2GiB".
     #[schemars(with = "Option<String>")]

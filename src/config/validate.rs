@@ -355,6 +355,15 @@ impl Validator<'_> {
             git_auth: git_auth?,
             shallow: h.shallow.is_some_and(Spanned::into_inner),
             submodules: h.submodules.is_some_and(Spanned::into_inner),
+            submodule_urls: h
+                .submodule_urls
+                .map(|urls| {
+                    urls.into_inner()
+                        .into_iter()
+                        .map(Spanned::into_inner)
+                        .collect()
+                })
+                .unwrap_or_default(),
             checkout_limits: checkout_limits?,
             rules,
         })

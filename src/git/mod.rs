@@ -20,6 +20,7 @@ mod heap;
 mod known_hosts;
 mod limits;
 mod locks;
+mod submodule;
 mod timeouts;
 mod url;
 mod worktree;
@@ -62,6 +63,9 @@ pub struct Remote {
     pub submodules: bool,
     /// What the checkout may become, submodules included.
     pub limits: TreeLimits,
+    /// Submodule URLs that may be fetched besides relative ones on this remote's server
+    /// (the hook's `submodule_urls`; see the `submodule` module for the rules).
+    pub submodule_urls: Vec<String>,
 }
 
 /// The credentials for a [`Remote`]. Holds file paths only: the files are read when a
@@ -334,16 +338,13 @@ impl Git {
                     reason: "it has no url in .gitmodules".to_owned(),
                 }));
             };
-            let sub_url = url::resolve_relative(&parent.url, raw_url);
-            let sub = Remote {
-                auth: submodule_auth(parent, &sub_url),
-                url: sub_url,
-                // The recorded commit is rarely a branch tip, and fetching a commit by
-                // id needs server support: fetch submodules in full.
-                shallow: false,
-                submodules: true,
-                limits: parent.limits,
-            };
+            let sub = submodule::remote(parent, raw_url).map_err(|reason| {
+                in_submodule(GitError::Local {
+                    action: "fetch a submodule for",
+                    path: path.clone(),
+                    reason,
+                })
+            })?;
             let sub_target = Target {
                 work_dir: &worktree.join(&path),
                 git_dir: &target.git_dir.join("modules").join(&path),
@@ -401,22 +402,6 @@ fn parse_sha(sha: &str) -> Result<Oid, GitError> {
         return Err(invalid());
     }
     Oid::from_str(sha).map_err(|_| invalid())
-}
-
-/// A submodule on the parent's host gets the parent's credentials. A token is never sent
-/// to another host; an SSH key may be (public-key authentication does not reveal it), and
-/// that host's key must still be in the same known_hosts file.
-fn submodule_auth(parent: &Remote, sub_url: &str) -> RemoteAuth {
-    let host = |url: &str| {
-        url::Endpoint::parse(url)
-            .host
-            .map(|h| h.to_ascii_lowercase())
-    };
-    match &parent.auth {
-        RemoteAuth::SshKey { .. } => parent.auth.clone(),
-        RemoteAuth::Token { .. } if host(&parent.url) == host(sub_url) => parent.auth.clone(),
-        RemoteAuth::Token { .. } | RemoteAuth::None => RemoteAuth::None,
-    }
 }
 
 /// Opens the bare cache at `dir`, creating it if missing. A directory that is not a

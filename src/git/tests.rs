@@ -106,6 +106,7 @@ fn remote(url: String) -> Remote {
         shallow: false,
         submodules: false,
         limits: TreeLimits::default(),
+        submodule_urls: Vec::new(),
     }
 }
 
@@ -701,10 +702,10 @@ fn commit_in(repo: &Path, file: &str, content: &str) -> String {
     commit(repo, &[(file, Some(content))], content)
 }
 
-#[test]
-fn submodules_are_checked_out_recursively_when_asked() {
-    let tmp = TempDir::new().unwrap();
-    let remotes = tmp.path().join("remotes");
+/// main ─ sub (at `sub`) ─ leaf (at `deps/leaf`), local repositories under `remotes/`
+/// with relative submodule URLs; returns their paths and main's head.
+fn submodule_chain(tmp: &Path) -> (PathBuf, PathBuf, PathBuf, String) {
+    let remotes = tmp.join("remotes");
     let leaf = new_repo(&remotes.join("leaf"));
     commit(&leaf, &[("leaf.txt", Some("leaf v1\n"))], "leaf");
     let sub = new_repo(&remotes.join("sub"));
@@ -718,9 +719,44 @@ fn submodules_are_checked_out_recursively_when_asked() {
     file_git(&main, &["submodule", "add", "-q", "../sub", "sub"]);
     git(&main, &["commit", "-q", "-m", "add sub"]);
     let sha = git(&main, &["rev-parse", "HEAD"]);
+    (main, sub, leaf, sha)
+}
+
+/// Local submodules are only fetched when the hook lists them, at every level.
+#[test]
+fn an_unlisted_local_submodule_is_refused() {
+    let tmp = TempDir::new().unwrap();
+    let (main, sub, _, sha) = submodule_chain(tmp.path());
+    let unlisted = Remote {
+        submodules: true,
+        submodule_urls: vec![file_url(&sub)],
+        ..remote(file_url(&main))
+    };
+    let err = Git::new(tmp.path().join("cache"), quick_retry(1))
+        .checkout(
+            &unlisted,
+            "refs/heads/main",
+            &sha,
+            OnRef::Required,
+            &Abort::never(),
+            &tmp.path().join("w"),
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("submodule `sub`: submodule `deps/leaf`: cannot fetch a submodule for deps/leaf: submodule URL file://"),
+        "{err}"
+    );
+}
+
+#[test]
+fn submodules_are_checked_out_recursively_when_asked() {
+    let tmp = TempDir::new().unwrap();
+    let (main, sub, leaf, sha) = submodule_chain(tmp.path());
     let gits = Git::new(tmp.path().join("cache"), quick_retry(1));
     let with_submodules = Remote {
         submodules: true,
+        submodule_urls: vec![file_url(&sub), file_url(&leaf)],
         ..remote(file_url(&main))
     };
     let worktree = tmp.path().join("w");

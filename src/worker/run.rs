@@ -361,6 +361,7 @@ pub(super) fn remote(hook: &Hook) -> Remote {
         shallow: hook.shallow,
         submodules: hook.submodules,
         limits: hook.checkout_limits,
+        submodule_urls: hook.submodule_urls.clone(),
     }
 }
 
