@@ -389,13 +389,26 @@ async fn run_command(
     };
     supervisor.finished = true;
     drop(supervisor);
+    let report = read_report(&mut report_pipe);
+    // A supervisor that reported no status did not get to kill the command's tree (it
+    // was killed or stopped itself, by the command if it could): what it left was
+    // adopted by the daemon, and is killed before the job may end.
+    if report.status.is_none() {
+        let killed = tokio::task::spawn_blocking(procs::kill_strays)
+            .await
+            .unwrap_or(0);
+        if killed > 0 {
+            log.note(&format!(
+                "the command's supervisor died; killed {killed} process(es) it left behind"
+            ));
+        }
+    }
     if !drained {
         log.note(&format!(
             "output was still open {}s after the command ended (a process escaped the job?); stopped reading it",
             DRAIN_AFTER_EXIT.as_secs()
         ));
     }
-    let report = read_report(&mut report_pipe);
     let ended = Ended {
         index,
         elapsed: started.elapsed(),
@@ -581,6 +594,9 @@ async fn control(
         }
         if stop.is_some() && backstop.is_none() && !killed {
             procs::signal(pid, Signal::SIGTERM);
+            // A supervisor the command stopped (kill -STOP) would only see it once
+            // continued.
+            procs::signal(pid, Signal::SIGCONT);
             backstop = Some(after(spec.kill_grace.saturating_add(BACKSTOP)));
         }
     }

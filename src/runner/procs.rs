@@ -99,6 +99,60 @@ pub(crate) fn kill_session(sid: i32) {
     }
 }
 
+/// Set once the daemon is a child subreaper ([`start_reaper`]'s caller made it one):
+/// only then do a dead supervisor's orphans come back to this process.
+static SUBREAPER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// How long [`kill_strays`] keeps at it before it gives up on processes that survive
+/// SIGKILL (uninterruptible sleep).
+const STRAYS_GIVE_UP: Duration = Duration::from_secs(5);
+
+/// Kills every process of a job whose supervisor is gone: as a child subreaper, the
+/// daemon adopts whatever a dead supervisor left, so every child of ours that is not a
+/// live supervisor (the runner spawns nothing else) is such a stray, and so is everything
+/// below it, whatever sessions or process groups it made. Killed with SIGKILL until none
+/// is left; returns how many were signalled. Does nothing in a process that is not a
+/// subreaper (a test binary), where strays went to init instead.
+pub(crate) fn kill_strays() -> usize {
+    if !SUBREAPER.load(std::sync::atomic::Ordering::Relaxed) {
+        return 0;
+    }
+    let Ok(me) = i32::try_from(std::process::id()) else {
+        return 0;
+    };
+    let started = std::time::Instant::now();
+    let mut signalled = HashSet::new();
+    loop {
+        let alive: Vec<i32> = {
+            // Held while reading the table, so that a supervisor being spawned now is
+            // either registered or not yet our child.
+            let spawned = lock_spawned();
+            let table = process_table();
+            table
+                .iter()
+                .filter(|p| p.ppid == me && !spawned.contains(&p.pid))
+                .flat_map(|stray| {
+                    let below = descendants(&table, stray.pid);
+                    std::iter::once(*stray).chain(below)
+                })
+                .filter(|p| !p.is_zombie())
+                .map(|p| p.pid)
+                .collect()
+        };
+        if alive.is_empty() || started.elapsed() > STRAYS_GIVE_UP {
+            if !alive.is_empty() {
+                tracing::error!(?alive, "processes of a job survive SIGKILL");
+            }
+            return signalled.len();
+        }
+        for pid in alive {
+            signal(pid, Signal::SIGKILL);
+            signalled.insert(pid);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The pids of the supervisors the runner has spawned and that tokio is still waiting
 /// for. The orphan reaper must never reap these, or tokio would lose their exit status.
 /// A list rather than a set: in theory a pid could be reused before its entry is removed.
@@ -142,8 +196,10 @@ pub(crate) fn reap_orphans() -> usize {
     reaped
 }
 
-/// Starts the thread that reaps adopted orphans, once per process.
+/// Starts the thread that reaps adopted orphans, once per process; called once this
+/// process is a child subreaper.
 pub(crate) fn start_reaper() -> std::io::Result<()> {
+    SUBREAPER.store(true, std::sync::atomic::Ordering::Relaxed);
     static STARTED: Mutex<bool> = Mutex::new(false);
     let mut started = STARTED.lock().unwrap_or_else(PoisonError::into_inner);
     if !*started {

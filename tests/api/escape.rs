@@ -373,3 +373,74 @@ fn a_tarpit_remote_cannot_hold_up_shutdown() {
         .unwrap();
     assert_eq!(state, "interrupted");
 }
+
+/// The pid in `file` once a command has written it.
+fn pid_in(file: &std::path::Path) -> i32 {
+    wait_for(
+        "the command to write its pid",
+        std::time::Duration::from_secs(30),
+        || std::fs::read_to_string(file).ok()?.trim().parse().ok(),
+    )
+}
+
+/// Whether `pid` is still a live process (a zombie is dead, only not yet reaped).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().as_bytes().first() != Some(&b'Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// A command without a user of its own kills (or stops) its supervisor, which would
+/// have killed its tree, after starting a process in a session of its own: none of it
+/// may outlive the job, its timeout or the daemon's stop.
+#[test]
+fn a_command_that_kills_or_stops_its_supervisor_does_not_outlive_its_job() {
+    let out = tempfile::tempdir().unwrap();
+    let repo = Repo::new();
+    let v1 = repo.commit(&[("version.txt", "1")], &[]);
+    let dir = TestDir::new(&crate::jobs::config(
+        out.path(),
+        &crate::jobs::hook(
+            "site",
+            &repo,
+            r#"
+[[hook.rule]]
+branches = ["main"]
+timeout = "2s"
+env = { OUT = "$OUTDIR" }
+commands = ["""
+setsid sleep 300 &
+echo $! > "$OUT/stray.$(cat version.txt)"
+echo $$ > "$OUT/shell.$(cat version.txt)"
+if [ "$(cat version.txt)" = 1 ]; then kill -9 $PPID; else kill -STOP $PPID; fi
+sleep 300
+"""]
+"#,
+        ),
+    ));
+    let (_daemon, addr) = start_daemon(&dir.config_path());
+    let v2 = repo.commit(&[("version.txt", "2")], &[]);
+    for (before, sha, n) in [(ZERO, &v1, 1), (v1.as_str(), &v2, 2)] {
+        let id = job_id(&push_generic_at(
+            addr,
+            "site",
+            "refs/heads/main",
+            before,
+            sha,
+        ));
+        let stray = pid_in(&out.path().join(format!("stray.{n}")));
+        let shell = pid_in(&out.path().join(format!("shell.{n}")));
+        let job = wait_job_at(addr, id);
+        assert_ne!(job["state"], "succeeded", "{job}");
+        for (what, pid) in [("the setsid'd process", stray), ("the command", shell)] {
+            assert!(
+                !alive(pid),
+                "job {n}: {what} ({pid}) outlived the job: {job}"
+            );
+        }
+    }
+}
