@@ -199,8 +199,8 @@ pub(crate) fn reap_orphans() -> usize {
 /// Starts the thread that reaps adopted orphans, once per process; called once this
 /// process is a child subreaper.
 pub(crate) fn start_reaper() -> std::io::Result<()> {
-    SUBREAPER.store(true, std::sync::atomic::Ordering::Relaxed);
     static STARTED: Mutex<bool> = Mutex::new(false);
+    SUBREAPER.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut started = STARTED.lock().unwrap_or_else(PoisonError::into_inner);
     if !*started {
         std::thread::Builder::new()
