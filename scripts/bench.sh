@@ -169,7 +169,8 @@ commands = [["$W/$2", "$W/out/$3"]]
 EOF
 }
 {
-    printf '[server]\nlisten = "127.0.0.1:%s"\nstate_dir = "%s"\n' "$DH_PORT" "$W/dh-state"
+    # Commands run as the invoking user, as webhook's do: the same work on both sides.
+    printf '[server]\nlisten = "127.0.0.1:%s"\nstate_dir = "%s"\ncommand_user = "%s"\n' "$DH_PORT" "$W/dh-state" "$(id -un)"
     dh_hook bench record.sh dh-ingest.log
     dh_hook burst burst.sh dh-burst.log
     dh_hook latency stamp.sh dh-latency.log

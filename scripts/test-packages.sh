@@ -135,6 +135,8 @@ for f in "${files[@]}"; do expect_file "$f"; done
 expect_eq "$(/usr/bin/deployhook --version)" "deployhook $version" "deployhook --version"
 expect_eq "$(getent passwd deployhook | cut -d: -f6,7)" "$state:/usr/sbin/nologin" \
     "the deployhook user's home and shell"
+getent passwd deployhook-run >/dev/null || fail "the package did not create the deployhook-run user"
+expect_eq "$(id -gn deployhook-run)" deployhook-run "deployhook-run's group"
 expect_stat "$state" deployhook:deployhook 750
 expect_stat /etc/deployhook root:deployhook 750
 expect_stat /etc/deployhook/hooks.toml root:root 644

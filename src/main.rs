@@ -112,6 +112,10 @@ fn check(path: &Path) -> ExitCode {
             for w in &warnings {
                 eprintln!("{w}");
             }
+            let user = runner::identity::CommandUser::resolve(&config.server.command_user);
+            if user.is_risky() && config.uses_command_user() {
+                eprintln!("{}: warning: {}", path.display(), user.describe());
+            }
             println!(
                 "{}: ok ({} hook{})",
                 path.display(),
@@ -170,6 +174,12 @@ fn serve(path: &Path, log_format: LogFormat) -> ExitCode {
         );
     }
     tracing::info!("sandbox: {}", runner::sandbox_support());
+    let user = runner::identity::CommandUser::resolve(&config.server.command_user);
+    if user.is_risky() && config.uses_command_user() {
+        tracing::warn!("{}", user.describe());
+    } else {
+        tracing::info!("{}", user.describe());
+    }
     match start(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -35,11 +35,22 @@ pub struct Config {
     pub path: PathBuf,
     pub server: Server,
     pub hooks: Vec<Hook>,
+    /// Every file and folder the config names for the daemon's own use (the config's
+    /// folder, secret, token, key and certificate files, the credentials folder, local
+    /// clone URLs, `state_dir`): what a sandboxed command may never read.
+    pub private_paths: Vec<PathBuf>,
 }
 
 impl Config {
     pub fn hook(&self, id: &str) -> Option<&Hook> {
         self.hooks.iter().find(|h| h.id == id)
+    }
+
+    /// Whether any rule runs its commands as `[server] command_user` (has no `run_as`).
+    pub fn uses_command_user(&self) -> bool {
+        self.hooks
+            .iter()
+            .any(|h| h.rules.iter().any(|r| r.run_as.is_none()))
     }
 }
 
@@ -72,6 +83,8 @@ pub struct Server {
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<Cidr>,
     pub tls: Option<Tls>,
+    /// Who runs commands of rules without `run_as`, if the daemon can switch users.
+    pub command_user: String,
 }
 
 /// HTTPS: a PEM certificate chain and its private key.
@@ -122,11 +135,15 @@ pub struct Rule {
     pub retry_interrupted: bool,
     /// Extra environment for the commands (the runner clears everything else).
     pub env: Vec<(String, String)>,
-    /// Drop to this user (and its groups) when the daemon runs as root.
+    /// Drop to this user (and its groups) when the daemon runs as root; `None`: the
+    /// server's `command_user`.
     pub run_as: Option<String>,
     pub limits: Limits,
-    /// Let commands write only to their work tree and a private temp dir.
+    /// Let commands write only to their work tree and a private temp dir, and read only
+    /// system directories and `read_paths`.
     pub sandbox: bool,
+    /// Absolute; readable in the sandbox besides the system directories.
+    pub read_paths: Vec<PathBuf>,
 }
 
 /// What a newer push does to a pending one of the same hook.

@@ -76,6 +76,12 @@ pub struct RawServer {
     /// Serve HTTPS instead of HTTP.
     #[schemars(with = "Option<RawTls>")]
     pub tls: Option<Spanned<RawTls>>,
+    /// The user that commands of rules without `run_as` run as, when the daemon can
+    /// switch users (runs as root): not the daemon's own, so that they cannot read its
+    /// secrets or signal it. Naming the daemon's own user runs them as that, with a
+    /// warning. Default `"deployhook-run"` (the packages create it).
+    #[schemars(with = "Option<String>")]
+    pub command_user: Option<Spanned<String>>,
 }
 
 /// `[server.tls]`: a PEM certificate chain and its private key; both are needed.
@@ -203,16 +209,22 @@ pub struct RawRule {
     /// Variables added to the commands' otherwise cleared environment.
     #[schemars(with = "Option<BTreeMap<String, String>>")]
     pub env: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
-    /// Drop to this user and its groups to run the commands (the daemon must run as root).
+    /// Drop to this user and its groups to run the commands (the daemon must run as
+    /// root). Default: `[server] command_user`.
     #[schemars(with = "Option<String>")]
     pub run_as: Option<Spanned<String>>,
     /// Resource limits for each command (not enforced for root).
     #[schemars(with = "Option<RawLimits>")]
     pub limits: Option<Spanned<RawLimits>>,
-    /// Let commands write only to their work tree, their `TMPDIR` and `/dev/null` (Landlock,
-    /// Linux 5.13 or later). Default false.
+    /// Let commands write only to their work tree, their `TMPDIR` and `/dev/null`, read
+    /// only system directories, those two and `read_paths`, and signal or reach no process
+    /// outside the job (Landlock, Linux 5.13 or later; signal scoping 6.12). Default false.
     #[schemars(with = "Option<bool>")]
     pub sandbox: Option<Spanned<bool>>,
+    /// With `sandbox`: more files and folders the commands may read (a web root to
+    /// compare with, `~/.ssh` for a deploy key); relative to the config file's folder.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub read_paths: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `limits`: per-command resource limits.

@@ -28,6 +28,8 @@ use crate::verify::{Auth, decode_whsec};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:9000";
 const DEFAULT_STATE_DIR: &str = "state";
+/// Created by the packages; see `[server] command_user`.
+const DEFAULT_COMMAND_USER: &str = "deployhook-run";
 const DEFAULT_MAX_BODY: u64 = 25 << 20;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -61,9 +63,17 @@ pub fn validate(
         base,
         env,
         diags,
+        named: std::cell::RefCell::new(Vec::new()),
     };
     let server = v.server(raw.server);
     let hooks = v.hooks(raw.hook);
+    let mut private_paths = v.named.into_inner();
+    private_paths.push(v.base.clone());
+    if let Some(dir) = env("CREDENTIALS_DIRECTORY") {
+        private_paths.push(PathBuf::from(dir));
+    }
+    private_paths.sort();
+    private_paths.dedup();
     let mut diags = v.diags;
     diags.sort_by_key(|d| d.position);
     if diags.iter().any(|d| d.severity == Severity::Error) {
@@ -74,6 +84,7 @@ pub fn validate(
             path: path.to_path_buf(),
             server: server.expect("no errors means the server section was valid"),
             hooks,
+            private_paths,
         },
         warnings: diags,
     })
@@ -84,6 +95,9 @@ struct Validator<'a> {
     base: PathBuf,
     env: &'a dyn Fn(&str) -> Option<String>,
     diags: Vec<Diagnostic>,
+    /// Every path the config named and [`Validator::resolve`] resolved (the daemon's own
+    /// files), for [`Config::private_paths`]; `read_paths` are resolved without it.
+    named: std::cell::RefCell<Vec<PathBuf>>,
 }
 
 impl Validator<'_> {
@@ -105,7 +119,9 @@ impl Validator<'_> {
     }
 
     fn resolve(&self, p: &str) -> PathBuf {
-        self.base.join(p)
+        let path = self.base.join(p);
+        self.named.borrow_mut().push(path.clone());
+        path
     }
 
     fn server(&mut self, raw: Option<Spanned<RawServer>>) -> Option<Server> {
@@ -153,6 +169,13 @@ impl Validator<'_> {
         let allow_from = self.cidrs(s.allow_from, "allow_from");
         let trusted_proxies = self.cidrs(s.trusted_proxies, "trusted_proxies");
         let tls = s.tls.map(|t| self.tls(t));
+        let command_user = self.field(s.command_user, "command_user", |u| {
+            if u.is_empty() {
+                Err("must name a user".to_owned())
+            } else {
+                Ok(u.clone())
+            }
+        });
         let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         let server = Server {
             listen: listen
@@ -179,6 +202,9 @@ impl Validator<'_> {
                 None => None,
                 Some(t) => Some(t?),
             },
+            command_user: command_user
+                .ok()?
+                .unwrap_or_else(|| DEFAULT_COMMAND_USER.to_owned()),
         };
         Some(server)
     }
@@ -706,6 +732,13 @@ impl Validator<'_> {
             },
         );
         let limits = r.limits.map(Spanned::into_inner).map(|l| self.limits(l));
+        let read_paths: Vec<PathBuf> = r
+            .read_paths
+            .map(Spanned::into_inner)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| self.base.join(p.get_ref()))
+            .collect();
         if self.errors() > before {
             return None;
         }
@@ -722,6 +755,7 @@ impl Validator<'_> {
             run_as: run_as.ok()?,
             limits: limits.unwrap_or(Some(Limits::default()))?,
             sandbox: r.sandbox.is_some_and(Spanned::into_inner),
+            read_paths,
         })
     }
 

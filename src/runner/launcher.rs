@@ -37,6 +37,7 @@
 //!
 //! confine options:  --cpu <seconds>  --memory <bytes>  --nofile <n>  --nproc <n>
 //!                   --user <name>    --sandbox  --writable <dir> (repeatable)
+//!                   --readable <path> (repeatable)
 //! ```
 //!
 //! All of them come from the operator's config; the payload only ever reaches the
@@ -141,6 +142,9 @@ pub(crate) struct Confinement {
     pub sandbox: bool,
     /// With `sandbox`: the directories that stay writable.
     pub writable: Vec<PathBuf>,
+    /// With `sandbox`: the files and directories that stay readable (besides
+    /// `writable`).
+    pub readable: Vec<PathBuf>,
 }
 
 /// Everything on a `sandbox-exec` command line after the mode.
@@ -175,6 +179,10 @@ impl Confinement {
         for dir in &self.writable {
             out.push("--writable".into());
             out.push(dir.into());
+        }
+        for path in &self.readable {
+            out.push("--readable".into());
+            out.push(path.into());
         }
         out
     }
@@ -222,6 +230,7 @@ impl Args {
                     | "--nproc"
                     | "--user"
                     | "--writable"
+                    | "--readable"
             ) {
                 return Err(format!("unknown option {flag}"));
             }
@@ -248,6 +257,7 @@ impl Args {
                     );
                 }
                 "--writable" => c.writable.push(value.into()),
+                "--readable" => c.readable.push(value.into()),
                 _ => return Err(format!("unknown option {flag}")),
             }
         }
@@ -516,7 +526,7 @@ fn confine_self(c: &Confinement) -> Result<(), String> {
         }
     };
     if c.sandbox {
-        super::sandbox::restrict_self(&c.writable).map_err(|e| e.to_string())?;
+        super::sandbox::restrict_self(&c.writable, &c.readable).map_err(|e| e.to_string())?;
     }
     let limit = |resource, name: &str, soft: u64, hard: u64| {
         setrlimit(resource, soft, hard).map_err(|e| format!("cannot set the {name} limit: {e}"))
@@ -562,6 +572,7 @@ mod tests {
                 user: Some("deploy".into()),
                 sandbox: true,
                 writable: vec!["/srv/work tree".into(), "/tmp/job-1".into()],
+                readable: vec!["/usr".into(), "/etc/hosts".into()],
             },
             argv: os(&["make", "--", "--deploy", "-j4"]),
         };

@@ -15,6 +15,7 @@
 //!        end line ─► next command, or stop at the first that did not succeed
 //! ```
 
+pub mod identity;
 pub mod launcher;
 mod log;
 
@@ -88,8 +89,14 @@ pub struct RunSpec {
     /// Opt-in filesystem sandbox (Landlock): the commands may write only to `workdir`,
     /// `tmp_dir` and a few devices such as /dev/null; everything else is read-only.
     /// Set-uid programs do not gain privileges inside it, and `> /dev/stderr` is denied
-    /// (use `>&2`): see the `sandbox` module.
+    /// (use `>&2`): see the `sandbox` module. Reads are limited to system directories,
+    /// `workdir`, `tmp_dir` and `read_paths`, less `private_paths`.
     pub sandbox: bool,
+    /// With `sandbox`: more paths the commands may read (the rule's `read_paths`).
+    pub read_paths: Vec<PathBuf>,
+    /// With `sandbox`: what the commands may never read, even inside a system directory
+    /// (the config's folder, secret files, `state_dir`; `Config::private_paths`).
+    pub private_paths: Vec<PathBuf>,
     /// A private temp dir for this job: created before the first command (owned by
     /// `run_as`, mode 0700), given as `TMPDIR`, removed after the last.
     pub tmp_dir: PathBuf,
@@ -246,6 +253,45 @@ fn prepare(spec: &RunSpec) -> Result<(), String> {
                 user.name
             )
         })?;
+        give_tree(&spec.workdir, &user).map_err(|e| {
+            format!(
+                "cannot give the work tree {} to {:?}: {e}",
+                spec.workdir.display(),
+                user.name
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Makes the work tree (as the checkout wrote it, owned by the daemon) the commands'
+/// user's, top directory 0700, so that the commands can write it and nobody else can
+/// read it. Links are changed themselves, never followed; nothing recurses.
+fn give_tree(top: &std::path::Path, user: &nix::unistd::User) -> std::io::Result<()> {
+    use nix::fcntl::AtFlags;
+    use std::os::unix::fs::PermissionsExt as _;
+    let own = |path: &std::path::Path| {
+        nix::unistd::fchownat(
+            nix::fcntl::AT_FDCWD,
+            path,
+            Some(user.uid),
+            Some(user.gid),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(std::io::Error::from)
+    };
+    own(top)?;
+    std::fs::set_permissions(top, std::fs::Permissions::from_mode(0o700))?;
+    let mut pending = vec![top.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            own(&path)?;
+            if entry.file_type()?.is_dir() {
+                pending.push(path);
+            }
+        }
     }
     Ok(())
 }
@@ -531,6 +577,11 @@ fn confinement(spec: &RunSpec) -> launcher::Confinement {
         } else {
             Vec::new()
         },
+        readable: if spec.sandbox {
+            sandbox::readable_roots(&spec.read_paths, &spec.private_paths)
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -708,6 +759,8 @@ mod tests {
             },
             run_as: None,
             sandbox: true,
+            read_paths: Vec::new(),
+            private_paths: Vec::new(),
             tmp_dir: PathBuf::from("/t"),
             log_path: PathBuf::new(),
             log_cap: 0,

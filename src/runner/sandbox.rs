@@ -1,7 +1,12 @@
-//! The opt-in filesystem sandbox: Landlock, applied by the launcher to itself just before
-//! it executes the command (Landlock restrictions are inherited and cannot be lifted).
-//! Everything stays readable and executable; only the writable directories given (the
-//! work tree and the job's temp dir) and a few harmless devices can be written.
+//! The opt-in sandbox: Landlock, applied by the launcher to itself just before it
+//! executes the command (Landlock restrictions are inherited and cannot be lifted).
+//! Only the writable directories given (the work tree and the job's temp dir) and a few
+//! harmless devices can be written; only the system directories, those two and the
+//! rule's `read_paths` can be read or executed, less every path the daemon keeps for
+//! itself (its config's folder, secret files, `state_dir`); and the command can neither
+//! signal nor connect to an abstract unix socket of any process outside the sandbox
+//! (its supervisor, the daemon, other jobs), where the kernel has Landlock's scoping
+//! (Linux 6.12).
 //!
 //! One Landlock limitation shows in scripts: the command's stdout and stderr are pipes,
 //! and re-opening them by name (`echo x > /dev/stderr`, which opens `/proc/self/fd/2`)
@@ -12,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use landlock::{
     ABI, Access, AccessFs, LandlockStatus, RestrictSelf, Ruleset, RulesetAttr, RulesetCreatedAttr,
-    RulesetStatus, path_beneath_rules,
+    RulesetStatus, Scope, path_beneath_rules,
 };
 
 /// The access rights handled. V5 covers every filesystem right Linux 6.10 knows
@@ -23,6 +28,52 @@ const FS_ABI: ABI = ABI::V5;
 
 /// Devices any command may write to, even in the sandbox.
 const WRITABLE_DEVICES: [&str; 4] = ["/dev/null", "/dev/zero", "/dev/full", "/dev/tty"];
+
+/// What a command needs to read and run programs: the system's programs, libraries and
+/// configuration, devices and the kernel's views. Not /home, /root, /srv, /var or /tmp.
+const SYSTEM_READ: [&str; 13] = [
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/dev",
+    "/proc", "/sys", "/run",
+];
+
+/// The paths a sandboxed command may read: the system directories and `extra`, with
+/// every path in `private` cut out. Landlock grants whole subtrees, so a directory that
+/// holds a private path (as /etc holds /etc/deployhook) is replaced by its entries, less
+/// the one on the way to the private path, level by level. A symlink met on the way is
+/// left out rather than granted: its target stays readable only if it is under another
+/// root.
+pub(crate) fn readable_roots(extra: &[PathBuf], private: &[PathBuf]) -> Vec<PathBuf> {
+    let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let private: Vec<PathBuf> = private.iter().map(|p| real(p)).collect();
+    let mut pending: Vec<PathBuf> = SYSTEM_READ
+        .iter()
+        .map(PathBuf::from)
+        .chain(extra.iter().cloned())
+        .filter(|p| p.exists())
+        .map(|p| real(&p))
+        .collect();
+    let mut roots = Vec::new();
+    while let Some(root) = pending.pop() {
+        if private.iter().any(|p| root.starts_with(p)) {
+            continue;
+        }
+        if !private.iter().any(|p| p.starts_with(&root)) {
+            roots.push(root);
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| !t.is_symlink()) {
+                pending.push(entry.path());
+            }
+        }
+    }
+    roots.sort();
+    roots.dedup();
+    roots
+}
 
 /// Why the sandbox could not be put in place.
 #[derive(Debug, thiserror::Error)]
@@ -41,15 +92,22 @@ pub(crate) enum SandboxError {
 }
 
 /// Restricts this process (and so everything it executes) to writing only beneath
-/// `writable`. Must be called with a single thread (the launcher's confine stage).
+/// `writable` and reading only beneath `writable` and `readable` (see
+/// [`readable_roots`]), and scopes signals and abstract unix sockets to the sandbox where
+/// the kernel can. Must be called with a single thread (the launcher's confine stage).
 /// Sets `no_new_privs`, so set-uid programs do not gain privileges inside the sandbox.
-pub(crate) fn restrict_self(writable: &[PathBuf]) -> Result<RulesetStatus, SandboxError> {
+pub(crate) fn restrict_self(
+    writable: &[PathBuf],
+    readable: &[PathBuf],
+) -> Result<RulesetStatus, SandboxError> {
     let all = AccessFs::from_all(FS_ABI);
     let read = AccessFs::from_read(FS_ABI);
+    // Best effort, like the filesystem rights: a kernel before 6.12 enforces the rest.
     let mut ruleset = Ruleset::default()
         .handle_access(all)?
+        .scope(Scope::Signal | Scope::AbstractUnixSocket)?
         .create()?
-        .add_rules(path_beneath_rules(["/"], read))?
+        .add_rules(path_beneath_rules(readable, read))?
         .add_rules(path_beneath_rules(WRITABLE_DEVICES, all))?;
     for dir in writable {
         // path_beneath_rules skips paths it cannot open; a missing writable directory
@@ -120,6 +178,36 @@ pub(crate) fn support() -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
+    #[test]
+    fn a_private_path_is_cut_out_of_the_system_directories() {
+        let top = tempfile::tempdir().unwrap();
+        let etc = top.path().join("etc");
+        for d in ["deployhook/secrets", "ssl/certs", "nginx"] {
+            std::fs::create_dir_all(etc.join(d)).unwrap();
+        }
+        std::fs::write(etc.join("hosts"), "").unwrap();
+        std::os::unix::fs::symlink(etc.join("deployhook"), etc.join("alias")).unwrap();
+        let private = [etc.join("deployhook")];
+        let roots = super::readable_roots(std::slice::from_ref(&etc), &private);
+        let ours: Vec<&PathBuf> = roots.iter().filter(|r| r.starts_with(&etc)).collect();
+        assert_eq!(
+            ours,
+            [&etc.join("hosts"), &etc.join("nginx"), &etc.join("ssl")],
+            "the rest of etc stays readable; the private folder and a link to it do not"
+        );
+        assert!(roots.contains(&PathBuf::from("/usr")));
+        // A private path deeper down splits only the folders on the way to it.
+        let roots = super::readable_roots(std::slice::from_ref(&etc), &[etc.join("ssl/certs")]);
+        assert!(roots.contains(&etc.join("deployhook")));
+        assert!(!roots.contains(&etc.join("ssl")));
+        assert!(!roots.iter().any(|r| r.starts_with(etc.join("ssl/certs"))));
+        // A private root is dropped whole.
+        let roots = super::readable_roots(std::slice::from_ref(&etc), std::slice::from_ref(&etc));
+        assert!(!roots.iter().any(|r| r.starts_with(&etc)));
+    }
+
     #[test]
     fn support_names_landlock_and_bubblewrap() {
         let line = super::support();

@@ -11,11 +11,33 @@ use super::WorkerHandle;
 use crate::config::{Config, Hook, LiveConfig, Rule};
 use crate::git::{self, Abort, Git, GitError, OnRef, Remote, Retry};
 use crate::metrics::Metrics;
+use crate::runner::identity::CommandUser;
 use crate::runner::{self, Outcome, RunSpec};
 use crate::store::{JobRecord, JobState, Store};
 
 /// How often the worker looks for runnable jobs and prunes history without being woken.
 const TICK: Duration = Duration::from_secs(5);
+
+/// The permissions of `state_dir`'s folders. Commands of another user must reach their
+/// work tree (`work/<hook>`) and temp dir (`tmp/<job>`), each theirs and 0700, by path
+/// (tools resolve absolute paths): then `state_dir`, `work/` and `tmp/` are 0751, which
+/// lets them pass through without listing anything, and everything else in `state_dir`
+/// is closed to them by its own mode (`git/` 0750, `logs/` 0750, the database 0600).
+/// Otherwise all of it is 0750.
+fn open_state_dir(state_dir: &Path, other_users: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let pass = if other_users { 0o751 } else { 0o750 };
+    for (dir, mode) in [
+        (state_dir.to_path_buf(), pass),
+        (state_dir.join("work"), pass),
+        (state_dir.join("tmp"), pass),
+        (state_dir.join("git"), 0o750),
+    ] {
+        std::fs::create_dir_all(&dir)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
 
 /// How long a manual deploy may take to learn where its ref points on the remote.
 const RESOLVE_BUDGET: Duration = Duration::from_secs(60);
@@ -118,9 +140,23 @@ impl Worker {
     }
 
     async fn recover(&self) {
-        let state_dir = self.config.get().server.state_dir.clone();
-        let _ = tokio::task::spawn_blocking(move || git::clear_stale_locks(&state_dir.join("git")))
-            .await;
+        let config = self.config.get();
+        let state_dir = config.server.state_dir.clone();
+        let other_users = CommandUser::resolve(&config.server.command_user)
+            .name()
+            .is_some()
+            || config
+                .hooks
+                .iter()
+                .any(|h| h.rules.iter().any(|r| r.run_as.is_some()));
+        drop(config);
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(e) = open_state_dir(&state_dir, other_users) {
+                tracing::error!(state_dir = %state_dir.display(), "cannot set the state directory's permissions: {e}");
+            }
+            git::clear_stale_locks(&state_dir.join("git"))
+        })
+        .await;
         let interrupted = match self.store.recover().await {
             Ok(jobs) => jobs,
             Err(e) => {
@@ -262,16 +298,25 @@ impl Worker {
                 "cancelled before its commands ran".to_owned(),
             );
         }
+        // A user of the commands' own, unless the rule names one or the daemon cannot
+        // switch (serve said so at startup).
+        let run_as = rule.run_as.clone().or_else(|| {
+            CommandUser::resolve(&config.server.command_user)
+                .name()
+                .map(str::to_owned)
+        });
         let spec = RunSpec {
             launcher: self.launcher.clone(),
             commands: rule.commands.clone(),
             workdir: worktree,
-            env: environment(job, hook, rule),
+            env: environment(job, hook, rule, run_as.as_deref()),
             timeout: rule.timeout,
             kill_grace: config.server.kill_grace,
             limits: rule.limits.clone(),
-            run_as: rule.run_as.clone(),
+            run_as,
             sandbox: rule.sandbox,
+            read_paths: rule.read_paths.clone(),
+            private_paths: config.private_paths.clone(),
             tmp_dir: state_dir.join("tmp").join(job.id.to_string()),
             log_path: log_path.to_path_buf(),
             log_cap: config.server.max_log_size,
@@ -367,10 +412,14 @@ pub(super) fn remote(hook: &Hook) -> Remote {
 
 /// The complete environment of a job's commands: a fixed base, the rule's `env`, and the
 /// push as `DEPLOYHOOK_*` variables. Payload values travel only here, never in argv.
-pub fn environment(job: &JobRecord, hook: &Hook, rule: &Rule) -> Vec<(String, String)> {
-    let home = rule
-        .run_as
-        .as_deref()
+/// `HOME` is `user`'s home when the commands run as `user`.
+pub fn environment(
+    job: &JobRecord,
+    hook: &Hook,
+    rule: &Rule,
+    user: Option<&str>,
+) -> Vec<(String, String)> {
+    let home = user
         .and_then(|u| nix::unistd::User::from_name(u).ok().flatten())
         .map(|u| u.dir.display().to_string())
         .or_else(|| std::env::var("HOME").ok())

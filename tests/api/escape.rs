@@ -341,7 +341,8 @@ fn a_tarpit_remote_cannot_hold_a_job_past_its_timeout_or_a_cancel() {
 fn a_tarpit_remote_cannot_hold_up_shutdown() {
     let tarpit = Tarpit::start();
     let dir = TestDir::new(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\nshutdown_grace = \"1s\"\nkill_grace = \"1s\"\n{}",
+        "[server]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\nshutdown_grace = \"1s\"\nkill_grace = \"1s\"\n{}\n{}",
+        own_command_user(),
         tarpit.hook("10m")
     ));
     let (mut daemon, addr) = start_daemon(&dir.config_path());
@@ -442,5 +443,149 @@ sleep 300
                 "job {n}: {what} ({pid}) outlived the job: {job}"
             );
         }
+    }
+}
+
+/// The packages' user for commands, created here if this machine lacks it.
+fn deployhook_run() -> &'static str {
+    const USER: &str = "deployhook-run";
+    let exists = |u: &str| {
+        std::process::Command::new("id")
+            .arg(u)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    if !exists(USER) {
+        let out = std::process::Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                USER,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() || exists(USER),
+            "useradd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    USER
+}
+
+/// Run by a daemon that can switch users (root), with no `run_as` and no
+/// `command_user`: the command runs as `deployhook-run`, may write its work tree and
+/// `TMPDIR`, and can neither read the daemon's secret (`whsec`, three folders up from
+/// the work tree `state/work/site`), database or logs, nor signal its supervisor.
+/// (Before, it ran as root and could do all of that.)
+#[test]
+fn commands_run_as_a_user_of_their_own_by_default() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let user = deployhook_run();
+    let repo = Repo::new();
+    let v1 = repo.commit(&[("version.txt", "1")], &[]);
+    let dir = TestDir::new(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\n{}",
+        crate::jobs::hook(
+            "site",
+            &repo,
+            r#"
+[[hook.rule]]
+branches = ["main"]
+commands = ["""
+echo "user=$(id -un)"
+touch built.txt && echo wrote-tree
+touch "$TMPDIR/x" && echo wrote-tmp
+cat ../../../whsec >/dev/null 2>&1 && echo READ-SECRET
+cat ../../deployhook.db >/dev/null 2>&1 && echo READ-DATABASE
+ls ../../logs >/dev/null 2>&1 && echo READ-LOGS
+kill -0 $PPID 2>/dev/null && echo SIGNALLED-SUPERVISOR
+echo done
+"""]
+"#,
+        )
+    ));
+    // The test's temp dir is root's 0700; a real state_dir's parents are passable.
+    std::fs::set_permissions(dir.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let app = TestApp::spawn_in(dir);
+    let id = job_id(&push_generic(&app, "site", "refs/heads/main", ZERO, &v1));
+    let job = wait_job(&app, id);
+    let log = log_of(&app, id);
+    assert_eq!(job["state"], "succeeded", "{log}");
+    for line in [
+        format!("user={user}"),
+        "wrote-tree".into(),
+        "wrote-tmp".into(),
+    ] {
+        assert!(
+            log.contains(&format!("out| {line}\n")),
+            "missing {line:?}: {log}"
+        );
+    }
+    for leak in [
+        "READ-SECRET",
+        "READ-DATABASE",
+        "READ-LOGS",
+        "SIGNALLED-SUPERVISOR",
+    ] {
+        assert!(!log.contains(&format!("out| {leak}")), "{leak}: {log}");
+    }
+    assert!(log.contains("out| done\n"), "{log}");
+}
+
+/// With `sandbox = true`, even a command of the daemon's own user (root here) reads only
+/// the system directories, its work tree, its temp dir and the rule's `read_paths`: not
+/// the daemon's secret, database or another folder of the machine; and it cannot signal
+/// its supervisor. (Before, the sandbox limited writes only.)
+#[test]
+fn a_sandboxed_command_reads_only_what_it_needs_and_signals_nobody() {
+    let out = tempfile::tempdir().unwrap();
+    for (folder, text) in [("allowed", "listed"), ("forbidden", "private")] {
+        std::fs::create_dir(out.path().join(folder)).unwrap();
+        std::fs::write(out.path().join(folder).join("x"), text).unwrap();
+    }
+    let repo = Repo::new();
+    let v1 = repo.commit(&[("version.txt", "1")], &[]);
+    let app = spawn_site(
+        out.path(),
+        &repo,
+        r#"
+[[hook.rule]]
+branches = ["main"]
+sandbox = true
+read_paths = ["$OUTDIR/allowed"]
+env = { OUT = "$OUTDIR" }
+commands = ["""
+cat ../../../whsec >/dev/null 2>&1 && echo READ-SECRET
+cat ../../deployhook.db >/dev/null 2>&1 && echo READ-DATABASE
+cat "$OUT/forbidden/x" >/dev/null 2>&1 && echo READ-ELSEWHERE
+echo "$(cat "$OUT/allowed/x") $(cat version.txt)"
+grep -q root /etc/passwd && echo read-system
+kill -0 $PPID 2>/dev/null && echo SIGNALLED-SUPERVISOR
+echo done
+"""]
+"#,
+    );
+    let id = job_id(&push_generic(&app, "site", "refs/heads/main", ZERO, &v1));
+    let job = wait_job(&app, id);
+    let log = log_of(&app, id);
+    assert_eq!(job["state"], "succeeded", "{log}");
+    for line in ["listed 1", "read-system", "done"] {
+        assert!(
+            log.contains(&format!("out| {line}\n")),
+            "missing {line:?}: {log}"
+        );
+    }
+    for leak in [
+        "READ-SECRET",
+        "READ-DATABASE",
+        "READ-ELSEWHERE",
+        "SIGNALLED-SUPERVISOR",
+    ] {
+        assert!(!log.contains(&format!("out| {leak}")), "{leak}: {log}");
     }
 }

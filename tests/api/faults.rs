@@ -416,6 +416,7 @@ fn sigkill_while_accepting_pushes_loses_no_push_that_was_answered_202() {
         r#"[server]
 listen = "127.0.0.1:0"
 state_dir = "state"
+{command_user}
 keep_jobs = 100000
 
 [[hook]]
@@ -429,7 +430,8 @@ clone_url = "{}"
 branches = ["main"]
 commands = ["true"]
 "#,
-        repo.url()
+        repo.url(),
+        command_user = own_command_user(),
     );
     let dir = TestDir::new(&config);
     let (mut daemon, addr) = start_daemon(&dir.config_path());

@@ -33,11 +33,23 @@ pub fn fixture(path: &str) -> Vec<u8> {
     std::fs::read(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
 }
 
+/// `command_user = "<the user running the tests>"`: commands run as the daemon's own
+/// user, as they did before commands got a user of their own, so that what a test's
+/// commands can write (its temp dirs) does not depend on which users this machine has.
+/// The tests of the separate user set their own.
+pub fn own_command_user() -> String {
+    let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .unwrap()
+        .expect("the user running the tests has a name");
+    format!("command_user = {:?}", me.name)
+}
+
 /// A hook per forge, all for acme/website, with a branch rule, a tag rule and a rule
 /// with a paths filter.
 pub fn standard_config() -> String {
-    let mut text = String::from(
-        "[server]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\nmax_body = \"64KiB\"\n",
+    let mut text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\nmax_body = \"64KiB\"\n{}\n",
+        own_command_user()
     );
     for (id, forge, secret) in [
         ("gh", "github", "secret_file = \"secret\""),

@@ -29,7 +29,8 @@ clone_url = "{}"
 
 pub(crate) fn config(out: &Path, hooks: &str) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\nkill_grace = \"2s\"\n{}",
+        "[server]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\nkill_grace = \"2s\"\n{}\n{}",
+        own_command_user(),
         hooks.replace("$OUTDIR", &out.display().to_string())
     )
 }

@@ -90,7 +90,10 @@ impl Serve {
 }
 
 fn base_config(extra_server: &str, hooks: &str) -> String {
-    format!("[server]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\n{extra_server}\n{hooks}")
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\n{}\n{extra_server}\n{hooks}",
+        own_command_user()
+    )
 }
 
 fn generic_hook(id: &str, clone_url: &str, commands: &str) -> String {
@@ -173,7 +176,7 @@ fn sighup_applies_a_valid_config_and_refuses_an_invalid_one() {
     let line = serve.expect_log("unknown forge \"genric\"");
     let file = dir.config_path().display().to_string();
     assert!(
-        line.contains(&format!("{file}:8:9: unknown forge")),
+        line.contains(&format!("{file}:9:9: unknown forge")),
         "{line}"
     );
     serve.expect_log("config reload refused");

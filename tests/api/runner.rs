@@ -48,6 +48,8 @@ impl Job {
             limits: Limits::default(),
             run_as: None,
             sandbox: false,
+            read_paths: Vec::new(),
+            private_paths: Vec::new(),
             tmp_dir: dir.path().join("tmp-job"),
             log_path: dir.path().join("job.log"),
             log_cap: 1 << 20,
