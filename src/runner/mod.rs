@@ -184,7 +184,10 @@ pub async fn run(spec: RunSpec, mut cancel: watch::Receiver<bool>) -> Outcome {
     if let Outcome::Error(message) = &outcome {
         log.note(&format!("error: {message}"));
     }
-    if let Err(e) = std::fs::remove_dir_all(&spec.tmp_dir)
+    // The commands wrote it: emptied without following a link, at any depth.
+    let removed = crate::wipe::empty_dir(&spec.tmp_dir, 0o700)
+        .and_then(|_| std::fs::remove_dir(&spec.tmp_dir));
+    if let Err(e) = removed
         && e.kind() != std::io::ErrorKind::NotFound
     {
         log.note(&format!(
