@@ -117,6 +117,23 @@ fn quick_retry(attempts: u32) -> Retry {
     }
 }
 
+/// Checks out `sha` for `refs/heads/main`, which must contain it, with no deadline.
+fn checkout_main(
+    gits: &Git,
+    remote: &Remote,
+    sha: &str,
+    worktree: &Path,
+) -> Result<super::CheckoutInfo, GitError> {
+    gits.checkout(
+        remote,
+        "refs/heads/main",
+        sha,
+        OnRef::Required,
+        &Abort::never(),
+        worktree,
+    )
+}
+
 /// git with file:// submodule URLs allowed (git refuses them by default since 2.38).
 fn file_git(dir: &Path, args: &[&str]) -> String {
     let mut full = vec!["-c", "protocol.file.allow=always"];
@@ -234,16 +251,7 @@ fn first_checkout_clones_into_the_cache_and_checks_out_the_commit() {
     let worktree = tmp.path().join("deploy/site");
     let remote = remote(file_url(&upstream));
 
-    let info = gits
-        .checkout(
-            &remote,
-            "refs/heads/main",
-            &sha,
-            OnRef::Required,
-            &Abort::never(),
-            &worktree,
-        )
-        .unwrap();
+    let info = checkout_main(&gits, &remote, &sha, &worktree).unwrap();
 
     assert!(info.fetched);
     assert_eq!(info.fetch_attempts, 1);
@@ -287,15 +295,7 @@ fn an_older_push_gets_its_own_tree_and_leftovers_are_removed() {
     let remote = remote(upstream.display().to_string());
     let gits = Git::new(tmp.path().join("cache"), quick_retry(3));
     let worktree = tmp.path().join("tree");
-    gits.checkout(
-        &remote,
-        "refs/heads/main",
-        &first,
-        OnRef::Required,
-        &Abort::never(),
-        &worktree,
-    )
-    .unwrap();
+    checkout_main(&gits, &remote, &first, &worktree).unwrap();
     // Leftovers of a previous deploy: untracked, ignored, and a whole directory.
     fs::write(worktree.join("junk.txt"), "junk").unwrap();
     fs::write(worktree.join("build.log"), "ignored junk").unwrap();
@@ -314,16 +314,7 @@ fn an_older_push_gets_its_own_tree_and_leftovers_are_removed() {
     );
     let third = commit(&upstream, &[("app.txt", Some("v3\n"))], "v3");
 
-    let info = gits
-        .checkout(
-            &remote,
-            "refs/heads/main",
-            &second,
-            OnRef::Required,
-            &Abort::never(),
-            &worktree,
-        )
-        .unwrap();
+    let info = checkout_main(&gits, &remote, &second, &worktree).unwrap();
     assert!(info.fetched);
     assert_eq!(
         files(&worktree),
@@ -336,28 +327,12 @@ fn an_older_push_gets_its_own_tree_and_leftovers_are_removed() {
     );
     assert_at(&gits, &worktree, &second);
 
-    gits.checkout(
-        &remote,
-        "refs/heads/main",
-        &third,
-        OnRef::Required,
-        &Abort::never(),
-        &worktree,
-    )
-    .unwrap();
+    checkout_main(&gits, &remote, &third, &worktree).unwrap();
     assert_eq!(files(&worktree)["app.txt"], "v3\n");
     assert_at(&gits, &worktree, &third);
 
     // And back again: a rollback to the first push restores the deleted file.
-    gits.checkout(
-        &remote,
-        "refs/heads/main",
-        &first,
-        OnRef::Required,
-        &Abort::never(),
-        &worktree,
-    )
-    .unwrap();
+    checkout_main(&gits, &remote, &first, &worktree).unwrap();
     assert_eq!(
         files(&worktree),
         tree(&[
@@ -376,38 +351,12 @@ fn a_cached_commit_needs_no_fetch() {
     let sha = commit(&upstream, &[("a", Some("1"))], "one");
     let remote = remote(file_url(&upstream));
     let gits = Git::new(tmp.path().join("cache"), quick_retry(3));
-    gits.checkout(
-        &remote,
-        "refs/heads/main",
-        &sha,
-        OnRef::Required,
-        &Abort::never(),
-        &tmp.path().join("w1"),
-    )
-    .unwrap();
+    checkout_main(&gits, &remote, &sha, &tmp.path().join("w1")).unwrap();
 
     // The remote disappears: only the cache can serve the commit now.
     fs::remove_dir_all(&upstream).unwrap();
-    let again = gits
-        .checkout(
-            &remote,
-            "refs/heads/main",
-            &sha,
-            OnRef::Required,
-            &Abort::never(),
-            &tmp.path().join("w1"),
-        )
-        .unwrap();
-    let elsewhere = gits
-        .checkout(
-            &remote,
-            "refs/heads/main",
-            &sha,
-            OnRef::Required,
-            &Abort::never(),
-            &tmp.path().join("w2"),
-        )
-        .unwrap();
+    let again = checkout_main(&gits, &remote, &sha, &tmp.path().join("w1")).unwrap();
+    let elsewhere = checkout_main(&gits, &remote, &sha, &tmp.path().join("w2")).unwrap();
 
     for info in [again, elsewhere] {
         assert!(!info.fetched);
@@ -424,15 +373,7 @@ fn a_work_tree_outlives_its_cache_and_a_force_push() {
     let remote = remote(file_url(&upstream));
     let gits = Git::new(tmp.path().join("cache"), quick_retry(1));
     let worktree = tmp.path().join("w");
-    gits.checkout(
-        &remote,
-        "refs/heads/main",
-        &first,
-        OnRef::Required,
-        &Abort::never(),
-        &worktree,
-    )
-    .unwrap();
+    checkout_main(&gits, &remote, &first, &worktree).unwrap();
 
     // History rewritten upstream and the cache lost: the work tree's HEAD and index now
     // name a commit no repository it can reach has.
@@ -440,16 +381,7 @@ fn a_work_tree_outlives_its_cache_and_a_force_push() {
     let second = commit(&upstream, &[("b", None), ("a", Some("2"))], "rewritten");
     git(&upstream, &["branch", "-q", "-M", "rewritten", "main"]);
     fs::remove_dir_all(gits.cache_path(&remote.url)).unwrap();
-    let info = gits
-        .checkout(
-            &remote,
-            "refs/heads/main",
-            &second,
-            OnRef::Required,
-            &Abort::never(),
-            &worktree,
-        )
-        .unwrap();
+    let info = checkout_main(&gits, &remote, &second, &worktree).unwrap();
 
     assert!(info.fetched);
     let cache = Repository::open_bare(gits.cache_path(&remote.url)).unwrap();
@@ -478,16 +410,8 @@ fn an_unreachable_url_fails_after_every_attempt_with_a_readable_message() {
         ),
     ];
     for (url, reason) in cases {
-        let err = gits
-            .checkout(
-                &remote(url.clone()),
-                "refs/heads/main",
-                sha,
-                OnRef::Required,
-                &Abort::never(),
-                &tmp.path().join("w"),
-            )
-            .unwrap_err();
+        let err =
+            checkout_main(&gits, &remote(url.clone()), sha, &tmp.path().join("w")).unwrap_err();
         let GitError::Fetch { attempts, .. } = &err else {
             panic!("{url}: expected a fetch error, got {err:?}");
         };
@@ -530,16 +454,7 @@ fn a_commit_the_remote_does_not_have_is_named_in_the_error() {
     let gits = Git::new(tmp.path().join("cache"), quick_retry(3));
     let gone = "0123456789abcdef0123456789abcdef01234567";
 
-    let err = gits
-        .checkout(
-            &remote,
-            "refs/heads/main",
-            gone,
-            OnRef::Required,
-            &Abort::never(),
-            &tmp.path().join("w"),
-        )
-        .unwrap_err();
+    let err = checkout_main(&gits, &remote, gone, &tmp.path().join("w")).unwrap_err();
 
     assert!(matches!(err, GitError::CommitMissing { .. }), "{err:?}");
     let message = err.to_string();
@@ -552,16 +467,7 @@ fn a_commit_the_remote_does_not_have_is_named_in_the_error() {
     );
 
     for bad in ["abc123", "", "0123456789abcdef0123456789abcdef0123456g"] {
-        let err = gits
-            .checkout(
-                &remote,
-                "refs/heads/main",
-                bad,
-                OnRef::Required,
-                &Abort::never(),
-                &tmp.path().join("w"),
-            )
-            .unwrap_err();
+        let err = checkout_main(&gits, &remote, bad, &tmp.path().join("w")).unwrap_err();
         assert!(matches!(err, GitError::InvalidSha { .. }), "{bad}: {err:?}");
     }
 }
@@ -636,16 +542,7 @@ fn shallow_fetch_through_git_daemon() {
     let gits = Git::new(tmp.path().join("cache"), quick_retry(3));
     let worktree = tmp.path().join("w");
 
-    let info = gits
-        .checkout(
-            &remote,
-            "refs/heads/main",
-            &second,
-            OnRef::Required,
-            &Abort::never(),
-            &worktree,
-        )
-        .unwrap();
+    let info = checkout_main(&gits, &remote, &second, &worktree).unwrap();
 
     assert!(info.fetched);
     assert_eq!(files(&worktree), tree(&[("a", "2"), ("b", "b")]));
@@ -660,15 +557,7 @@ fn shallow_fetch_through_git_daemon() {
     // Incremental: the next push arrives shallow too.
     let third = commit_in(&upstream, "a", "3");
     let fourth = commit_in(&upstream, "a", "4");
-    gits.checkout(
-        &remote,
-        "refs/heads/main",
-        &fourth,
-        OnRef::Required,
-        &Abort::never(),
-        &worktree,
-    )
-    .unwrap();
+    checkout_main(&gits, &remote, &fourth, &worktree).unwrap();
     assert_eq!(files(&worktree)["a"], "4");
     assert!(
         Repository::open_bare(gits.cache_path(&remote.url))
@@ -677,16 +566,7 @@ fn shallow_fetch_through_git_daemon() {
     );
 
     // A push overtaken by the next one is no tip any more: it takes the history.
-    let info = gits
-        .checkout(
-            &remote,
-            "refs/heads/main",
-            &third,
-            OnRef::Required,
-            &Abort::never(),
-            &worktree,
-        )
-        .unwrap();
+    let info = checkout_main(&gits, &remote, &third, &worktree).unwrap();
     assert!(info.fetched);
     assert_eq!(files(&worktree)["a"], "3");
     assert_at(&gits, &worktree, &third);
@@ -761,16 +641,7 @@ fn submodules_are_checked_out_recursively_when_asked() {
     };
     let worktree = tmp.path().join("w");
 
-    let info = gits
-        .checkout(
-            &with_submodules,
-            "refs/heads/main",
-            &sha,
-            OnRef::Required,
-            &Abort::never(),
-            &worktree,
-        )
-        .unwrap();
+    let info = checkout_main(&gits, &with_submodules, &sha, &worktree).unwrap();
 
     assert!(info.fetched);
     assert_eq!(info.fetch_attempts, 3, "one fetch per repository");
@@ -800,43 +671,18 @@ fn submodules_are_checked_out_recursively_when_asked() {
     file_git(&main.join("sub"), &["pull", "-q", "origin", "main"]);
     git(&main, &["commit", "-q", "-am", "bump sub"]);
     let bumped = git(&main, &["rev-parse", "HEAD"]);
-    gits.checkout(
-        &with_submodules,
-        "refs/heads/main",
-        &bumped,
-        OnRef::Required,
-        &Abort::never(),
-        &worktree,
-    )
-    .unwrap();
+    checkout_main(&gits, &with_submodules, &bumped, &worktree).unwrap();
     assert_eq!(files(&worktree)["sub/deps/leaf/leaf.txt"], "leaf v2\n");
     assert_at(&gits, &worktree, &bumped);
 
     // The same commit again is all cached.
-    let again = gits
-        .checkout(
-            &with_submodules,
-            "refs/heads/main",
-            &bumped,
-            OnRef::Required,
-            &Abort::never(),
-            &worktree,
-        )
-        .unwrap();
+    let again = checkout_main(&gits, &with_submodules, &bumped, &worktree).unwrap();
     assert!(!again.fetched);
     assert_eq!(files(&worktree)["sub/deps/leaf/leaf.txt"], "leaf v2\n");
 
     // Not asked: the submodule stays an empty directory.
     let plain = tmp.path().join("plain");
-    gits.checkout(
-        &remote(file_url(&main)),
-        "refs/heads/main",
-        &bumped,
-        OnRef::Required,
-        &Abort::never(),
-        &plain,
-    )
-    .unwrap();
+    checkout_main(&gits, &remote(file_url(&main)), &bumped, &plain).unwrap();
     assert!(!files(&plain).keys().any(|k| k.starts_with("sub/")));
 }
 
@@ -906,15 +752,7 @@ fn nothing_a_command_leaves_in_the_work_tree_reaches_the_next_checkout() {
     let gits = Git::new(tmp.path().join("cache"), quick_retry(1));
     let worktree = tmp.path().join("work/site");
     let remote = remote(file_url(&upstream));
-    gits.checkout(
-        &remote,
-        "refs/heads/main",
-        &first,
-        OnRef::Required,
-        &Abort::never(),
-        &worktree,
-    )
-    .unwrap();
+    checkout_main(&gits, &remote, &first, &worktree).unwrap();
 
     let outside = tmp.path().join("outside");
     fs::create_dir_all(&outside).unwrap();
@@ -946,15 +784,7 @@ fn nothing_a_command_leaves_in_the_work_tree_reaches_the_next_checkout() {
     fs::create_dir_all(worktree.join("open")).unwrap();
     fs::set_permissions(worktree.join("open"), fs::Permissions::from_mode(0o777)).unwrap();
 
-    gits.checkout(
-        &remote,
-        "refs/heads/main",
-        &second,
-        OnRef::Required,
-        &Abort::never(),
-        &worktree,
-    )
-    .unwrap();
+    checkout_main(&gits, &remote, &second, &worktree).unwrap();
 
     assert_eq!(
         fs::read_to_string(outside.join("victim.txt")).unwrap(),
@@ -991,40 +821,14 @@ fn a_failed_checkout_does_not_wedge_the_next() {
     let gits = Git::new(tmp.path().join("cache"), quick_retry(1));
     let worktree = tmp.path().join("w");
     let remote = remote(file_url(&upstream));
-    gits.checkout(
-        &remote,
-        "refs/heads/main",
-        &sha,
-        OnRef::Required,
-        &Abort::never(),
-        &worktree,
-    )
-    .unwrap();
+    checkout_main(&gits, &remote, &sha, &worktree).unwrap();
     // What the old layout let a command forge: an index and a HEAD in the work tree.
     fs::create_dir_all(worktree.join(".git")).unwrap();
     fs::write(worktree.join(".git/index"), "DIRC garbage").unwrap();
     fs::write(worktree.join(".git/HEAD"), "garbage").unwrap();
     let missing = "0123456789abcdef0123456789abcdef01234567";
-    assert!(
-        gits.checkout(
-            &remote,
-            "refs/heads/main",
-            missing,
-            OnRef::Required,
-            &Abort::never(),
-            &worktree
-        )
-        .is_err()
-    );
-    gits.checkout(
-        &remote,
-        "refs/heads/main",
-        &sha,
-        OnRef::Required,
-        &Abort::never(),
-        &worktree,
-    )
-    .unwrap();
+    assert!(checkout_main(&gits, &remote, missing, &worktree).is_err());
+    checkout_main(&gits, &remote, &sha, &worktree).unwrap();
     assert_eq!(files(&worktree), tree(&[("a.txt", "a\n")]));
     assert_at(&gits, &worktree, &sha);
 }
@@ -1056,16 +860,7 @@ fn a_commit_not_on_the_pushed_ref_is_refused_unless_forced() {
         &worktree,
     )
     .unwrap();
-    let err = gits
-        .checkout(
-            &remote,
-            "refs/heads/main",
-            &fork,
-            OnRef::Required,
-            &Abort::never(),
-            &worktree,
-        )
-        .unwrap_err();
+    let err = checkout_main(&gits, &remote, &fork, &worktree).unwrap_err();
     assert_eq!(
         err,
         GitError::NotOnRef {
@@ -1095,15 +890,7 @@ fn a_commit_not_on_the_pushed_ref_is_refused_unless_forced() {
         "{err}"
     );
     // The tip and its ancestors deploy; so does anything, by an operator's --force.
-    gits.checkout(
-        &remote,
-        "refs/heads/main",
-        &main,
-        OnRef::Required,
-        &Abort::never(),
-        &worktree,
-    )
-    .unwrap();
+    checkout_main(&gits, &remote, &main, &worktree).unwrap();
     gits.checkout(
         &remote,
         "refs/heads/main",
@@ -1126,15 +913,7 @@ fn a_ref_that_moved_since_the_last_fetch_is_fetched_again() {
     let gits = Git::new(tmp.path().join("cache"), quick_retry(1));
     let worktree = tmp.path().join("w");
     let remote = remote(file_url(&upstream));
-    gits.checkout(
-        &remote,
-        "refs/heads/main",
-        &first,
-        OnRef::Required,
-        &Abort::never(),
-        &worktree,
-    )
-    .unwrap();
+    checkout_main(&gits, &remote, &first, &worktree).unwrap();
     // The commit reaches the cache through another branch first.
     git(&upstream, &["checkout", "-q", "-b", "next"]);
     let second = commit(&upstream, &[("a", Some("2"))], "2");
@@ -1149,16 +928,7 @@ fn a_ref_that_moved_since_the_last_fetch_is_fetched_again() {
     .unwrap();
     git(&upstream, &["checkout", "-q", "main"]);
     git(&upstream, &["merge", "-q", "--ff-only", "next"]);
-    let info = gits
-        .checkout(
-            &remote,
-            "refs/heads/main",
-            &second,
-            OnRef::Required,
-            &Abort::never(),
-            &worktree,
-        )
-        .unwrap();
+    let info = checkout_main(&gits, &remote, &second, &worktree).unwrap();
     assert!(info.fetched, "the cached main did not have it yet");
     assert_at(&gits, &worktree, &second);
 }

@@ -12,6 +12,19 @@ fn log_of(app: &TestApp, id: i64) -> String {
     get(app.addr, &format!("/api/jobs/{id}/log")).body
 }
 
+/// The commands printed every line of `said` and none of `never` (on stdout).
+fn assert_output(log: &str, said: &[&str], never: &[&str]) {
+    for line in said {
+        assert!(
+            log.contains(&format!("out| {line}\n")),
+            "missing {line:?}: {log}"
+        );
+    }
+    for leak in never {
+        assert!(!log.contains(&format!("out| {leak}")), "{leak}: {log}");
+    }
+}
+
 /// A sandboxed command may write only its work tree. It plants what the daemon's next
 /// checkout used to follow: a `.git/config` whose `core.worktree` points outside, an
 /// alternates symlink onto a file outside, a tracked directory replaced by a symlink out
@@ -516,31 +529,23 @@ echo done
     let job = wait_job(&app, id);
     let log = log_of(&app, id);
     assert_eq!(job["state"], "succeeded", "{log}");
-    for line in [
-        format!("user={user}"),
-        "wrote-tree".into(),
-        "wrote-tmp".into(),
-    ] {
-        assert!(
-            log.contains(&format!("out| {line}\n")),
-            "missing {line:?}: {log}"
-        );
-    }
-    for leak in [
-        "READ-SECRET",
-        "READ-DATABASE",
-        "READ-LOGS",
-        "SIGNALLED-SUPERVISOR",
-    ] {
-        assert!(!log.contains(&format!("out| {leak}")), "{leak}: {log}");
-    }
-    assert!(log.contains("out| done\n"), "{log}");
+    assert_output(
+        &log,
+        &[&format!("user={user}"), "wrote-tree", "wrote-tmp", "done"],
+        &[
+            "READ-SECRET",
+            "READ-DATABASE",
+            "READ-LOGS",
+            "SIGNALLED-SUPERVISOR",
+        ],
+    );
 }
 
 /// With `sandbox = true`, even a command of the daemon's own user (root here) reads only
 /// the system directories, its work tree, its temp dir and the rule's `read_paths`: not
 /// the daemon's secret, database or another folder of the machine; and it cannot signal
-/// its supervisor. (Before, the sandbox limited writes only.)
+/// its supervisor or reach an abstract unix socket outside. (Before, the sandbox limited
+/// writes only.)
 #[test]
 fn a_sandboxed_command_reads_only_what_it_needs_and_signals_nobody() {
     let out = tempfile::tempdir().unwrap();
@@ -548,17 +553,35 @@ fn a_sandboxed_command_reads_only_what_it_needs_and_signals_nobody() {
         std::fs::create_dir(out.path().join(folder)).unwrap();
         std::fs::write(out.path().join(folder).join("x"), text).unwrap();
     }
+    // An abstract unix socket of a process outside the sandbox (this test's).
+    let socket_name = format!("deployhook-test-{}", std::process::id());
+    let listener = {
+        use std::os::linux::net::SocketAddrExt as _;
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(&socket_name).unwrap();
+        std::os::unix::net::UnixListener::bind_addr(&addr).unwrap()
+    };
+    // The same connection from outside the sandbox works: the check below can fail.
+    let outside = std::process::Command::new("perl")
+        .args([
+            "-MIO::Socket::UNIX",
+            "-e",
+            r#"IO::Socket::UNIX->new(Peer => "\0$ENV{SOCKET}") or exit 1"#,
+        ])
+        .env("SOCKET", &socket_name)
+        .status()
+        .unwrap();
+    assert!(outside.success());
     let repo = Repo::new();
     let v1 = repo.commit(&[("version.txt", "1")], &[]);
     let app = spawn_site(
         out.path(),
         &repo,
-        r#"
+        &r#"
 [[hook.rule]]
 branches = ["main"]
 sandbox = true
 read_paths = ["$OUTDIR/allowed"]
-env = { OUT = "$OUTDIR" }
+env = { OUT = "$OUTDIR", SOCKET = "$SOCKET_NAME" }
 commands = ["""
 cat ../../../whsec >/dev/null 2>&1 && echo READ-SECRET
 cat ../../deployhook.db >/dev/null 2>&1 && echo READ-DATABASE
@@ -566,26 +589,84 @@ cat "$OUT/forbidden/x" >/dev/null 2>&1 && echo READ-ELSEWHERE
 echo "$(cat "$OUT/allowed/x") $(cat version.txt)"
 grep -q root /etc/passwd && echo read-system
 kill -0 $PPID 2>/dev/null && echo SIGNALLED-SUPERVISOR
+perl -MIO::Socket::UNIX -e 'IO::Socket::UNIX->new(Peer => "\\0$ENV{SOCKET}") or exit 1' && echo REACHED-SOCKET
 echo done
 """]
-"#,
+"#
+        .replace("$SOCKET_NAME", &socket_name),
     );
     let id = job_id(&push_generic(&app, "site", "refs/heads/main", ZERO, &v1));
     let job = wait_job(&app, id);
     let log = log_of(&app, id);
     assert_eq!(job["state"], "succeeded", "{log}");
-    for line in ["listed 1", "read-system", "done"] {
-        assert!(
-            log.contains(&format!("out| {line}\n")),
-            "missing {line:?}: {log}"
-        );
-    }
-    for leak in [
-        "READ-SECRET",
-        "READ-DATABASE",
-        "READ-ELSEWHERE",
-        "SIGNALLED-SUPERVISOR",
-    ] {
-        assert!(!log.contains(&format!("out| {leak}")), "{leak}: {log}");
-    }
+    assert_output(
+        &log,
+        &["listed 1", "read-system", "done"],
+        &[
+            "READ-SECRET",
+            "READ-DATABASE",
+            "READ-ELSEWHERE",
+            "SIGNALLED-SUPERVISOR",
+            "REACHED-SOCKET",
+        ],
+    );
+    drop(listener);
+}
+
+/// Where commands would run as the daemon's own user, `check` says plainly what they can
+/// read: as root with a `command_user` this machine lacks, and started as an ordinary
+/// user (who cannot switch users).
+#[test]
+fn check_says_plainly_when_commands_can_read_the_daemons_secrets() {
+    use std::process::Command;
+    let repo = Repo::new();
+    let dir = TestDir::new(&format!(
+        "[server]\ncommand_user = \"no-such-user-for-deployhook\"\n{}",
+        crate::jobs::hook(
+            "site",
+            &repo,
+            "[[hook.rule]]\nbranches = [\"main\"]\ncommands = [[\"true\"]]\n"
+        )
+    ));
+    let check = |mut command: Command| {
+        let out = command
+            .args(["check", "--config"])
+            .arg(dir.config_path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let stderr = check(Command::new(env!("CARGO_BIN_EXE_deployhook")));
+    assert!(
+        stderr.contains(
+            "warning: command_user \"no-such-user-for-deployhook\" does not exist on this machine"
+        ) && stderr.contains("can read the daemon's config, secrets, database"),
+        "{stderr}"
+    );
+
+    let user = crate::runner::test_user();
+    let (uid, gid) = (
+        crate::runner::id_of(user, "-u"),
+        crate::runner::id_of(user, "-g"),
+    );
+    let owner = format!("{uid}:{gid}");
+    let chown = Command::new("chown")
+        .args(["-R", &owner])
+        .arg(dir.dir.path())
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let mut as_user = Command::new("setpriv");
+    as_user.args([
+        &format!("--reuid={uid}"),
+        &format!("--regid={gid}"),
+        "--clear-groups",
+        env!("CARGO_BIN_EXE_deployhook"),
+    ]);
+    let stderr = check(as_user);
+    assert!(
+        stderr.contains("not root, so it cannot switch users: every command runs as uid"),
+        "{stderr}"
+    );
 }
