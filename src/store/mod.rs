@@ -9,6 +9,7 @@
 //! public methods of [`Store`].
 
 mod jobs;
+mod lock;
 mod schema;
 
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
@@ -47,6 +48,12 @@ pub enum StoreError {
     Write(String),
     #[error("the state database writer has stopped")]
     Closed,
+    /// Another daemon uses the same `state_dir`.
+    #[error(
+        "state_dir {} is in use by another deployhook ({holder}); stop that one, or give this one a state_dir of its own",
+        dir.display()
+    )]
+    InUse { dir: PathBuf, holder: String },
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -133,6 +140,7 @@ impl Store {
         for dir in [state_dir.to_path_buf(), state_dir.join("logs")] {
             private(&dir, 0o750).map_err(|e| open_err(format!("{}: {e}", dir.display())))?;
         }
+        let lock = lock::acquire(state_dir)?;
         let mut conn = Connection::open(&path).map_err(|e| open_err(e.to_string()))?;
         // Before the first write: SQLite gives the WAL and shared-memory files the
         // database file's mode when it creates them.
@@ -149,7 +157,11 @@ impl Store {
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer(conn, &rx))
+            .spawn(move || {
+                // Held for as long as this store can write: see `lock`.
+                let _held = lock;
+                writer(conn, &rx);
+            })
             .map_err(|e| open_err(e.to_string()))?;
         Ok(Store {
             tx,

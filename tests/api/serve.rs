@@ -116,3 +116,32 @@ fn serve_answers_a_signed_push_and_stops_on_sigterm() {
     );
     assert!(!text.contains(SECRET), "secret in the log");
 }
+
+/// A second `serve` on the state directory of a running one refuses to start and names
+/// the process that holds it (it used to start, and mark the first one's running job
+/// interrupted while that job went on to succeed). The first keeps serving.
+#[test]
+fn a_second_serve_on_the_same_state_dir_refuses_to_start() {
+    let dir = TestDir::new(&standard_config());
+    let (first, addr) = start_daemon(&dir.config_path());
+    let second = Command::new(env!("CARGO_BIN_EXE_deployhook"))
+        .args(["serve", "--config"])
+        .arg(dir.config_path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "is in use by another deployhook (process {})",
+            first.0.id()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(get(addr, "/healthz").status, 200);
+    // Once the first is gone (however it went), the directory is free again.
+    drop(first);
+    let (_again, addr) = start_daemon(&dir.config_path());
+    assert_eq!(get(addr, "/healthz").status, 200);
+}
