@@ -4,8 +4,8 @@
 //! the URL), fetched incrementally; a commit the cache already has needs no network. A
 //! work tree has a git directory of its own under `cache_root/trees/`, outside the work
 //! tree (commands write there, the daemon must not trust it), that borrows the cache's
-//! objects (an alternate), so checking out copies no objects; each checkout starts from
-//! an emptied work tree.
+//! objects (an alternate), so checking out copies no objects; before each checkout,
+//! whatever in the work tree is not exactly the last checkout's is removed.
 //!
 //! Everything here blocks (libgit2 does network and disk I/O on the calling thread): the
 //! worker calls [`Git::checkout`] from `tokio::task::spawn_blocking`.
@@ -20,6 +20,7 @@ mod heap;
 mod known_hosts;
 mod limits;
 mod locks;
+mod scrub;
 mod submodule;
 mod timeouts;
 mod url;
@@ -171,8 +172,9 @@ impl Git {
 
     /// Blocking. Fetch `remote` incrementally into the bare cache (one per URL under
     /// cache_root, named from a hash of the URL), retrying with backoff; then check out
-    /// exactly `sha` into `worktree` (created if missing; its parent must exist), which
-    /// is emptied first: it then holds the commit's files and nothing else, and no `.git`
+    /// exactly `sha` into `worktree` (created if missing), after removing from it all that
+    /// is not exactly the last checkout's (see `scrub`); it then holds the commit's files
+    /// and nothing else, and no `.git`
     /// (its git directory is [`Git::git_dir_of`]). `git_ref` is the pushed ref (e.g.
     /// refs/heads/main), useful to fetch when the sha is not on any fetched branch/tag.
     ///
@@ -194,7 +196,6 @@ impl Git {
         // ran past its deadline) may still be finishing in its thread.
         let tree_lock = self.lock_for(worktree);
         let _one_at_a_time = lock_unless_aborted(&tree_lock, abort)?;
-        worktree::empty(worktree)?;
         let mut totals = Totals::default();
         let git_dir = self.git_dir_of(worktree);
         let target = Target {
@@ -206,6 +207,12 @@ impl Git {
         let pushed = Pushed { git_ref, on_ref };
         let result = self.checkout_commit(remote, Some(pushed), oid, target, abort, &mut totals);
         heap::trim();
+        if result.is_err() {
+            // Nothing half-written, and nothing of the last job, stays for anyone to run.
+            if let Err(e) = worktree::empty(worktree) {
+                tracing::warn!(worktree = %worktree.display(), error = ?e.to_string(), "cannot empty the work tree after a failed checkout");
+            }
+        }
         result?;
         Ok(CheckoutInfo {
             fetch_attempts: totals.attempts,

@@ -1030,3 +1030,69 @@ fn a_checkout_over_a_limit_writes_nothing_and_names_the_limit() {
     checkout(&with(TreeLimits::default()), &small).unwrap();
     assert_at(&gits, &worktree, &small);
 }
+
+/// The next checkout writes only what changed, yet trusts nothing a command left: an
+/// edit that kept the file's size and modification time (invisible to a stat cache) is
+/// undone, a tracked file turned into a hard link to a file outside is cut loose
+/// without writing through it, and a file nobody touched keeps its inode (it was not
+/// written again).
+#[test]
+fn the_next_checkout_is_incremental_but_trusts_no_stat_data() {
+    use std::os::unix::fs::MetadataExt as _;
+    let tmp = TempDir::new().unwrap();
+    let upstream = new_repo(&tmp.path().join("upstream"));
+    let first = commit(
+        &upstream,
+        &[
+            ("config.php", Some("$admin = false;\n")),
+            ("linked.txt", Some("tracked\n")),
+            ("same.txt", Some("untouched\n")),
+            ("changes.txt", Some("v1\n")),
+        ],
+        "v1",
+    );
+    let second = commit(&upstream, &[("changes.txt", Some("v2\n"))], "v2");
+    let gits = Git::new(tmp.path().join("cache"), quick_retry(1));
+    let worktree = tmp.path().join("w");
+    let remote = remote(file_url(&upstream));
+    checkout_main(&gits, &remote, &first, &worktree).unwrap();
+    let inode = |name: &str| fs::metadata(worktree.join(name)).unwrap().ino();
+    let untouched = inode("same.txt");
+
+    // Same length, same mtime: a stat cache sees nothing.
+    let config = worktree.join("config.php");
+    let mtime = fs::metadata(&config).unwrap().modified().unwrap();
+    fs::write(&config, "$admin = true; \n").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&config)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let outside = tmp.path().join("outside.txt");
+    fs::write(&outside, "tracked\n").unwrap();
+    fs::remove_file(worktree.join("linked.txt")).unwrap();
+    fs::hard_link(&outside, worktree.join("linked.txt")).unwrap();
+
+    checkout_main(&gits, &remote, &second, &worktree).unwrap();
+    assert_eq!(
+        files(&worktree),
+        tree(&[
+            ("config.php", "$admin = false;\n"),
+            ("linked.txt", "tracked\n"),
+            ("same.txt", "untouched\n"),
+            ("changes.txt", "v2\n"),
+        ])
+    );
+    assert_eq!(
+        fs::metadata(worktree.join("linked.txt")).unwrap().nlink(),
+        1
+    );
+    assert_eq!(fs::read_to_string(&outside).unwrap(), "tracked\n");
+    assert_eq!(
+        inode("same.txt"),
+        untouched,
+        "an untouched file was written again"
+    );
+    assert_at(&gits, &worktree, &second);
+}

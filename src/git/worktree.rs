@@ -1,16 +1,18 @@
 //! Makes a work tree hold exactly one commit's files, and nothing else.
 //!
 //! The work tree is where deploy commands run, so everything in it is the command's to
-//! change: the daemon never reads anything there. Its git directory therefore lives
+//! change: the daemon trusts nothing there (it reads files only to check them against
+//! the tree it wrote). Its git directory therefore lives
 //! apart, under the cache root (`git/trees/<name>.git`), where no command may write; it
 //! is a bare repository used with the work tree as its work directory (never written to
 //! its config), whose object database borrows the bare cache's (an alternate), so
 //! nothing is copied.
 //!
-//! Each checkout starts from an empty work tree ([`crate::wipe::empty_dir`]: no link
-//! followed, any depth, any mode) and an empty index, so nothing a previous job left,
-//! not a nested repository, a symlink in place of a directory or a changed file mode,
-//! reaches the next one.
+//! Each checkout starts from what `scrub` leaves of the last one (exactly its files,
+//! each hashed; everything else removed without following a link), or from an empty work
+//! tree ([`crate::wipe::empty_dir`]: any depth, any mode) when there is no last one or a
+//! checkout failed, so nothing a previous job left, not a nested repository, a symlink in
+//! place of a directory or a changed file mode, reaches the next one.
 
 use std::fs;
 use std::io;
@@ -40,8 +42,8 @@ pub(super) struct Target<'a> {
 }
 
 /// Checks out `commit` (already in the cache whose object directory is `cache_objects`)
-/// into `target.work_dir`, which [`empty`] emptied, with a detached HEAD, and returns
-/// the repository.
+/// into `target.work_dir` with a detached HEAD, and returns the repository. The work tree
+/// then holds exactly the commit's files: see [`prepare`].
 pub(super) fn checkout(
     target: Target<'_>,
     cache_objects: &Path,
@@ -59,6 +61,8 @@ pub(super) fn checkout(
     // libgit2 announces each file before it writes any; a `false` stops the checkout.
     options
         .force()
+        .remove_untracked(true)
+        .remove_ignored(true)
         .notify_on(CheckoutNotificationType::UPDATED)
         .notify(|_, _, _, _, _| abort.go_on());
     let written = repo.checkout_tree(found.as_object(), Some(&mut options));
@@ -111,22 +115,16 @@ pub(super) fn empty(work_dir: &Path) -> Result<(), GitError> {
         .map_err(local("empty the work tree", work_dir))
 }
 
-/// Opens (or creates) the git directory of an [`empty`] work tree with nothing checked
-/// out (HEAD unborn, no index), and points it at the cache's objects.
+/// Opens (or creates) the git directory of the work tree and points it at the cache's
+/// objects, then readies the work tree: on top of the last checkout, scrubbed
+/// ([`super::scrub`]) and with an index of that checkout's tree but no stat data, so
+/// that libgit2 hashes what it keeps and rewrites what differs; or, with no usable last
+/// checkout, emptied, with HEAD unborn and no index.
 fn prepare(target: Target<'_>, cache_objects: &Path) -> Result<Repository, GitError> {
     let Target {
         git_dir, work_dir, ..
     } = target;
-    let repo = open_git_dir(git_dir)?;
-    repo.set_head(UNBORN)
-        .map_err(git_local("reset HEAD in", git_dir))?;
-    drop(repo);
-    let index = git_dir.join("index");
-    match fs::remove_file(&index) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(local("remove", &index)(e)),
-    }
+    drop(open_git_dir(git_dir)?);
     let alternates = git_dir.join("objects").join("info").join("alternates");
     let mut wanted = cache_objects.as_os_str().as_bytes().to_vec();
     wanted.push(b'\n');
@@ -136,12 +134,56 @@ fn prepare(target: Target<'_>, cache_objects: &Path) -> Result<Repository, GitEr
         }
         fs::write(&alternates, &wanted).map_err(local("write", &alternates))?;
     }
+    // A missing work tree, or a link or file in its place, is made an empty directory.
+    let was_there = fs::symlink_metadata(work_dir).is_ok_and(|m| m.is_dir());
+    if !was_there {
+        empty(work_dir)?;
+    }
     // Opened again so that the object database is read with the alternate in place.
     let repo = Repository::open_bare(git_dir).map_err(git_local("open", git_dir))?;
     // In memory only (`false`): the git directory's config never names a work tree.
     repo.set_workdir(work_dir, false)
         .map_err(git_local("use the work tree", work_dir))?;
-    Ok(repo)
+    let last = repo
+        .head()
+        .and_then(|h| h.peel_to_tree())
+        .map(|t| t.id())
+        .ok()
+        .filter(|_| was_there);
+    if let Some(tree) = last {
+        match on_top_of(&repo, work_dir, tree) {
+            Ok(removed) => {
+                if removed > 0 {
+                    tracing::debug!(worktree = %work_dir.display(), removed, "removed what the last job left in the work tree");
+                }
+                return Ok(repo);
+            }
+            Err(e) => {
+                tracing::warn!(worktree = %work_dir.display(), error = %e, "cannot update the work tree in place; checking out afresh");
+            }
+        }
+    }
+    empty(work_dir)?;
+    repo.set_head(UNBORN)
+        .map_err(git_local("reset HEAD in", git_dir))?;
+    let index = git_dir.join("index");
+    match fs::remove_file(&index) {
+        Ok(()) => Ok(repo),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(repo),
+        Err(e) => Err(local("remove", &index)(e)),
+    }
+}
+
+/// Scrubs `work_dir` against `tree` and writes an index of `tree` without stat data.
+fn on_top_of(repo: &Repository, work_dir: &Path, tree: Oid) -> Result<usize, String> {
+    let removed = super::scrub::scrub(repo, work_dir, tree).map_err(|e| e.to_string())?;
+    let tree = repo.find_tree(tree).map_err(|e| e.message().to_owned())?;
+    let mut index = repo.index().map_err(|e| e.message().to_owned())?;
+    index
+        .read_tree(&tree)
+        .and_then(|()| index.write())
+        .map_err(|e| e.message().to_owned())?;
+    Ok(removed)
 }
 
 /// Opens the work tree's git directory, creating it if missing. It holds nothing but
