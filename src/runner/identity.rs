@@ -1,17 +1,35 @@
 //! Who deploy commands run as. Not the daemon's own user, by default: a command of the
 //! daemon's user could read its config and secrets, its database and every other hook's
 //! work tree and logs, and signal it. When the daemon can switch users (it runs as
-//! root), a rule without `run_as` runs as `[server] command_user` (`deployhook-run`,
+//! root, or has CAP_SETUID and CAP_SETGID), a rule without `run_as` runs as `[server] command_user` (`deployhook-run`,
 //! which the packages create); where it cannot, `serve` and `check` say plainly what
 //! that means.
 
 use nix::unistd::{Uid, User};
 
-/// Whether this process can switch to another user for a command: as root only. (A
-/// non-root daemon granted CAP_SETUID would also need to drop that capability in every
-/// command, which the launcher does not do yet.)
+/// CAP_SETGID (6) and CAP_SETUID (7), as bits of the capability sets in
+/// `/proc/<pid>/status`.
+const SWITCH_CAPS: u64 = (1 << 6) | (1 << 7);
+
+/// Whether this process can switch to another user for a command: as root, or with
+/// CAP_SETUID and CAP_SETGID (the packaged unit's `AmbientCapabilities=`). The launcher
+/// drops every capability before the command runs ([`super::launcher`]).
 pub fn can_switch_users() -> bool {
-    nix::unistd::geteuid().is_root()
+    nix::unistd::geteuid().is_root() || effective_caps() & SWITCH_CAPS == SWITCH_CAPS
+}
+
+/// This process's effective capabilities (`CapEff` in `/proc/self/status`); 0 if they
+/// cannot be read.
+pub(crate) fn effective_caps() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .unwrap_or(0)
 }
 
 /// Who runs the commands of rules without `run_as`.
@@ -26,7 +44,7 @@ pub enum CommandUser {
 /// Why commands run as the daemon's own user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Why {
-    /// The daemon does not run as root.
+    /// The daemon is not root and lacks CAP_SETUID and CAP_SETGID.
     CannotSwitch { uid: u32 },
     /// `command_user` does not exist on this machine.
     NoSuchUser { name: String },
@@ -68,7 +86,7 @@ impl CommandUser {
                 format!("commands of rules without run_as run as user {name:?}")
             }
             CommandUser::Daemon(Why::CannotSwitch { uid }) => format!(
-                "deployhook runs as uid {uid}, not root, so it cannot switch users: every command runs as uid {uid} too, and {risk}"
+                "deployhook runs as uid {uid}, not root and without CAP_SETUID and CAP_SETGID, so it cannot switch users: every command runs as uid {uid} too, and {risk}"
             ),
             CommandUser::Daemon(Why::NoSuchUser { name }) => format!(
                 "command_user {name:?} does not exist on this machine, so commands of rules without run_as run as {}: {risk}; create it (the packages do: useradd --system {name}) or set [server] command_user",

@@ -513,7 +513,7 @@ fn confine_self(c: &Confinement) -> Result<(), String> {
         None => None,
         Some(name) => {
             let euid = nix::unistd::geteuid();
-            if !euid.is_root() {
+            if !super::identity::can_switch_users() {
                 return Err(super::not_root_message(name, euid.as_raw()));
             }
             let user = User::from_name(name)
@@ -549,7 +549,41 @@ fn confine_self(c: &Confinement) -> Result<(), String> {
         nix::unistd::setuid(user.uid)
             .map_err(|e| format!("cannot switch to user {:?}: {e}", user.name))?;
     }
+    if !nix::unistd::geteuid().is_root() && super::identity::effective_caps() != 0 {
+        drop_capabilities()?;
+    }
     Ok(())
+}
+
+/// Makes sure the command gets none of the capabilities a non-root daemon was given
+/// (the packaged unit's CAP_SETUID, CAP_KILL, ...): a switch between two non-root users
+/// keeps them, and a command with CAP_SETUID could become anyone, root included. The
+/// ambient set is what an `exec` would pass on, so it is cleared; `no_new_privs` stops a
+/// file's capabilities or set-uid bit from granting new ones. (Root switching to another
+/// user loses all of them by the kernel's rule, so this is not needed there.)
+fn drop_capabilities() -> Result<(), String> {
+    // SAFETY: prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) takes no pointers
+    // and only changes this (single-threaded) process's ambient capability set.
+    #[expect(
+        unsafe_code,
+        reason = "neither nix nor std wraps PR_CAP_AMBIENT; one call with integer arguments"
+    )]
+    let cleared = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    };
+    if cleared != 0 {
+        return Err(format!(
+            "cannot clear the ambient capabilities: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    nix::sys::prctl::set_no_new_privs().map_err(|e| format!("cannot set no_new_privs: {e}"))
 }
 
 #[cfg(test)]

@@ -234,7 +234,7 @@ fn prepare(spec: &RunSpec) -> Result<(), String> {
         None => None,
         Some(name) => {
             let euid = nix::unistd::geteuid();
-            if !euid.is_root() {
+            if !identity::can_switch_users() {
                 return Err(not_root_message(name, euid.as_raw()));
             }
             let user = nix::unistd::User::from_name(name)
@@ -302,7 +302,7 @@ fn give_tree(top: &std::path::Path, user: &nix::unistd::User) -> std::io::Result
 /// The message for `run_as` when the daemon is not root.
 pub(crate) fn not_root_message(user: &str, euid: u32) -> String {
     format!(
-        "run_as = {user:?} needs deployhook to run as root, to switch users; it runs as uid {euid}"
+        "run_as = {user:?} needs deployhook to run as root or with CAP_SETUID and CAP_SETGID, to switch users; it runs as uid {euid} without them"
     )
 }
 
@@ -782,7 +782,7 @@ mod tests {
     fn run_as_without_root_is_explained() {
         assert_eq!(
             not_root_message("deploy", 1000),
-            "run_as = \"deploy\" needs deployhook to run as root, to switch users; it runs as uid 1000"
+            "run_as = \"deploy\" needs deployhook to run as root or with CAP_SETUID and CAP_SETGID, to switch users; it runs as uid 1000 without them"
         );
     }
 }

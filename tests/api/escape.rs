@@ -666,7 +666,97 @@ fn check_says_plainly_when_commands_can_read_the_daemons_secrets() {
     ]);
     let stderr = check(as_user);
     assert!(
-        stderr.contains("not root, so it cannot switch users: every command runs as uid"),
+        stderr.contains("not root and without CAP_SETUID and CAP_SETGID, so it cannot switch users: every command runs as uid"),
         "{stderr}"
     );
+}
+
+/// The packaged unit's way: the daemon runs as an ordinary user with CAP_SETUID and
+/// CAP_SETGID (and CAP_KILL, CAP_CHOWN, CAP_FOWNER, CAP_DAC_OVERRIDE) as ambient
+/// capabilities. Its commands run as `deployhook-run` with no capability left (a switch
+/// between two non-root users keeps them: with CAP_SETUID a command could become root),
+/// cannot read the daemon's secret or signal its supervisor, and are still stopped at
+/// their timeout.
+#[test]
+fn a_daemon_with_capabilities_only_runs_commands_as_their_own_user_without_them() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::process::Command;
+    let run_user = deployhook_run();
+    let daemon_user = crate::runner::test_user();
+    let (uid, gid) = (
+        crate::runner::id_of(daemon_user, "-u"),
+        crate::runner::id_of(daemon_user, "-g"),
+    );
+    let repo = Repo::new();
+    let v1 = repo.commit(&[("version.txt", "1")], &[]);
+    let v2 = repo.commit(&[("version.txt", "2")], &[]);
+    let dir = TestDir::new(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\nkill_grace = \"1s\"\n{}",
+        crate::jobs::hook(
+            "site",
+            &repo,
+            r#"
+[[hook.rule]]
+branches = ["main"]
+timeout = "2s"
+commands = ["""
+echo "user=$(id -un)"
+for k in CapPrm CapEff CapAmb; do echo "$k=$(awk -v k=$k: '$1 == k { print $2 }' /proc/self/status)"; done
+touch built.txt && echo wrote-tree
+touch "$TMPDIR/x" && echo wrote-tmp
+cat ../../../whsec >/dev/null 2>&1 && echo READ-SECRET
+kill -0 $PPID 2>/dev/null && echo SIGNALLED-SUPERVISOR
+if [ "$(cat version.txt)" = 2 ]; then sleep 60; fi
+"""]
+"#,
+        )
+    ));
+    for path in [dir.dir.path(), repo.path.parent().unwrap()] {
+        let chown = Command::new("chown")
+            .args(["-R", &format!("{uid}:{gid}")])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(chown.success());
+    }
+    std::fs::set_permissions(dir.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let caps = "+setuid,+setgid,+kill,+chown,+fowner,+dac_override";
+    let mut serve = Command::new("setpriv");
+    serve
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={gid}"),
+            "--clear-groups",
+            &format!("--inh-caps={caps}"),
+            &format!("--ambient-caps={caps}"),
+            env!("CARGO_BIN_EXE_deployhook"),
+            "serve",
+            "--config",
+        ])
+        .arg(dir.config_path())
+        .env("HOME", dir.dir.path());
+    let (_daemon, addr) = start_command(serve);
+    let id = job_id(&push_generic_at(addr, "site", "refs/heads/main", ZERO, &v1));
+    let job = wait_job_at(addr, id);
+    let log = get(addr, &format!("/api/jobs/{id}/log")).body;
+    assert_eq!(job["state"], "succeeded", "{log}");
+    let none = "0000000000000000";
+    assert_output(
+        &log,
+        &[
+            &format!("user={run_user}"),
+            &format!("CapPrm={none}"),
+            &format!("CapEff={none}"),
+            &format!("CapAmb={none}"),
+            "wrote-tree",
+            "wrote-tmp",
+        ],
+        &["READ-SECRET", "SIGNALLED-SUPERVISOR"],
+    );
+
+    let started = std::time::Instant::now();
+    let id = job_id(&push_generic_at(addr, "site", "refs/heads/main", &v1, &v2));
+    let job = wait_job_at(addr, id);
+    assert_eq!(job["state"], "timed_out", "{job}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
 }
