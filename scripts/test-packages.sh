@@ -156,9 +156,13 @@ exec_start=$(sed -n 's/^ExecStart=//p' "$unit")
 exec_pre=$(sed -n 's/^ExecStartPre=//p' "$unit")
 expect_eq "$exec_start" "/usr/bin/deployhook serve --config /etc/deployhook/hooks.toml" ExecStart
 
-# As systemd starts the service: its user and groups, its working directory, a clean
-# environment. setpriv and env exec, so a daemon started in the background is $!.
+# As systemd starts the service: its user and groups, its ambient capabilities, its
+# working directory, a clean environment. setpriv and env exec, so a daemon started in the
+# background is $!.
+caps=$(sed -n 's/^AmbientCapabilities=//p' "$unit" | tr 'A-Z' 'a-z' | sed 's/cap_/+/g; s/ /,/g')
+[ -n "$caps" ] || fail "the unit grants no AmbientCapabilities"
 as_deployhook=(setpriv --reuid=deployhook --regid=deployhook --init-groups
+    --inh-caps="$caps" --ambient-caps="$caps"
     env -i -C "$state" PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
     HOME="$state" USER=deployhook LOGNAME=deployhook SHELL=/usr/sbin/nologin LANG=C.UTF-8)
 as_deployhook() { "${as_deployhook[@]}" "$@"; }
@@ -223,9 +227,12 @@ while True:
     echo "notifications: $(tr '\n' '|' <"$tmp/notify.log")"
 fi
 
-step "a signed push, deployed by the deployhook user"
+step "a signed push, deployed by deployhook-run for the deployhook user's daemon"
 secret_b64=$(openssl rand -base64 32)
-install -d -o deployhook -g deployhook -m 0750 "$work"
+# The commands' user passes through to its work tree, as through a real state_dir (the
+# daemon makes its state_dir 0751 when commands run as another user).
+install -d -o deployhook -g deployhook -m 0751 "$work"
+chmod 0751 "$state"
 printf 'whsec_%s' "$secret_b64" >"$work/secret"
 chown deployhook:deployhook "$work/secret"
 chmod 0600 "$work/secret"
@@ -278,10 +285,10 @@ job_done() {
 wait_until 120 "the job to finish" job_done
 grep -Eq '^ +1 +app +succeeded ' "$tmp/jobs" || fail "job: $(cat "$tmp/jobs"; /usr/bin/deployhook logs 1 --url "http://$addr")"
 /usr/bin/deployhook logs 1 --url "http://$addr" >"$tmp/job.log"
-grep -q "deployed $sha as deployhook" "$tmp/job.log" || fail "job log: $(cat "$tmp/job.log")"
+grep -q "deployed $sha as deployhook-run" "$tmp/job.log" || fail "job log: $(cat "$tmp/job.log")"
 sed 's/\x1b\[[0-9;]*m//g' "$tmp/push.log" | grep -q 'launcher=/usr/libexec/deployhook/deployhook-sandbox' ||
     fail "the daemon does not start commands through the packaged launcher: $(grep -i launcher "$tmp/push.log")"
-echo "push answered 202; job 1 succeeded: $(grep -o "deployed $sha as deployhook" "$tmp/job.log")"
+echo "push answered 202; job 1 succeeded: $(grep -o "deployed $sha as deployhook-run" "$tmp/job.log")"
 stop_daemon "$pid" "$tmp/push.log"
 expect_file "$work/state/deployhook.db"
 
