@@ -19,7 +19,7 @@
 //! - [`worker`]: claims queued jobs and drives git and runner for each.
 //! - [`wipe`]: empties a directory a command wrote, never following a link.
 //! - [`metrics`]: Prometheus counters and histograms for `/metrics`.
-//! - [`notify`]: tells systemd when the daemon is ready, reloading or stopping.
+//! - [`sd_notify`]: tells systemd when the daemon is ready, reloading or stopping.
 //! - [`reload`]: re-reads hooks.toml on SIGHUP, `POST /api/reload` or a file change.
 //! - [`sign`]: the headers a forge would send, for testing a hook by hand.
 //! - [`cli`]: command-line definition; `main.rs` only dispatches.
@@ -36,10 +36,10 @@ pub mod forge;
 pub mod git;
 pub mod intake;
 pub mod metrics;
-pub mod notify;
 pub mod reload;
 pub mod routing;
 pub mod runner;
+pub mod sd_notify;
 pub mod secret;
 pub mod server;
 pub mod sign;

@@ -11,9 +11,9 @@ use deployhook::config::LiveConfig;
 use deployhook::config::{self, Loaded};
 use deployhook::ctl;
 use deployhook::metrics::Metrics;
-use deployhook::notify;
 use deployhook::reload::Reloader;
 use deployhook::runner;
+use deployhook::sd_notify;
 use deployhook::server::tls::{self, ReloadableCert};
 use deployhook::server::{AppState, Application};
 use deployhook::store::Store;
@@ -240,12 +240,12 @@ fn start(config: config::Config) -> Result<(), String> {
         let server = app.handle();
         actix_web::rt::spawn(async move {
             wait_for_stop_signal().await;
-            let _ = notify::notify("STOPPING=1");
+            let _ = sd_notify::notify("STOPPING=1");
             tracing::info!("stopping: answering requests in flight, letting running jobs finish");
             let _ = stop_jobs.send(true);
             server.stop(true).await;
         });
-        let _ = notify::notify("READY=1");
+        let _ = sd_notify::notify("READY=1");
         let result = app.run().await;
         let _ = worker.await;
         tracing::info!("stopped");

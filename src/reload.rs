@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::config::{Invalid, LiveConfig};
 use crate::metrics::Metrics;
-use crate::notify;
+use crate::sd_notify;
 use crate::server::tls::{self, ReloadableCert};
 
 /// How often a watched config file is looked at.
@@ -45,7 +45,7 @@ impl Reloader {
             .lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let _ = notify::reloading();
+        let _ = sd_notify::reloading();
         let result = self.config.reload();
         match &result {
             Ok(warnings) => {
@@ -68,7 +68,7 @@ impl Reloader {
                 );
             }
         }
-        let _ = notify::notify("READY=1");
+        let _ = sd_notify::notify("READY=1");
         result.map(|_| ())
     }
 
