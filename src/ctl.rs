@@ -29,6 +29,13 @@ pub enum CtlError {
     /// The daemon answered with an error; its message says what to do.
     #[error("{status}: {message}")]
     Api { status: u16, message: String },
+    /// `logs --follow` saw the job end in a state other than `succeeded`.
+    #[error("job {job} ended {state}: {detail}")]
+    JobEnded {
+        job: u64,
+        state: String,
+        detail: String,
+    },
 }
 
 impl Target {
@@ -209,8 +216,27 @@ pub fn jobs(
     Ok(())
 }
 
-/// `deployhook logs JOB [--follow]`: copies the job's log to `out` (as it grows, with follow).
+/// `deployhook logs JOB [--follow]`: copies the job's log to `out` (as it grows, with
+/// follow). With follow it returns once the job has ended, in whatever state, and is `Ok`
+/// only if it `succeeded`: the error names the state and why (superseded, cancelled, ...).
 pub fn logs(t: &Target, job: u64, follow: bool, out: &mut dyn Write) -> Result<(), CtlError> {
+    copy_log(t, job, follow, out)?;
+    if !follow {
+        return Ok(());
+    }
+    let ended = t.json("GET", &format!("/api/jobs/{job}"), None)?;
+    let state = ended["state"].as_str().unwrap_or("?");
+    if state == "succeeded" {
+        return Ok(());
+    }
+    Err(CtlError::JobEnded {
+        job,
+        state: state.to_owned(),
+        detail: ended["detail"].as_str().unwrap_or("").to_owned(),
+    })
+}
+
+fn copy_log(t: &Target, job: u64, follow: bool, out: &mut dyn Write) -> Result<(), CtlError> {
     let path = format!(
         "/api/jobs/{job}/log{}",
         if follow { "?follow=true" } else { "" }

@@ -496,3 +496,58 @@ fn a_command_writing_100_mb_leaves_a_capped_log_and_a_live_daemon() {
         202
     );
 }
+
+/// `deployhook logs N --follow` returns when the job ends in any final state, saying how,
+/// and exits 0 only for `succeeded`: a queued job cancelled before it ran, and one that
+/// failed, both exit 1 naming the state and the reason.
+#[test]
+fn logs_follow_ends_in_every_final_state_and_succeeds_only_on_success() {
+    let repo = Repo::new();
+    let [v1, v2, v3] = [1, 2, 3].map(|n| repo.commit(&[("version.txt", &n.to_string())], &[]));
+    let out = tempfile::tempdir().unwrap();
+    let app = spawn_site(
+        out.path(),
+        &repo,
+        r#"
+[[hook.rule]]
+branches = ["main"]
+queue = "fifo"
+commands = ["""
+v=$(cat version.txt)
+if [ "$v" = 1 ]; then sleep 3; fi
+if [ "$v" = 3 ]; then exit 3; fi
+true
+"""]
+"#,
+    );
+    let follow = |id: i64| {
+        let o = Command::new(env!("CARGO_BIN_EXE_deployhook"))
+            .args(["logs", "--url", &format!("http://{}", app.addr), "--follow"])
+            .arg(id.to_string())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let first = job_id(&push_generic(&app, "site", "refs/heads/main", ZERO, &v1));
+    let second = job_id(&push_generic(&app, "site", "refs/heads/main", &v1, &v2));
+    let res = post(app.addr, &format!("/api/jobs/{second}/cancel"), &[], b"");
+    assert_eq!(res.status, 200, "{}", res.body);
+    let (code, stderr) = follow(second);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("deployhook: job {second} ended cancelled")),
+        "{stderr}"
+    );
+    assert_eq!(follow(first), (Some(0), String::new()));
+    let third = job_id(&push_generic(&app, "site", "refs/heads/main", &v2, &v3));
+    let (code, stderr) = follow(third);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        format!("deployhook: job {third} ended failed: command 1 failed: exit code 3")
+    );
+}
