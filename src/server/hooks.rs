@@ -14,7 +14,7 @@ use crate::config::Hook;
 use crate::event::DeliveryId;
 use crate::forge;
 use crate::intake::{self, Decision, IntakeError};
-use crate::store::{Acceptance, NewJob, Origin};
+use crate::store::{Acceptance, NewJob, Origin, Prior};
 use crate::verify::Headers;
 
 /// How long a request body may take to arrive in full.
@@ -151,17 +151,15 @@ async fn respond(
                 })?;
             let delivery_str = delivery.as_ref().map(DeliveryId::as_str);
             match outcome {
-                Acceptance::Duplicate => {
+                Acceptance::Duplicate(prior) => {
                     state
                         .metrics
                         .delivery(&hook.id, hook.forge.as_str(), "duplicate");
-                    tracing::info!(hook = %hook.id, delivery = %show(delivery.as_ref()), "duplicate delivery: already accepted, not deployed again");
-                    Ok(HttpResponse::Ok().json(json!({
-                        "status": "duplicate",
-                        "hook": hook.id,
-                        "delivery": delivery_str,
-                        "reason": "this delivery was already accepted; it will not deploy again",
-                    })))
+                    tracing::info!(hook = %hook.id, delivery = %show(delivery.as_ref()), accepted_as = ?prior.delivery, job = ?prior.job.map(|j| j.0), "duplicate delivery: already accepted, not deployed again");
+                    let first = summary
+                        .first()
+                        .map(|(_, r, sha)| (r.as_str(), sha.as_str()));
+                    Ok(duplicate_answer(&hook.id, delivery_str, &prior, first))
                 }
                 Acceptance::Queued(ids) => {
                     state
@@ -228,4 +226,50 @@ async fn read_body(
     tokio::time::timeout(BODY_DEADLINE, read)
         .await
         .map_err(|_| ApiError::RequestTimeout(BODY_DEADLINE.as_secs()))?
+}
+
+/// The 200 for a duplicate delivery.
+/// `first` is the ref and commit of its first job, for the command that deploys it anyway.
+fn duplicate_answer(
+    hook: &str,
+    delivery: Option<&str>,
+    prior: &Prior,
+    first: Option<(&str, &str)>,
+) -> HttpResponse {
+    let redeploy =
+        first.map(|(git_ref, sha)| format!("deployhook deploy {hook} --ref {git_ref} --sha {sha}"));
+    HttpResponse::Ok().json(json!({
+        "status": "duplicate",
+        "hook": hook,
+        "delivery": delivery,
+        "accepted_as": {
+            "delivery": prior.delivery,
+            "job": prior.job.map(|j| j.0),
+        },
+        "reason": duplicate_reason(prior, redeploy.as_deref()),
+    }))
+}
+
+/// Why a duplicate does not deploy: the same delivery again, or the same signed push under
+/// another delivery id (which would be a replay, so it is refused too), naming what it was
+/// first accepted as and how to deploy it again on purpose.
+fn duplicate_reason(prior: &Prior, redeploy: Option<&str>) -> String {
+    let job = prior
+        .job
+        .map(|j| format!(" (job {})", j.0))
+        .unwrap_or_default();
+    if prior.same_id {
+        return format!("this delivery was already accepted{job}; it will not deploy again");
+    }
+    let as_delivery = prior
+        .delivery
+        .as_deref()
+        .map(|d| format!(" as delivery {d:?}"))
+        .unwrap_or_default();
+    let again = redeploy
+        .map(|c| format!("; to deploy it again on purpose, run `{c}`"))
+        .unwrap_or_default();
+    format!(
+        "the same push was already accepted{as_delivery}{job} under another delivery id; it will not deploy again{again}"
+    )
 }

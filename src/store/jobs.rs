@@ -174,24 +174,41 @@ pub(super) fn accept(
     jobs: &[NewJob],
     now: i64,
 ) -> rusqlite::Result<super::Acceptance> {
-    let mut seen = tx.prepare_cached("SELECT 1 FROM deliveries WHERE hook = ?1 AND key = ?2")?;
+    let mut seen =
+        tx.prepare_cached("SELECT delivery, job FROM deliveries WHERE hook = ?1 AND key = ?2")?;
     for key in replay_keys {
-        if seen
-            .query_row(params![hook, key], |_| Ok(()))
-            .optional()?
-            .is_some()
-        {
-            return Ok(super::Acceptance::Duplicate);
+        let prior = seen
+            .query_row(params![hook, key], |r| {
+                Ok(super::Prior {
+                    same_id: key.starts_with("id:"),
+                    delivery: r.get(0)?,
+                    job: r.get::<_, Option<i64>>(1)?.map(JobId),
+                })
+            })
+            .optional()?;
+        if let Some(prior) = prior {
+            return Ok(super::Acceptance::Duplicate(prior));
         }
-    }
-    let mut remember =
-        tx.prepare_cached("INSERT INTO deliveries (hook, key, received_at) VALUES (?1, ?2, ?3)")?;
-    for key in replay_keys {
-        remember.execute(params![hook, key, now])?;
     }
     let mut ids = Vec::with_capacity(jobs.len());
     for job in jobs {
         ids.push(insert(tx, hook, job, 1, now)?);
+    }
+    let delivery = jobs
+        .first()
+        .and_then(|j| j.spec.event.delivery.as_ref())
+        .map(|d| d.as_str().to_owned());
+    let mut remember = tx.prepare_cached(
+        "INSERT INTO deliveries (hook, key, received_at, delivery, job) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for key in replay_keys {
+        remember.execute(params![
+            hook,
+            key,
+            now,
+            delivery,
+            ids.first().map(|id| id.0)
+        ])?;
     }
     Ok(super::Acceptance::Queued(ids))
 }
@@ -440,7 +457,7 @@ pub(super) fn prune(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Acceptance, Store};
+    use super::super::{Acceptance, Prior, Store};
     use super::*;
     use crate::event::{ChangedPaths, Forge, PushEvent, RefName, Sha};
 
@@ -468,7 +485,7 @@ mod tests {
     fn ids(a: &Acceptance) -> Vec<JobId> {
         match a {
             Acceptance::Queued(ids) => ids.clone(),
-            Acceptance::Duplicate => panic!("duplicate"),
+            Acceptance::Duplicate(_) => panic!("duplicate"),
         }
     }
 
@@ -478,16 +495,21 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let keys = vec!["id:1".to_owned(), "body:x".to_owned()];
         let j = || vec![job(0, QueueMode::Fifo, '2')];
-        assert_eq!(
-            ids(&store.accept("h", keys.clone(), j()).await.unwrap()).len(),
-            1
-        );
-        // Same body under a fresh delivery id: still a replay.
+        let first = ids(&store.accept("h", keys.clone(), j()).await.unwrap());
+        assert_eq!(first.len(), 1);
+        // Same body under a fresh delivery id: still a replay, and it says of which job.
         let again = store
             .accept("h", vec!["id:2".into(), "body:x".into()], j())
             .await
             .unwrap();
-        assert_eq!(again, Acceptance::Duplicate);
+        assert_eq!(
+            again,
+            Acceptance::Duplicate(Prior {
+                same_id: false,
+                delivery: None,
+                job: Some(first[0]),
+            })
+        );
         // Another hook has its own record.
         assert!(matches!(
             store.accept("g", keys.clone(), j()).await.unwrap(),
@@ -495,10 +517,10 @@ mod tests {
         ));
         drop(store);
         let reopened = Store::open(dir.path()).unwrap();
-        assert_eq!(
+        assert!(matches!(
             reopened.accept("h", keys, j()).await.unwrap(),
-            Acceptance::Duplicate
-        );
+            Acceptance::Duplicate(Prior { same_id: true, .. })
+        ));
         let queued = reopened
             .list(JobFilter {
                 state: Some(JobState::Queued),

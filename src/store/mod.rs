@@ -35,7 +35,19 @@ pub enum Acceptance {
     /// Recorded; these jobs are queued.
     Queued(Vec<JobId>),
     /// One of the delivery's replay keys was accepted for this hook before.
-    Duplicate,
+    Duplicate(Prior),
+}
+
+/// What a duplicate's replay key was first accepted as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prior {
+    /// The same delivery id (`true`), or the same signed body under another id.
+    pub same_id: bool,
+    /// The delivery id it first came with, if it had one (and was recorded: deliveries
+    /// accepted before this was kept have none).
+    pub delivery: Option<String>,
+    /// The first job it queued.
+    pub job: Option<JobId>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

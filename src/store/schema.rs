@@ -38,6 +38,10 @@ const MIGRATIONS: &[&str] = &["
     CREATE INDEX jobs_by_before ON jobs (hook, before_sha);
 ", "
     ALTER TABLE jobs ADD COLUMN force INTEGER NOT NULL DEFAULT 0;  -- 1: manual deploy whose sha was not checked against its ref
+", "
+    -- What a replay key was first accepted as, to tell a duplicate which.
+    ALTER TABLE deliveries ADD COLUMN delivery TEXT;  -- the delivery id it came with
+    ALTER TABLE deliveries ADD COLUMN job INTEGER;    -- the first job it queued
 "];
 
 /// Sets durability pragmas and applies any migrations not yet applied.

@@ -29,10 +29,23 @@ fn redelivery_and_replay_under_a_new_id_are_duplicates_across_restarts() {
     assert_eq!(json["delivery"], "d-1");
     assert_eq!(
         json["reason"],
-        "this delivery was already accepted; it will not deploy again"
+        "this delivery was already accepted (job 1); it will not deploy again"
     );
-    // The id header is not signed: the same signed body under a new id is a replay too.
-    assert_eq!(github_push(&app, "d-2").json()["status"], "duplicate");
+    // The id header is not signed: the same signed body under a new id is a replay too,
+    // and the answer says which delivery and job it was, and how to deploy it on purpose.
+    let replay = github_push(&app, "d-2").json();
+    assert_eq!(replay["status"], "duplicate");
+    assert_eq!(
+        replay["accepted_as"],
+        serde_json::json!({"delivery": "d-1", "job": 1})
+    );
+    let reason = replay["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(
+            "the same push was already accepted as delivery \"d-1\" (job 1) under another delivery id; it will not deploy again; to deploy it again on purpose, run `deployhook deploy gh --ref refs/heads/main --sha "
+        ),
+        "{reason}"
+    );
 
     let dir = app.stop();
     let app = TestApp::spawn_in(dir);
