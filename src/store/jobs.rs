@@ -245,7 +245,12 @@ fn insert(
     ])?;
     let id = JobId(conn.last_insert_rowid());
     if job.spec.queue == QueueMode::Supersede {
-        match later_push(conn, hook, rule, job, id)? {
+        // An operator's deploy is never "older" than anything: it runs.
+        let later = match job.origin {
+            Origin::Push => later_push(conn, hook, rule, job, id)?,
+            Origin::Manual { .. } => None,
+        };
+        match later {
             Some(later) => {
                 conn.prepare_cached(
                     "UPDATE jobs SET state = 'superseded', finished_at = ?3,
@@ -262,7 +267,10 @@ fn insert(
 
 /// A job already here for a push that was made on top of this one's commit: deliveries
 /// sent at once can arrive out of order, and the older push must not win. (A push that
-/// only reverts the other, `after` and `before` swapped, is not "on top".)
+/// only reverts the other, `after` and `before` swapped, is not "on top".) A push made on
+/// top of the ref's current head (the last pushed commit) is not older whatever came
+/// before: after A→B and B→C, a force-push C→A is a rollback and must run, though A→B was
+/// built on A too.
 fn later_push(
     conn: &Connection,
     hook: &str,
@@ -271,24 +279,37 @@ fn later_push(
     id: JobId,
 ) -> rusqlite::Result<Option<i64>> {
     let e = &job.spec.event;
-    conn.prepare_cached(
-        "SELECT id FROM jobs
+    let later: Option<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM jobs
          WHERE hook = ?1 AND before_sha = ?2 AND rule = ?3 AND git_ref = ?4
            AND after_sha <> ?5 AND id < ?6
          LIMIT 1",
-    )?
-    .query_row(
-        params![
-            hook,
-            e.after.as_str(),
-            rule,
-            e.git_ref.as_str(),
-            e.before.as_str(),
-            id.0
-        ],
-        |r| r.get(0),
-    )
-    .optional()
+        )?
+        .query_row(
+            params![
+                hook,
+                e.after.as_str(),
+                rule,
+                e.git_ref.as_str(),
+                e.before.as_str(),
+                id.0
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(later) = later else {
+        return Ok(None);
+    };
+    let head: Option<String> = conn
+        .prepare_cached(
+            "SELECT after_sha FROM jobs
+             WHERE hook = ?1 AND git_ref = ?2 AND manual = 0 AND id < ?3
+             ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row(params![hook, e.git_ref.as_str(), id.0], |r| r.get(0))
+        .optional()?;
+    Ok((head.as_deref() != Some(e.before.as_str())).then_some(later))
 }
 
 /// A newer push replaces the pending ones of the same hook and rule.
@@ -607,6 +628,26 @@ mod tests {
         let revert = ids(&s.accept("h", vec![], vec![push('c', 'b')]).await.unwrap())[0];
         assert_eq!(s.get(revert).await.unwrap().unwrap().state, "queued");
         assert_eq!(s.get(c).await.unwrap().unwrap().state, "superseded");
+    }
+
+    /// The rollback bug: after a→b and b→c, a force-push back to a (c→a) was marked
+    /// "superseded by a later push that arrived first" (a→b was built on a) and never ran,
+    /// and so was a manual deploy of a. A push on top of the current head, and every
+    /// manual deploy, runs.
+    #[tokio::test]
+    async fn a_rollback_by_force_push_or_by_hand_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        ids(&s.accept("h", vec![], vec![push('a', 'b')]).await.unwrap());
+        ids(&s.accept("h", vec![], vec![push('b', 'c')]).await.unwrap());
+        let back = ids(&s.accept("h", vec![], vec![push('c', 'a')]).await.unwrap())[0];
+        let job = s.get(back).await.unwrap().unwrap();
+        assert_eq!(job.state, "queued", "{:?}", job.detail);
+        let mut by_hand = push('0', 'a');
+        by_hand.origin = Origin::Manual { force: false };
+        let manual = ids(&s.accept("h", vec![], vec![by_hand]).await.unwrap())[0];
+        let job = s.get(manual).await.unwrap().unwrap();
+        assert_eq!(job.state, "queued", "{:?}", job.detail);
     }
 
     #[tokio::test]

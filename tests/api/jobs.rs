@@ -551,3 +551,48 @@ true
         format!("deployhook: job {third} ended failed: command 1 failed: exit code 3")
     );
 }
+
+/// A rollback by force-push (after v1→v2 and v2→v3, a push v3→v1) and by hand
+/// (`deploy --sha v1`) both deploy v1: neither is "a later push that arrived first".
+#[test]
+fn a_rollback_deploys_whether_force_pushed_or_by_hand() {
+    let repo = Repo::new();
+    let [v1, v2, v3] = [1, 2, 3].map(|n| repo.commit(&[("version.txt", &n.to_string())], &[]));
+    let out = tempfile::tempdir().unwrap();
+    let app = spawn_site(
+        out.path(),
+        &repo,
+        "[[hook.rule]]\nbranches = [\"main\"]\nenv = { OUT = \"$OUTDIR\" }\ncommands = [\"cp version.txt \\\"$OUT/deployed\\\"\"]\n",
+    );
+    for (before, after) in [(&v1, &v2), (&v2, &v3)] {
+        let id = job_id(&push_generic(
+            &app,
+            "site",
+            "refs/heads/main",
+            before,
+            after,
+        ));
+        assert_eq!(wait_job(&app, id)["state"], "succeeded");
+    }
+    // The branch is force-pushed back to v1.
+    git(&repo.path, &["reset", "-q", "--hard", &v1]);
+    let id = job_id(&push_generic(&app, "site", "refs/heads/main", &v3, &v1));
+    let job = wait_job(&app, id);
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(read(&out.path().join("deployed")), "1");
+
+    git(&repo.path, &["reset", "-q", "--hard", &v3]);
+    let id = job_id(&push_generic(&app, "site", "refs/heads/main", &v1, &v3));
+    assert_eq!(wait_job(&app, id)["state"], "succeeded");
+    let res = post(
+        app.addr,
+        "/api/hooks/site/deploy",
+        &[("Content-Type", "application/json")],
+        serde_json::json!({ "ref": "main", "sha": v1 })
+            .to_string()
+            .as_bytes(),
+    );
+    let job = wait_job(&app, job_id(&res));
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(read(&out.path().join("deployed")), "1");
+}
