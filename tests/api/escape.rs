@@ -12,6 +12,38 @@ fn log_of(app: &TestApp, id: i64) -> String {
     get(app.addr, &format!("/api/jobs/{id}/log")).body
 }
 
+/// The unprivileged user a daemon runs as in these tests: (uid, gid), as numbers.
+fn daemon_ids() -> (String, String) {
+    let user = crate::runner::test_user();
+    (
+        crate::runner::id_of(user, "-u"),
+        crate::runner::id_of(user, "-g"),
+    )
+}
+
+/// Gives `paths`, and everything in them, to `ids`.
+fn give(paths: &[&std::path::Path], (uid, gid): &(String, String)) {
+    for path in paths {
+        let chown = std::process::Command::new("chown")
+            .args(["-R", &format!("{uid}:{gid}")])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(chown.success(), "chown {}", path.display());
+    }
+}
+
+/// `program` run by `setpriv` as `ids` with no supplementary groups, after `extra`
+/// setpriv options.
+fn as_ids((uid, gid): &(String, String), extra: &[&str], program: &str) -> std::process::Command {
+    let mut c = std::process::Command::new("setpriv");
+    c.args([format!("--reuid={uid}"), format!("--regid={gid}")])
+        .arg("--clear-groups")
+        .args(extra)
+        .arg(program);
+    c
+}
+
 /// The commands printed every line of `said` and none of `never` (on stdout).
 fn assert_output(log: &str, said: &[&str], never: &[&str]) {
     for line in said {
@@ -159,11 +191,8 @@ fn a_commit_that_is_not_on_the_pushed_ref_does_not_deploy() {
 fn the_daemon_keeps_its_state_and_memory_from_its_own_user() {
     use std::os::unix::fs::PermissionsExt as _;
     use std::process::Command;
-    let user = crate::runner::test_user();
-    let (uid, gid) = (
-        crate::runner::id_of(user, "-u"),
-        crate::runner::id_of(user, "-g"),
-    );
+    let ids = daemon_ids();
+    let (uid, gid) = ids.clone();
     let repo = Repo::new();
     let v1 = repo.commit(&[("version.txt", "1")], &[]);
     let dir = TestDir::new(&crate::jobs::config(
@@ -174,24 +203,8 @@ fn the_daemon_keeps_its_state_and_memory_from_its_own_user() {
             "[[hook.rule]]\nbranches = [\"main\"]\ncommands = [[\"cat\", \"version.txt\"]]\n",
         ),
     ));
-    for path in [dir.dir.path(), repo.path.parent().unwrap()] {
-        let out = Command::new("chown")
-            .args(["-R", &format!("{uid}:{gid}")])
-            .arg(path)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-    }
-    let as_user = |program: &str| {
-        let mut c = Command::new("setpriv");
-        c.args([
-            &format!("--reuid={uid}"),
-            &format!("--regid={gid}"),
-            "--clear-groups",
-            program,
-        ]);
-        c
-    };
+    give(&[dir.dir.path(), repo.path.parent().unwrap()], &ids);
+    let as_user = |program: &str| as_ids(&ids, &[], program);
     let mut serve = Command::new("sh");
     serve
         .args([
@@ -645,26 +658,9 @@ fn check_says_plainly_when_commands_can_read_the_daemons_secrets() {
         "{stderr}"
     );
 
-    let user = crate::runner::test_user();
-    let (uid, gid) = (
-        crate::runner::id_of(user, "-u"),
-        crate::runner::id_of(user, "-g"),
-    );
-    let owner = format!("{uid}:{gid}");
-    let chown = Command::new("chown")
-        .args(["-R", &owner])
-        .arg(dir.dir.path())
-        .status()
-        .unwrap();
-    assert!(chown.success());
-    let mut as_user = Command::new("setpriv");
-    as_user.args([
-        &format!("--reuid={uid}"),
-        &format!("--regid={gid}"),
-        "--clear-groups",
-        env!("CARGO_BIN_EXE_deployhook"),
-    ]);
-    let stderr = check(as_user);
+    let ids = daemon_ids();
+    give(&[dir.dir.path()], &ids);
+    let stderr = check(as_ids(&ids, &[], env!("CARGO_BIN_EXE_deployhook")));
     assert!(
         stderr.contains("not root and without CAP_SETUID and CAP_SETGID, so it cannot switch users: every command runs as uid"),
         "{stderr}"
@@ -680,13 +676,8 @@ fn check_says_plainly_when_commands_can_read_the_daemons_secrets() {
 #[test]
 fn a_daemon_with_capabilities_only_runs_commands_as_their_own_user_without_them() {
     use std::os::unix::fs::PermissionsExt as _;
-    use std::process::Command;
     let run_user = deployhook_run();
-    let daemon_user = crate::runner::test_user();
-    let (uid, gid) = (
-        crate::runner::id_of(daemon_user, "-u"),
-        crate::runner::id_of(daemon_user, "-g"),
-    );
+    let ids = daemon_ids();
     let repo = Repo::new();
     let v1 = repo.commit(&[("version.txt", "1")], &[]);
     let v2 = repo.commit(&[("version.txt", "2")], &[]);
@@ -711,28 +702,16 @@ if [ "$(cat version.txt)" = 2 ]; then sleep 60; fi
 "#,
         )
     ));
-    for path in [dir.dir.path(), repo.path.parent().unwrap()] {
-        let chown = Command::new("chown")
-            .args(["-R", &format!("{uid}:{gid}")])
-            .arg(path)
-            .status()
-            .unwrap();
-        assert!(chown.success());
-    }
+    give(&[dir.dir.path(), repo.path.parent().unwrap()], &ids);
     std::fs::set_permissions(dir.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
     let caps = "+setuid,+setgid,+kill,+chown,+fowner,+dac_override";
-    let mut serve = Command::new("setpriv");
+    let (inh, amb) = (
+        format!("--inh-caps={caps}"),
+        format!("--ambient-caps={caps}"),
+    );
+    let mut serve = as_ids(&ids, &[&inh, &amb], env!("CARGO_BIN_EXE_deployhook"));
     serve
-        .args([
-            &format!("--reuid={uid}"),
-            &format!("--regid={gid}"),
-            "--clear-groups",
-            &format!("--inh-caps={caps}"),
-            &format!("--ambient-caps={caps}"),
-            env!("CARGO_BIN_EXE_deployhook"),
-            "serve",
-            "--config",
-        ])
+        .args(["serve", "--config"])
         .arg(dir.config_path())
         .env("HOME", dir.dir.path());
     let (_daemon, addr) = start_command(serve);
