@@ -104,8 +104,8 @@ pub(super) fn check_no_links(top: &Path, relative: &Path) -> Result<(), GitError
 }
 
 /// Makes `work_dir` an empty directory (creating its parents), whatever a command left
-/// in it or put in its place. Done first, so that a checkout that fails on the way
-/// leaves nothing of the last job either.
+/// in it or put in its place: when there is no last checkout to update in place, and
+/// after a checkout failed, so that nothing half-written or of the last job stays.
 pub(super) fn empty(work_dir: &Path) -> Result<(), GitError> {
     if let Some(parent) = work_dir.parent() {
         fs::create_dir_all(parent).map_err(local("create", parent))?;

@@ -1,9 +1,9 @@
 //! Who deploy commands run as. Not the daemon's own user, by default: a command of the
 //! daemon's user could read its config and secrets, its database and every other hook's
-//! work tree and logs, and signal it. When the daemon can switch users (it runs as
-//! root, or has CAP_SETUID and CAP_SETGID), a rule without `run_as` runs as `[server] command_user` (`deployhook-run`,
-//! which the packages create); where it cannot, `serve` and `check` say plainly what
-//! that means.
+//! work tree and logs, and signal it. When the daemon can switch users (it runs as root,
+//! or has CAP_SETUID and CAP_SETGID, as the packaged unit gives it), a rule without
+//! `run_as` runs as `[server] command_user` (`deployhook-run`, which the packages
+//! create); where it cannot, `serve` and `check` say plainly what that means.
 
 use nix::unistd::{Uid, User};
 
