@@ -13,7 +13,7 @@
 //! - [`access`]: who may deliver (`allow_from`, trusted proxies' `X-Forwarded-For`).
 //! - [`intake`]: ties verify → forge → routing together into one decision per delivery.
 //! - [`store`]: the embedded SQLite state (seen deliveries, jobs, their logs' names).
-//! - [`server`]: the actix-web HTTP front; the only module that knows actix.
+//! - [`server`]: the actix-web HTTP front; the only module of the library that knows actix.
 //! - [`git`]: fetches with git2 into a cache and checks out the exact pushed commit.
 //! - [`runner`]: runs a job's commands as sandboxed child processes; the only spawner.
 //! - [`worker`]: claims queued jobs and drives git and runner for each.
