@@ -209,12 +209,14 @@ async fn run_commands(
     if let Err(message) = prepare(spec) {
         return Outcome::Error(message);
     }
+    // Once per job: the sandbox's readable paths are read off the file system.
+    let confinement = confinement(spec);
     for (index, command) in spec.commands.iter().enumerate() {
         if *cancel.borrow_and_update() {
             log.note(&format!("cancelled before command {index} started"));
             return Outcome::Cancelled { command: index };
         }
-        match run_command(spec, index, command, cancel, log).await {
+        match run_command(spec, &confinement, index, command, cancel, log).await {
             Outcome::Succeeded => {}
             other => return other,
         }
@@ -404,6 +406,7 @@ impl Drop for Supervisor {
 
 async fn run_command(
     spec: &RunSpec,
+    confinement: &launcher::Confinement,
     index: usize,
     command: &Command,
     cancel: &mut watch::Receiver<bool>,
@@ -411,10 +414,11 @@ async fn run_command(
 ) -> Outcome {
     log.note(&format!("$ {}", display(command)));
     let started = Instant::now();
-    let (mut child, mut supervisor, mut report_pipe) = match spawn_supervisor(spec, command) {
-        Ok(spawned) => spawned,
-        Err(message) => return Outcome::Error(message),
-    };
+    let (mut child, mut supervisor, mut report_pipe) =
+        match spawn_supervisor(spec, confinement, command) {
+            Ok(spawned) => spawned,
+            Err(message) => return Outcome::Error(message),
+        };
     let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Outcome::Error("the supervisor's output is not piped".into());
     };
@@ -472,11 +476,12 @@ async fn run_command(
 /// with the read end of its report pipe.
 fn spawn_supervisor(
     spec: &RunSpec,
+    confinement: &launcher::Confinement,
     command: &Command,
 ) -> Result<(Child, Supervisor, std::io::PipeReader), String> {
     let launch = launcher::Args {
         grace: spec.kill_grace,
-        confinement: confinement(spec),
+        confinement: confinement.clone(),
         argv: argv(command),
     };
     if launch.argv.is_empty() {
