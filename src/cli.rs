@@ -78,12 +78,24 @@ pub enum Command {
         #[arg(long)]
         state: Option<String>,
     },
+    /// What became of the latest verified deliveries, and why: "why did my push not
+    /// deploy?".
+    Deliveries {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Only this hook's deliveries.
+        hook: Option<String>,
+        /// How many, newest first.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
     /// Print a job's log.
     Logs {
         #[command(flatten)]
         api: ApiArgs,
         job: u64,
-        /// Keep printing as the job runs, until it ends.
+        /// Keep printing as the job runs, until it ends in any state; then print how it
+        /// ended, and exit 0 only if it succeeded.
         #[arg(long, short)]
         follow: bool,
     },

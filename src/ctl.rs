@@ -1,5 +1,5 @@
-//! The CLI commands that talk to a running daemon through its API (`jobs`, `logs`,
-//! `deploy`, `cancel`), over a minimal HTTP/1.1 client: the daemon is local, plain HTTP,
+//! The CLI commands that talk to a running daemon through its API (`jobs`, `deliveries`,
+//! `logs`, `deploy`, `cancel`), over a minimal HTTP/1.1 client: the daemon is local, plain HTTP,
 //! and a full client library would double the dependency tree for four requests.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -216,6 +216,65 @@ pub fn jobs(
     Ok(())
 }
 
+/// `deployhook deliveries [HOOK]`: the newest delivery records, newest first.
+pub fn deliveries(
+    t: &Target,
+    hook: Option<&str>,
+    limit: usize,
+    out: &mut dyn Write,
+) -> Result<(), CtlError> {
+    let mut path = format!("/api/deliveries?limit={limit}");
+    if let Some(h) = hook {
+        path.push_str("&hook=");
+        path.push_str(&encode(h));
+    }
+    let v = t.json("GET", &path, None)?;
+    let _ = writeln!(
+        out,
+        "{:<20} {:<16} {:<24} {:<8} {:<24} {:<12} {:<11} {:<8} REASON",
+        "RECEIVED (UTC)", "HOOK", "DELIVERY", "EVENT", "REF", "SHA", "OUTCOME", "JOBS"
+    );
+    for d in v["deliveries"].as_array().into_iter().flatten() {
+        let jobs: Vec<String> = d["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_i64)
+            .map(|j| j.to_string())
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:<20} {:<16} {:<24} {:<8} {:<24} {:<12} {:<11} {:<8} {}",
+            utc(d["received_at"].as_f64().unwrap_or(0.0)),
+            d["hook"].as_str().unwrap_or(""),
+            d["delivery"].as_str().unwrap_or("-"),
+            d["event"].as_str().unwrap_or("-"),
+            d["ref"].as_str().unwrap_or("-"),
+            d["sha"].as_str().map_or("-", |s| s.get(..12).unwrap_or(s)),
+            d["outcome"].as_str().unwrap_or(""),
+            if jobs.is_empty() {
+                "-".to_owned()
+            } else {
+                jobs.join(",")
+            },
+            d["reason"].as_str().unwrap_or(""),
+        );
+    }
+    Ok(())
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of unix seconds, as job logs print times.
+fn utc(secs: f64) -> String {
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a time from the daemon's own clock, after 1970 and before 2^64 seconds"
+    )]
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(secs.max(0.0) as u64);
+    let stamp = crate::joblog::timestamp(t);
+    stamp.get(..19).unwrap_or(&stamp).replace('T', " ")
+}
+
 /// `deployhook logs JOB [--follow]`: copies the job's log to `out` (as it grows, with
 /// follow). With follow it returns once the job has ended, in whatever state, and is `Ok`
 /// only if it `succeeded`: the error names the state and why (superseded, cancelled, ...).
@@ -227,6 +286,11 @@ pub fn logs(t: &Target, job: u64, follow: bool, out: &mut dyn Write) -> Result<(
     let ended = t.json("GET", &format!("/api/jobs/{job}"), None)?;
     let state = ended["state"].as_str().unwrap_or("?");
     if state == "succeeded" {
+        let _ = writeln!(
+            out,
+            "job {job} succeeded: {}",
+            ended["detail"].as_str().unwrap_or("")
+        );
         return Ok(());
     }
     Err(CtlError::JobEnded {

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Hook, QueueMode};
-use crate::event::{DeliveryId, PushEvent};
+use crate::event::{DeliveryId, PushEvent, RefName, Sha};
 use crate::forge::{self, DeliveryKind, ParseError};
 use crate::routing::{Route, route};
 use crate::verify::{self, Headers, Rejection, to_hex};
@@ -19,6 +19,10 @@ pub enum Decision {
     /// Nothing to run, and why (a non-push event, a deleted branch, no matching rule).
     Ignore {
         delivery: Option<DeliveryId>,
+        /// The forge's name for the event (`push` when no push matched a rule).
+        event: String,
+        /// The first push's ref and new commit, if it was a push.
+        pushed: Option<(RefName, Sha)>,
         reason: String,
     },
     /// Jobs to queue. `replay_keys` identify the delivery: if the store has seen any of
@@ -68,10 +72,13 @@ pub fn decide(
             return Ok(Decision::Ignore {
                 delivery: delivery.id,
                 reason: format!("{name:?} is not a push event; only pushes deploy"),
+                event: name,
+                pushed: None,
             });
         }
         DeliveryKind::Push(events) => events,
     };
+    let pushed = events.first().map(|e| (e.git_ref.clone(), e.after.clone()));
     let mut jobs = Vec::new();
     let mut skipped = Vec::new();
     for event in events {
@@ -92,6 +99,8 @@ pub fn decide(
         };
         return Ok(Decision::Ignore {
             delivery: delivery.id,
+            event: "push".to_owned(),
+            pushed,
             reason,
         });
     }

@@ -12,11 +12,14 @@
 //! - [`routing`]: picks the first rule of a hook that matches a push event.
 //! - [`access`]: who may deliver (`allow_from`, trusted proxies' `X-Forwarded-For`).
 //! - [`intake`]: ties verify → forge → routing together into one decision per delivery.
-//! - [`store`]: the embedded SQLite state (seen deliveries, jobs, their logs' names).
+//! - [`store`]: the durable state behind one seam (jobs, leases, job events, delivery
+//!   records, replay keys); SQLite embedded.
+//! - [`joblog`]: a job's log file: written by the runner and worker, read by the API.
 //! - [`server`]: the actix-web HTTP front; the only module of the library that knows actix.
 //! - [`git`]: fetches with git2 into a cache and checks out the exact pushed commit.
 //! - [`runner`]: runs a job's commands as sandboxed child processes; the only spawner.
-//! - [`worker`]: claims queued jobs and drives git and runner for each.
+//! - [`worker`]: claims queued jobs under a lease and drives git and runner for each.
+//! - [`tls`]: loads the HTTPS certificate and swaps it on reload (rustls).
 //! - [`wipe`]: empties a directory a command wrote, never following a link.
 //! - [`metrics`]: Prometheus counters and histograms for `/metrics`.
 //! - [`sd_notify`]: tells systemd when the daemon is ready, reloading or stopping.
@@ -35,6 +38,7 @@ pub mod event;
 pub mod forge;
 pub mod git;
 pub mod intake;
+pub mod joblog;
 pub mod metrics;
 pub mod reload;
 pub mod routing;
@@ -44,6 +48,7 @@ pub mod secret;
 pub mod server;
 pub mod sign;
 pub mod store;
+pub mod tls;
 pub mod verify;
 pub mod wipe;
 pub mod worker;

@@ -10,14 +10,15 @@ use deployhook::cli::{ApiArgs, Cli, Command, LogFormat};
 use deployhook::config::LiveConfig;
 use deployhook::config::{self, Loaded};
 use deployhook::ctl;
+use deployhook::joblog::JobLogs;
 use deployhook::metrics::Metrics;
 use deployhook::reload::Reloader;
 use deployhook::runner;
 use deployhook::sd_notify;
-use deployhook::server::tls::{self, ReloadableCert};
 use deployhook::server::{AppState, Application};
 use deployhook::store::Store;
-use deployhook::worker::Worker;
+use deployhook::tls::{self, ReloadableCert};
+use deployhook::worker::{self, Worker};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -33,6 +34,9 @@ fn main() -> ExitCode {
         Command::SandboxExec { args } => deployhook::runner::launcher::main(args),
         Command::Jobs { api, hook, state } => ctl(&api, |t, out| {
             ctl::jobs(t, hook.as_deref(), state.as_deref(), out)
+        }),
+        Command::Deliveries { api, hook, limit } => ctl(&api, |t, out| {
+            ctl::deliveries(t, hook.as_deref(), limit, out)
         }),
         Command::Logs { api, job, follow } => ctl(&api, |t, out| ctl::logs(t, job, follow, out)),
         Command::Deploy {
@@ -198,25 +202,35 @@ fn start(config: config::Config) -> Result<(), String> {
     };
     let listen = config.server.listen;
     let config = LiveConfig::new(config);
-    let store = Store::open(&config.get().server.state_dir).map_err(|e| e.to_string())?;
+    let state_dir = config.get().server.state_dir.clone();
+    let store = Store::open(&state_dir).map_err(|e| e.to_string())?;
+    let logs = JobLogs::open(&state_dir).map_err(|e| {
+        format!(
+            "cannot open the job logs' folder in {}: {e}",
+            state_dir.display()
+        )
+    })?;
     let exe = std::env::current_exe().map_err(|e| {
         format!("cannot find the deployhook binary to supervise commands with: {e}")
     })?;
     let launcher = runner::launcher::locate(&exe);
     tracing::info!(launcher = %launcher.display(), "deploy commands start through this launcher");
     let metrics = Arc::new(Metrics::default());
+    let git = worker::git_cache(&config.get());
     let worker = Worker::new(
         Arc::clone(&config),
         store.clone(),
+        logs.clone(),
         Arc::clone(&metrics),
-        launcher,
+        worker::Parts::standard(Arc::clone(&git), launcher),
     );
     let reloader = Reloader::new(Arc::clone(&config), Arc::clone(&metrics), tls.clone());
     let state = AppState {
         config: Arc::clone(&config),
         store: store.clone(),
+        logs,
         worker: worker.handle(),
-        git: worker.git(),
+        git,
         metrics,
         reloader: Arc::clone(&reloader),
     };
@@ -228,7 +242,8 @@ fn start(config: config::Config) -> Result<(), String> {
         addr = %app.local_addr(),
         tls = tls.is_some(),
         hooks = config.get().hooks.len(),
-        state = %store.path().display(),
+        store = %store.describe(),
+        instance = %worker.instance(),
         "listening on {}",
         app.local_addr()
     );

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::config::{Invalid, LiveConfig};
 use crate::metrics::Metrics;
 use crate::sd_notify;
-use crate::server::tls::{self, ReloadableCert};
+use crate::tls::{self, ReloadableCert};
 
 /// How often a watched config file is looked at.
 const WATCH_EVERY: Duration = Duration::from_secs(1);

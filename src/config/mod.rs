@@ -24,8 +24,9 @@ pub use units::{parse_duration, parse_size};
 use crate::access::Cidr;
 use crate::event::Forge;
 pub use crate::git::{RemoteAuth, TreeLimits};
-pub use crate::runner::Limits;
+pub use crate::runner::{Command, Limits};
 use crate::secret::Secret;
+pub use crate::tls::Tls;
 use crate::verify::Auth;
 
 /// The validated configuration.
@@ -87,13 +88,6 @@ pub struct Server {
     pub command_user: String,
 }
 
-/// HTTPS: a PEM certificate chain and its private key.
-#[derive(Debug, Clone)]
-pub struct Tls {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-}
-
 #[derive(Debug)]
 pub struct Hook {
     /// Served at `POST /hooks/{id}`.
@@ -146,23 +140,8 @@ pub struct Rule {
     pub read_paths: Vec<PathBuf>,
 }
 
-/// What a newer push does to a pending one of the same hook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueueMode {
-    /// The newer push replaces the pending one, which is recorded as superseded.
-    Supersede,
-    /// Every push runs, in order.
-    Fifo,
-}
-
-impl QueueMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            QueueMode::Supersede => "supersede",
-            QueueMode::Fifo => "fifo",
-        }
-    }
-}
+/// What a newer push does to a pending one of the same hook (the store's notion).
+pub use crate::store::Queue as QueueMode;
 
 /// Compiled globs, with the patterns kept for display. `*` does not cross `/`; `**` does.
 #[derive(Debug, Clone)]
@@ -175,15 +154,6 @@ impl Globs {
     pub fn is_match(&self, s: &str) -> bool {
         self.set.is_match(s)
     }
-}
-
-/// One deploy command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    /// Executed directly, no shell.
-    Argv(Vec<String>),
-    /// Run with `/bin/sh -c`. Written by the operator; payload data never goes in it.
-    Shell(String),
 }
 
 /// A config that was read, with the warnings found on the way.

@@ -237,7 +237,7 @@ impl Validator<'_> {
             cert_file: self.resolve(cert.get_ref()),
             key_file: self.resolve(key.get_ref()),
         };
-        if let Err(e) = crate::server::tls::load(&tls) {
+        if let Err(e) = crate::tls::load(&tls) {
             self.error(cert.span(), format!("[server.tls]: {e}"));
             return None;
         }

@@ -17,16 +17,6 @@
 
 pub mod identity;
 pub mod launcher;
-mod log;
-
-/// One of deployhook's own log lines, in the same format as the runner's
-/// (`<timestamp> job| <text>`), for the worker's notes around the commands.
-pub fn job_log_line(text: &str) -> String {
-    format!(
-        "{} job| {text}\n",
-        log::timestamp(std::time::SystemTime::now())
-    )
-}
 mod procs;
 mod sandbox;
 
@@ -43,8 +33,16 @@ use tokio::io::AsyncReadExt;
 use tokio::process::{Child, ChildStderr, ChildStdout};
 use tokio::sync::watch;
 
-use crate::config::Command;
-use log::{JobLog, Lines, Stream};
+use crate::joblog::{JobLog, Lines, LogFile, Stream};
+
+/// One deploy command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Executed directly, no shell.
+    Argv(Vec<String>),
+    /// Run with `/bin/sh -c`. Written by the operator; payload data never goes in it.
+    Shell(String),
+}
 
 /// Resource limits for each command, set with `setrlimit` just before it starts and
 /// inherited by everything it starts. `None` leaves the daemon's own limit.
@@ -100,12 +98,9 @@ pub struct RunSpec {
     /// A private temp dir for this job: created before the first command (owned by
     /// `run_as`, mode 0700), given as `TMPDIR`, removed after the last.
     pub tmp_dir: PathBuf,
-    /// The job's log, created or appended to.
-    pub log_path: PathBuf,
-    /// Most bytes of command output the log may hold (what was in the file before
-    /// counts too); past it output is dropped and counted, and one marker line says how
-    /// much.
-    pub log_cap: u64,
+    /// The job's log, created or appended to, with its cap: past it output is dropped
+    /// and counted, and one marker line says how much.
+    pub log: LogFile,
 }
 
 /// How a job ended. `command` is the index in [`RunSpec::commands`], from 0.
@@ -171,12 +166,12 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 /// SIGKILL after `kill_grace`) and the job ends as [`Outcome::Cancelled`]. If the
 /// returned future is dropped, the running command is stopped the same way.
 pub async fn run(spec: RunSpec, mut cancel: watch::Receiver<bool>) -> Outcome {
-    let mut log = match JobLog::open(&spec.log_path, spec.log_cap) {
+    let mut log = match spec.log.open() {
         Ok(log) => log,
         Err(e) => {
             return Outcome::Error(format!(
                 "cannot open the job log {}: {e}",
-                spec.log_path.display()
+                spec.log.display()
             ));
         }
     };
@@ -196,7 +191,7 @@ pub async fn run(spec: RunSpec, mut cancel: watch::Receiver<bool>) -> Outcome {
         ));
     }
     if let Err(e) = log.finish() {
-        tracing::warn!(log = %spec.log_path.display(), "cannot write the job log: {e}");
+        tracing::warn!(log = %spec.log.display(), "cannot write the job log: {e}");
     }
     outcome
 }
@@ -770,8 +765,7 @@ mod tests {
             read_paths: Vec::new(),
             private_paths: Vec::new(),
             tmp_dir: PathBuf::from("/t"),
-            log_path: PathBuf::new(),
-            log_cap: 0,
+            log: LogFile::nowhere(),
         };
         let c = confinement(&spec(Some(Duration::from_millis(1500))));
         assert_eq!(c.cpu_secs, Some(2));

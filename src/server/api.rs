@@ -1,7 +1,9 @@
-//! The jobs API under `/api`: list, show, log (with follow), cancel, manual deploy. Every
-//! request needs the bearer token from `server.api_token_file`; with none configured, only
-//! loopback clients are answered.
+//! The jobs API under `/api`: list, show (with its events), log (with follow), cancel,
+//! manual deploy, the event stream (JSON pages or Server-Sent Events) and delivery
+//! records. Every request needs the bearer token from `server.api_token_file`; with none
+//! configured, only loopback clients are answered.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use actix_web::http::header;
@@ -11,23 +13,36 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use super::views::{DeliveryView, EventView, JobView};
 use super::{ApiError, AppState};
 use crate::event::{ChangedPaths, DeliveryId, PushEvent, RefName, Sha};
-use crate::intake::JobSpec;
 use crate::routing;
-use crate::store::{Acceptance, CancelResult, JobFilter, JobId, JobState, NewJob, Origin};
+use crate::store::{
+    Acceptance, CancelResult, Cursor, Delivery, JobFilter, JobId, JobState, NewJob, Origin,
+};
 
 /// How often a followed log is checked for more output.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+/// How much of a log one read (one chunk of the answer) takes.
+const LOG_CHUNK: u64 = 1 << 20;
+
+/// How often an event stream reads the store without being told of a commit (commits by
+/// other processes are seen this way).
+const EVENTS_POLL: Duration = Duration::from_secs(1);
+
+/// The default interval of an idle event stream's comment pings (`?ping=` seconds).
+const EVENTS_PING: Duration = Duration::from_secs(15);
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/jobs", web::get().to(list))
         .route("/api/jobs/{id}", web::get().to(show))
         .route("/api/jobs/{id}/log", web::get().to(log))
         .route("/api/jobs/{id}/cancel", web::post().to(cancel))
-        .route("/api/hooks/{id}/deploy", web::post().to(deploy));
+        .route("/api/hooks/{id}/deploy", web::post().to(deploy))
+        .route("/api/events", web::get().to(events))
+        .route("/api/deliveries", web::get().to(deliveries));
 }
 
 pub(super) fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
@@ -98,6 +113,7 @@ async fn list(
         })
         .await
         .map_err(unavailable)?;
+    let jobs: Vec<JobView<'_>> = jobs.iter().map(JobView::new).collect();
     Ok(HttpResponse::Ok().json(json!({ "jobs": jobs })))
 }
 
@@ -108,10 +124,11 @@ async fn show(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
     let id = job_id(&id)?;
-    match state.store.get(id).await.map_err(unavailable)? {
-        Some(job) => Ok(HttpResponse::Ok().json(job)),
-        None => Err(no_job(id)),
-    }
+    let Some(job) = state.store.get(id).await.map_err(unavailable)? else {
+        return Err(no_job(id));
+    };
+    let events = state.store.job_events(id).await.map_err(unavailable)?;
+    Ok(HttpResponse::Ok().json(JobView::new(&job).with_events(&events)))
 }
 
 #[derive(Deserialize)]
@@ -131,19 +148,28 @@ async fn log(
     if state.store.get(id).await.map_err(unavailable)?.is_none() {
         return Err(no_job(id));
     }
-    let path = state.store.log_path(id);
     let mut text = HttpResponse::Ok();
     text.content_type("text/plain; charset=utf-8");
+    let logs = state.logs.clone();
     if !q.follow.unwrap_or(false) {
-        let bytes = tokio::fs::read(&path).await.unwrap_or_default();
-        return Ok(text.body(bytes));
+        let mut all = Vec::new();
+        loop {
+            let chunk = logs
+                .read(id, all.len() as u64, LOG_CHUNK)
+                .await
+                .map_err(unavailable)?;
+            if chunk.is_empty() {
+                return Ok(text.body(all));
+            }
+            all.extend(chunk);
+        }
     }
     let store = state.store.clone();
     let stream = futures_util::stream::unfold((0u64, false), move |(offset, last_round)| {
-        let (store, path) = (store.clone(), path.clone());
+        let (store, logs) = (store.clone(), logs.clone());
         async move {
             loop {
-                let chunk = read_from(&path, offset).await;
+                let chunk = logs.read(id, offset, LOG_CHUNK).await.unwrap_or_default();
                 if !chunk.is_empty() {
                     let next = offset + chunk.len() as u64;
                     return Some((
@@ -160,9 +186,9 @@ async fn log(
                     .await
                     .ok()
                     .flatten()
-                    .is_none_or(|j| j.job_state().is_final());
+                    .is_none_or(|j| j.state.is_final());
                 if done {
-                    let chunk = read_from(&path, offset).await;
+                    let chunk = logs.read(id, offset, LOG_CHUNK).await.unwrap_or_default();
                     if chunk.is_empty() {
                         return None;
                     }
@@ -176,18 +202,6 @@ async fn log(
     Ok(text.streaming(stream))
 }
 
-async fn read_from(path: &std::path::Path, offset: u64) -> Vec<u8> {
-    let Ok(mut f) = tokio::fs::File::open(path).await else {
-        return Vec::new();
-    };
-    if f.seek(std::io::SeekFrom::Start(offset)).await.is_err() {
-        return Vec::new();
-    }
-    let mut buf = Vec::new();
-    let _ = f.take(1 << 20).read_to_end(&mut buf).await;
-    buf
-}
-
 async fn cancel(
     req: HttpRequest,
     id: web::Path<String>,
@@ -199,15 +213,15 @@ async fn cancel(
         CancelResult::Cancelled => {
             Ok(HttpResponse::Ok().json(json!({ "id": id.0, "state": "cancelled" })))
         }
-        CancelResult::Running => {
-            if state.worker.cancel(id) {
-                Ok(HttpResponse::Accepted().json(json!({ "id": id.0, "state": "cancelling" })))
-            } else {
-                Err(ApiError::Conflict(format!(
-                    "job {} is marked running but this daemon is not running it; it will be marked interrupted at the next start",
-                    id.0
-                )))
-            }
+        CancelResult::Requested => {
+            // Recorded: the process running it stops it at its next heartbeat; if that
+            // is this one, at once.
+            let here = state.worker.cancel(id);
+            Ok(HttpResponse::Accepted().json(json!({
+                "id": id.0,
+                "state": "cancelling",
+                "here": here,
+            })))
         }
         CancelResult::AlreadyFinished(s) => Err(ApiError::Conflict(format!(
             "job {} already ended: {s}",
@@ -277,22 +291,24 @@ async fn deploy(
         Sha::parse(&resolved).map_err(|e| ApiError::BadGateway(e.to_string()))?
     };
     let event = by_ref(sha);
-    let spec = JobSpec {
+    let (git_ref, sha) = (event.git_ref.to_string(), event.after.to_string());
+    let asked = Delivery {
+        hook: hook.id.clone(),
+        delivery: None,
+        forge: hook.forge,
+        event: Some("manual".to_owned()),
+        git_ref: Some(event.git_ref.clone()),
+        after: Some(event.after.clone()),
+    };
+    let job = NewJob {
         rule: rule.index,
         queue: rule.queue,
         event,
+        origin: Origin::Manual { force: body.force },
     };
-    let (git_ref, sha) = (spec.event.git_ref.to_string(), spec.event.after.to_string());
     let accepted = state
         .store
-        .accept(
-            &hook.id,
-            Vec::new(),
-            vec![NewJob {
-                spec,
-                origin: Origin::Manual { force: body.force },
-            }],
-        )
+        .accept(asked, Vec::new(), vec![job])
         .await
         .map_err(unavailable)?;
     let Acceptance::Queued(ids) = accepted else {
@@ -305,4 +321,126 @@ async fn deploy(
         "hook": hook.id,
         "jobs": [{ "id": ids[0].0, "rule": rule.index, "ref": git_ref, "sha": sha, "state": "queued" }],
     })))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    after: Option<i64>,
+    limit: Option<usize>,
+    /// Seconds between an idle stream's comment pings.
+    ping: Option<u64>,
+}
+
+/// Job events in commit order after a cursor: a JSON page, or with `Accept:
+/// text/event-stream` a live stream of Server-Sent Events whose `id:` is the cursor, so a
+/// reconnect with `Last-Event-ID` resumes where it left off, without a gap or a repeat.
+async fn events(
+    req: HttpRequest,
+    q: web::Query<EventsQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let resume = req
+        .headers()
+        .get("Last-Event-ID")
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .ok_or_else(|| {
+                    ApiError::BadRequest("Last-Event-ID must be a cursor (a number)".into())
+                })
+        })
+        .transpose()?;
+    let after = Cursor(resume.or(q.after).unwrap_or(0));
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let streaming = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    if !streaming {
+        let page = state
+            .store
+            .events(after, limit)
+            .await
+            .map_err(unavailable)?;
+        let next = page.last().map_or(after, |e| e.cursor);
+        let events: Vec<EventView<'_>> = page.iter().map(EventView::new).collect();
+        return Ok(HttpResponse::Ok().json(json!({ "events": events, "next": next.0 })));
+    }
+    let ping = q
+        .ping
+        .map_or(EVENTS_PING, |s| Duration::from_secs(s.clamp(1, 300)));
+    let store = state.store.clone();
+    let changed = store.changed();
+    let stream = futures_util::stream::unfold(
+        (after, changed, tokio::time::Instant::now()),
+        move |(mut cursor, mut changed, mut last_sent)| {
+            let store = store.clone();
+            async move {
+                loop {
+                    changed.borrow_and_update();
+                    let page = match store.events(cursor, 500).await {
+                        Ok(page) => page,
+                        // The client reconnects with Last-Event-ID and loses nothing.
+                        Err(e) => {
+                            tracing::warn!(error = %e, "event stream ended: cannot read events");
+                            return None;
+                        }
+                    };
+                    if let Some(last) = page.last() {
+                        cursor = last.cursor;
+                        let mut chunk = String::new();
+                        for e in &page {
+                            let data = serde_json::to_string(&EventView::new(e))
+                                .expect("an event serializes");
+                            let _ = write!(chunk, "id: {}\ndata: {data}\n\n", e.cursor.0);
+                        }
+                        let now = tokio::time::Instant::now();
+                        return Some((
+                            Ok::<_, std::io::Error>(Bytes::from(chunk)),
+                            (cursor, changed, now),
+                        ));
+                    }
+                    let ping_at = last_sent + ping;
+                    tokio::select! {
+                        _ = changed.changed() => {}
+                        () = tokio::time::sleep(EVENTS_POLL) => {}
+                        () = tokio::time::sleep_until(ping_at) => {
+                            last_sent = tokio::time::Instant::now();
+                            return Some((Ok(Bytes::from_static(b": ping\n\n")), (cursor, changed, last_sent)));
+                        }
+                    }
+                }
+            }
+        },
+    );
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .streaming(stream))
+}
+
+#[derive(Deserialize)]
+struct DeliveriesQuery {
+    hook: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The newest delivery records: what became of each verified delivery, and why.
+async fn deliveries(
+    req: HttpRequest,
+    q: web::Query<DeliveriesQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state)?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let records = state
+        .store
+        .deliveries(q.hook.clone(), limit)
+        .await
+        .map_err(unavailable)?;
+    let deliveries: Vec<DeliveryView<'_>> = records.iter().map(DeliveryView::new).collect();
+    Ok(HttpResponse::Ok().json(json!({ "deliveries": deliveries })))
 }

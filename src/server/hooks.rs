@@ -1,5 +1,6 @@
 //! `POST /hooks/{id}`: reads the body within `max_body`, hands it to `intake`, records
-//! accepted work in the store before answering, and logs one line per delivery.
+//! accepted work and every verified delivery's outcome in the store before answering,
+//! and logs one line per delivery.
 
 use std::time::SystemTime;
 
@@ -11,10 +12,10 @@ use serde_json::json;
 use super::{ApiError, AppState};
 use crate::access;
 use crate::config::Hook;
-use crate::event::DeliveryId;
+use crate::event::{DeliveryId, RefName, Sha};
 use crate::forge;
-use crate::intake::{self, Decision, IntakeError};
-use crate::store::{Acceptance, NewJob, Origin, Prior};
+use crate::intake::{self, Decision, IntakeError, JobSpec};
+use crate::store::{Acceptance, Delivery, NewJob, NotQueued, Origin, Prior};
 use crate::verify::Headers;
 
 /// How long a request body may take to arrive in full.
@@ -55,8 +56,8 @@ pub async fn deliver(
     };
     let headers = ActixHeaders(req.headers());
     // Unverified, but printable: only for log lines about refused requests.
-    let claimed = forge::claimed_delivery_id(hook.forge, &headers);
-    let claimed = show(claimed.as_ref());
+    let claimed_id = forge::claimed_delivery_id(hook.forge, &headers);
+    let claimed = show(claimed_id.as_ref());
     let body = match read_body(&req, payload, config.server.max_body).await {
         Ok(body) => body,
         Err(e) => {
@@ -80,6 +81,8 @@ pub async fn deliver(
                 .delivery(&hook.id, hook.forge.as_str(), "bad_request");
             // The message may quote payload text: `?` escapes it for the log.
             tracing::warn!(hook = %hook.id, delivery = %claimed, error = ?e.to_string(), "signed delivery is unreadable");
+            let seen = received(hook, claimed_id.clone(), None, None);
+            record(&state, seen, NotQueued::BadPayload, e.to_string()).await;
             return Err(ApiError::BadRequest(e.to_string()));
         }
     };
@@ -97,17 +100,26 @@ async fn respond(
                 .metrics
                 .delivery(&hook.id, hook.forge.as_str(), "pong");
             tracing::info!(hook = %hook.id, delivery = %show(delivery.as_ref()), "ping answered");
+            let seen = received(hook, delivery.clone(), Some("ping"), None);
+            record(state, seen, NotQueued::Pong, "ping answered".to_owned()).await;
             Ok(HttpResponse::Ok().json(json!({
                 "status": "pong",
                 "hook": hook.id,
                 "delivery": delivery.as_ref().map(DeliveryId::as_str),
             })))
         }
-        Decision::Ignore { delivery, reason } => {
+        Decision::Ignore {
+            delivery,
+            event,
+            pushed,
+            reason,
+        } => {
             state
                 .metrics
                 .delivery(&hook.id, hook.forge.as_str(), "ignored");
             tracing::info!(hook = %hook.id, delivery = %show(delivery.as_ref()), reason = ?reason, "delivery ignored");
+            let seen = received(hook, delivery.clone(), Some(&event), pushed);
+            record(state, seen, NotQueued::Ignored, reason.clone()).await;
             Ok(HttpResponse::Ok().json(json!({
                 "status": "ignored",
                 "hook": hook.id,
@@ -120,70 +132,115 @@ async fn respond(
             replay_keys,
             jobs,
             skipped,
-        } => {
-            let summary: Vec<_> = jobs
+        } => queue(state, hook, delivery, replay_keys, jobs, skipped).await,
+    }
+}
+
+/// Queues a delivery's jobs (unless it is a replay) and answers 202 with them.
+async fn queue(
+    state: &AppState,
+    hook: &Hook,
+    delivery: Option<DeliveryId>,
+    replay_keys: Vec<String>,
+    jobs: Vec<JobSpec>,
+    skipped: Vec<String>,
+) -> Result<HttpResponse, ApiError> {
+    let summary: Vec<_> = jobs
+        .iter()
+        .map(|j| {
+            (
+                j.rule,
+                j.event.git_ref.to_string(),
+                j.event.after.to_string(),
+            )
+        })
+        .collect();
+    let seen = received(
+        hook,
+        delivery.clone(),
+        Some("push"),
+        jobs.first()
+            .map(|j| (j.event.git_ref.clone(), j.event.after.clone())),
+    );
+    let outcome = state
+        .store
+        .accept(
+            seen,
+            replay_keys,
+            jobs.into_iter()
+                .map(|spec| NewJob {
+                    rule: spec.rule,
+                    queue: spec.queue,
+                    event: spec.event,
+                    origin: Origin::Push,
+                })
+                .collect(),
+        )
+        .await
+        .map_err(|e| {
+            tracing::error!(hook = %hook.id, delivery = %show(delivery.as_ref()), error = %e, "delivery not recorded");
+            state.metrics.delivery(&hook.id, hook.forge.as_str(), "unavailable");
+            ApiError::Unavailable(e.to_string())
+        })?;
+    let delivery_str = delivery.as_ref().map(DeliveryId::as_str);
+    match outcome {
+        Acceptance::Duplicate(prior) => {
+            state
+                .metrics
+                .delivery(&hook.id, hook.forge.as_str(), "duplicate");
+            tracing::info!(hook = %hook.id, delivery = %show(delivery.as_ref()), accepted_as = ?prior.delivery, job = ?prior.job.map(|j| j.0), "duplicate delivery: already accepted, not deployed again");
+            let first = summary
+                .first()
+                .map(|(_, r, sha)| (r.as_str(), sha.as_str()));
+            Ok(duplicate_answer(&hook.id, delivery_str, &prior, first))
+        }
+        Acceptance::Queued(ids) => {
+            state
+                .metrics
+                .delivery(&hook.id, hook.forge.as_str(), "queued");
+            state.worker.wake();
+            let jobs: Vec<_> = ids
                 .iter()
-                .map(|j| {
-                    (
-                        j.rule,
-                        j.event.git_ref.to_string(),
-                        j.event.after.to_string(),
-                    )
+                .zip(&summary)
+                .map(|(id, (rule, git_ref, sha))| {
+                    tracing::info!(hook = %hook.id, delivery = %show(delivery.as_ref()), job = id.0, rule, git_ref = %git_ref, sha = %sha, "job queued");
+                    json!({ "id": id.0, "rule": rule, "ref": git_ref, "sha": sha, "state": "queued" })
                 })
                 .collect();
-            let outcome = state
-                .store
-                .accept(
-                    &hook.id,
-                    replay_keys,
-                    jobs.into_iter()
-                        .map(|spec| NewJob {
-                            spec,
-                            origin: Origin::Push,
-                        })
-                        .collect(),
-                )
-                .await
-                .map_err(|e| {
-                    tracing::error!(hook = %hook.id, delivery = %show(delivery.as_ref()), error = %e, "delivery not recorded");
-                    state.metrics.delivery(&hook.id, hook.forge.as_str(), "unavailable");
-                    ApiError::Unavailable(e.to_string())
-                })?;
-            let delivery_str = delivery.as_ref().map(DeliveryId::as_str);
-            match outcome {
-                Acceptance::Duplicate(prior) => {
-                    state
-                        .metrics
-                        .delivery(&hook.id, hook.forge.as_str(), "duplicate");
-                    tracing::info!(hook = %hook.id, delivery = %show(delivery.as_ref()), accepted_as = ?prior.delivery, job = ?prior.job.map(|j| j.0), "duplicate delivery: already accepted, not deployed again");
-                    let first = summary
-                        .first()
-                        .map(|(_, r, sha)| (r.as_str(), sha.as_str()));
-                    Ok(duplicate_answer(&hook.id, delivery_str, &prior, first))
-                }
-                Acceptance::Queued(ids) => {
-                    state
-                        .metrics
-                        .delivery(&hook.id, hook.forge.as_str(), "queued");
-                    state.worker.wake();
-                    let jobs: Vec<_> = ids
-                        .iter()
-                        .zip(&summary)
-                        .map(|(id, (rule, git_ref, sha))| {
-                            tracing::info!(hook = %hook.id, delivery = %show(delivery.as_ref()), job = id.0, rule, git_ref = %git_ref, sha = %sha, "job queued");
-                            json!({ "id": id.0, "rule": rule, "ref": git_ref, "sha": sha, "state": "queued" })
-                        })
-                        .collect();
-                    Ok(HttpResponse::Accepted().json(json!({
-                        "status": "queued",
-                        "hook": hook.id,
-                        "delivery": delivery_str,
-                        "jobs": jobs,
-                        "skipped": skipped,
-                    })))
-                }
-            }
+            Ok(HttpResponse::Accepted().json(json!({
+                "status": "queued",
+                "hook": hook.id,
+                "delivery": delivery_str,
+                "jobs": jobs,
+                "skipped": skipped,
+            })))
         }
+    }
+}
+
+/// A verified delivery, as the store records it.
+fn received(
+    hook: &Hook,
+    delivery: Option<DeliveryId>,
+    event: Option<&str>,
+    pushed: Option<(RefName, Sha)>,
+) -> Delivery {
+    let (git_ref, after) = pushed.unzip();
+    Delivery {
+        hook: hook.id.clone(),
+        delivery,
+        forge: hook.forge,
+        event: event.map(str::to_owned),
+        git_ref,
+        after,
+    }
+}
+
+/// Records a verified delivery that queued nothing. The answer does not depend on it: a
+/// store that cannot write is logged, and the forge still hears what happened.
+async fn record(state: &AppState, delivery: Delivery, outcome: NotQueued, reason: String) {
+    if let Err(e) = state.store.record(delivery, outcome, reason).await {
+        tracing::warn!(error = %e, "cannot record the delivery");
     }
 }
 

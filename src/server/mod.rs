@@ -6,7 +6,7 @@ mod api;
 mod error;
 mod hooks;
 mod ops;
-pub mod tls;
+mod views;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -18,15 +18,18 @@ pub use error::ApiError;
 
 use crate::config::LiveConfig;
 use crate::git::Git;
+use crate::joblog::JobLogs;
 use crate::metrics::Metrics;
 use crate::reload::Reloader;
 use crate::store::Store;
+use crate::tls;
 use crate::worker::WorkerHandle;
 
 /// What every request handler shares.
 pub struct AppState {
     pub config: Arc<LiveConfig>,
     pub store: Store,
+    pub logs: JobLogs,
     pub worker: WorkerHandle,
     pub git: Arc<Git>,
     pub metrics: Arc<Metrics>,

@@ -16,11 +16,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let by_state = state.store.count_by_state().await.unwrap_or_default();
-    let queued = by_state
+    let counts = state.store.count_by_state().await.unwrap_or_default();
+    let queued = counts
         .iter()
-        .find(|(s, _)| s == JobState::Queued.as_str())
-        .map_or(0, |(_, n)| *n);
+        .find(|(s, _)| *s == JobState::Queued)
+        .map_or(0, |(_, n)| i64::try_from(*n).unwrap_or(i64::MAX));
+    let by_state: Vec<(String, i64)> = counts
+        .iter()
+        .map(|(s, n)| (s.as_str().to_owned(), i64::try_from(*n).unwrap_or(i64::MAX)))
+        .collect();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render(&by_state, queued))

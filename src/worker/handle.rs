@@ -1,7 +1,9 @@
 //! What the rest of the daemon may ask of the worker: wake up (a job was queued) and
-//! cancel a running job. Cheap to clone.
+//! stop a running job at once (a cancel already recorded in the store, which the job's
+//! heartbeat would otherwise notice a few seconds later). Cheap to clone.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, watch};
@@ -13,6 +15,8 @@ pub struct WorkerHandle {
     wake: Arc<Notify>,
     /// Cancel switches of the jobs running now.
     running: Arc<Mutex<HashMap<JobId, watch::Sender<bool>>>>,
+    /// The daemon is stopping: a job stopped now is interrupted, not cancelled.
+    stopping: Arc<AtomicBool>,
 }
 
 impl WorkerHandle {
@@ -25,6 +29,14 @@ impl WorkerHandle {
     pub fn cancel(&self, id: JobId) -> bool {
         let running = self.running.lock().expect("cancel switches lock");
         running.get(&id).is_some_and(|tx| tx.send(true).is_ok())
+    }
+
+    pub(super) fn stopping(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    pub(super) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
     /// Asks every running job to stop (the daemon is stopping).

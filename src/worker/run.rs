@@ -1,22 +1,21 @@
-//! The worker loop and the life of one job: claim, check out, run, record.
+//! The worker loop and the life of one job: claim (under a lease), check out, run, keep
+//! the lease alive, record.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
 use super::WorkerHandle;
+use super::parts::{Checkout, Parts};
 use crate::config::{Config, Hook, LiveConfig, Rule};
 use crate::git::{self, Abort, Git, GitError, OnRef, Remote, Retry};
+use crate::joblog::JobLogs;
 use crate::metrics::Metrics;
 use crate::runner::identity::CommandUser;
-use crate::runner::{self, Outcome, RunSpec};
-use crate::store::{JobRecord, JobState, Store};
-
-/// How often the worker looks for runnable jobs and prunes history without being woken.
-const TICK: Duration = Duration::from_secs(5);
+use crate::runner::{Outcome, RunSpec};
+use crate::store::{Finished, InstanceId, Job, JobId, JobState, Origin, Retention, Store};
 
 /// The permissions of `state_dir`'s folders. Commands of another user must reach their
 /// work tree (`work/<hook>`) and temp dir (`tmp/<job>`), each theirs and 0700, by path
@@ -45,81 +44,112 @@ const RESOLVE_BUDGET: Duration = Duration::from_secs(60);
 /// The PATH commands get unless their rule's `env` sets one.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-pub struct Worker {
+/// The git cache jobs check out from (shared with the API, which resolves refs for
+/// manual deploys through it).
+pub fn git_cache(config: &Config) -> Arc<Git> {
+    Arc::new(Git::new(
+        config.server.state_dir.join("git"),
+        Retry {
+            attempts: 3,
+            first_backoff: Duration::from_secs(1),
+        },
+    ))
+}
+
+/// What [`Worker::execute_one`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// No job was runnable.
+    Idle,
+    /// A job ran and was recorded as ending in `state`.
+    Ran {
+        job: JobId,
+        state: JobState,
+        detail: String,
+    },
+    /// A job ran, but its lease was lost on the way (another process recovered it): how
+    /// it ended was not recorded.
+    Lost { job: JobId },
+}
+
+/// Runs queued jobs; cheap to clone (the clones are one worker).
+#[derive(Clone)]
+pub struct Worker(Arc<Inner>);
+
+struct Inner {
     config: Arc<LiveConfig>,
     metrics: Arc<Metrics>,
     store: Store,
+    logs: JobLogs,
     handle: WorkerHandle,
-    git: Arc<Git>,
-    /// The deployhook binary, which the runner starts as each command's supervisor.
-    launcher: PathBuf,
+    parts: Parts,
+    me: InstanceId,
 }
 
 impl Worker {
     pub fn new(
         config: Arc<LiveConfig>,
         store: Store,
+        logs: JobLogs,
         metrics: Arc<Metrics>,
-        launcher: PathBuf,
+        parts: Parts,
     ) -> Worker {
-        let git = Git::new(
-            config.get().server.state_dir.join("git"),
-            Retry {
-                attempts: 3,
-                first_backoff: Duration::from_secs(1),
-            },
-        );
-        Worker {
+        Worker(Arc::new(Inner {
             config,
             metrics,
             store,
+            logs,
             handle: WorkerHandle::default(),
-            git: Arc::new(git),
-            launcher,
-        }
+            parts,
+            me: InstanceId::new(),
+        }))
     }
 
     pub fn handle(&self) -> WorkerHandle {
-        self.handle.clone()
+        self.0.handle.clone()
     }
 
-    /// The git cache, shared with the API (manual deploys resolve refs through it).
-    pub fn git(&self) -> Arc<Git> {
-        Arc::clone(&self.git)
+    /// The owner this worker claims jobs as.
+    pub fn instance(&self) -> &InstanceId {
+        &self.0.me
     }
 
-    /// Marks jobs a previous process left running as interrupted (queueing them again
+    /// Prepares `state_dir` and recovers jobs whose lease ran out (queueing them again
     /// where their rule says `retry_interrupted`), then runs jobs until `shutdown` turns
-    /// true; jobs still running then are stopped and recorded as interrupted.
+    /// true; jobs still running then get `shutdown_grace`, and are then stopped and
+    /// recorded as interrupted.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        self.prepare().await;
         self.recover().await;
-        let me = Arc::new(self);
+        let w = &self.0;
         let mut tasks = tokio::task::JoinSet::new();
+        let mut tick = tokio::time::interval(w.parts.timing.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
         loop {
-            while me.handle.running_count() < me.config.get().server.max_concurrent_jobs {
-                match me.store.claim().await {
-                    Ok(Some(job)) => {
-                        let cancel = me.handle.start(job.job_id());
-                        let shutting_down = shutdown.clone();
-                        tasks.spawn(Arc::clone(&me).execute(job, cancel, shutting_down));
+            while w.handle.running_count() < w.config.get().server.max_concurrent_jobs {
+                match self.claim().await {
+                    Some((job, cancel)) => {
+                        let me = self.clone();
+                        tasks.spawn(async move { me.execute(job, cancel).await });
                     }
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot claim a job");
-                        break;
-                    }
+                    None => break,
                 }
             }
             tokio::select! {
-                () = me.handle.woken() => {}
-                () = tokio::time::sleep(TICK) => me.prune().await,
+                () = w.handle.woken() => {}
+                _ = tick.tick() => {
+                    self.recover().await;
+                    self.prune().await;
+                }
                 Some(_) = tasks.join_next() => {}
                 _ = shutdown.changed() => break,
             }
         }
         // Stopping: running jobs get `shutdown_grace` to finish, then are stopped (and
         // recorded as interrupted); queued jobs stay queued for the next start.
-        let grace = me.config.get().server.shutdown_grace;
+        w.handle.stopping();
+        let grace = w.config.get().server.shutdown_grace;
         if !tasks.is_empty() {
             tracing::info!(
                 running = tasks.len(),
@@ -134,13 +164,38 @@ impl Worker {
                 running = tasks.len(),
                 "shutdown grace is over: stopping the jobs still running"
             );
-            me.handle.cancel_all();
+            w.handle.cancel_all();
             while tasks.join_next().await.is_some() {}
         }
     }
 
-    async fn recover(&self) {
-        let config = self.config.get();
+    /// Claims the next runnable job and runs it to its end, here and now (tests drive
+    /// the worker with this; `run` does the same for many jobs at once).
+    pub async fn execute_one(&self) -> Step {
+        match self.claim().await {
+            Some((job, cancel)) => self.execute(job, cancel).await,
+            None => Step::Idle,
+        }
+    }
+
+    async fn claim(&self) -> Option<(Job, watch::Receiver<bool>)> {
+        let w = &self.0;
+        let lease_until = SystemTime::now() + w.parts.timing.lease;
+        match w.store.claim(w.me.clone(), lease_until).await {
+            Ok(Some(job)) => {
+                let cancel = w.handle.start(job.id);
+                Some((job, cancel))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot claim a job");
+                None
+            }
+        }
+    }
+
+    async fn prepare(&self) {
+        let config = self.0.config.get();
         let state_dir = config.server.state_dir.clone();
         let other_users = CommandUser::resolve(&config.server.command_user)
             .name()
@@ -157,67 +212,97 @@ impl Worker {
             git::clear_stale_locks(&state_dir.join("git"))
         })
         .await;
-        let interrupted = match self.store.recover().await {
+    }
+
+    /// Marks jobs whose lease ran out as interrupted, and queues them again where their
+    /// rule says `retry_interrupted`.
+    async fn recover(&self) {
+        let w = &self.0;
+        let interrupted = match w.store.recover(SystemTime::now()).await {
             Ok(jobs) => jobs,
             Err(e) => {
-                tracing::error!(error = %e, "cannot recover jobs left running");
+                tracing::error!(error = %e, "cannot recover jobs whose lease ran out");
                 return;
             }
         };
         for job in interrupted {
-            let retry = Self::rule_of(&self.config.get(), &job)
-                .is_some_and(|(_, rule)| rule.retry_interrupted);
-            tracing::warn!(job = job.id, hook = %job.hook, retry, "job was interrupted by a daemon stop");
-            if retry && let Err(e) = self.store.requeue(job.job_id()).await {
-                tracing::error!(job = job.id, error = %e, "cannot queue the interrupted job again");
+            tracing::warn!(job = job.id.0, hook = %job.hook, detail = ?job.detail, "job was interrupted");
+            self.retry_if_wanted(&job).await;
+        }
+    }
+
+    async fn retry_if_wanted(&self, job: &Job) {
+        let retry = rule_of(&self.0.config.get(), job).is_some_and(|(_, r)| r.retry_interrupted);
+        if !retry {
+            return;
+        }
+        match self.0.store.requeue(job.id).await {
+            Ok(again) => {
+                tracing::info!(
+                    job = job.id.0,
+                    retry = again.0,
+                    "interrupted job queued again"
+                );
+                self.0.handle.wake();
+            }
+            Err(e) => {
+                tracing::error!(job = job.id.0, error = %e, "cannot queue the interrupted job again");
             }
         }
     }
 
     async fn prune(&self) {
-        let config = self.config.get();
-        let s = &config.server;
-        match self.store.prune(s.keep_jobs, s.keep_for).await {
+        let w = &self.0;
+        let config = w.config.get();
+        let keep = Retention {
+            keep_jobs: config.server.keep_jobs,
+            keep_for: config.server.keep_for,
+        };
+        drop(config);
+        match w.store.prune(keep).await {
             Ok(removed) if !removed.is_empty() => {
                 tracing::info!(count = removed.len(), "pruned old jobs and their logs");
+                w.logs.remove(removed).await;
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot prune old jobs"),
         }
     }
 
-    fn rule_of<'c>(config: &'c Config, job: &JobRecord) -> Option<(&'c Hook, &'c Rule)> {
-        let hook = config.hook(&job.hook)?;
-        let rule = hook.rules.get(usize::try_from(job.rule).ok()?)?;
-        Some((hook, rule))
-    }
-
-    async fn execute(
-        self: Arc<Self>,
-        job: JobRecord,
-        cancel: watch::Receiver<bool>,
-        shutdown: watch::Receiver<bool>,
-    ) {
-        let id = job.job_id();
-        let log_path = self.store.log_path(id);
-        tracing::info!(job = job.id, hook = %job.hook, git_ref = %job.git_ref, sha = %job.sha, "job started");
+    /// Runs a claimed job to its end, renewing its lease meanwhile, and records how it
+    /// ended (if it is still ours).
+    async fn execute(&self, job: Job, cancel: watch::Receiver<bool>) -> Step {
+        let w = &self.0;
+        let id = job.id;
+        tracing::info!(job = id.0, hook = %job.hook, git_ref = %job.git_ref, sha = %job.sha, "job started");
         let started = std::time::Instant::now();
-        let config = self.config.get();
-        let (state, detail) = match Self::rule_of(&config, &job) {
-            None => (
-                JobState::Failed,
-                format!(
-                    "hook {:?} or its rule {} is no longer configured",
-                    job.hook, job.rule
+        let config = w.config.get();
+        let work = async {
+            match rule_of(&config, &job) {
+                None => (
+                    JobState::Failed,
+                    format!(
+                        "hook {:?} or its rule {} is no longer configured",
+                        job.hook, job.rule
+                    ),
                 ),
-            ),
-            Some((hook, rule)) => {
-                self.deploy(&config, &job, hook, rule, &log_path, cancel)
-                    .await
+                Some((hook, rule)) => self.deploy(&config, &job, hook, rule, cancel).await,
             }
         };
+        let Some((state, detail)) = self.keep_lease(id, work).await else {
+            tracing::warn!(job = id.0, hook = %job.hook, "job stopped: its lease was lost (another process recovered it); not recording how it ended");
+            w.logs
+                .note(
+                    id,
+                    &format!("job {id} stopped: this process lost its lease on it"),
+                )
+                .await;
+            w.handle.done(id);
+            w.handle.wake();
+            return Step::Lost { job: id };
+        };
         // A job stopped because the daemon is stopping did not fail: it was interrupted.
-        let (state, detail) = if state == JobState::Cancelled && *shutdown.borrow() {
+        let (state, detail) = if state == JobState::Cancelled && w.handle.is_stopping() {
             (
                 JobState::Interrupted,
                 "the daemon stopped while this job ran".to_owned(),
@@ -225,43 +310,99 @@ impl Worker {
         } else {
             (state, detail)
         };
-        append(&log_path, &format!("job {} {state}: {detail}", job.id)).await;
-        self.metrics
+        w.logs
+            .note(id, &format!("job {id} {state}: {detail}"))
+            .await;
+        w.metrics
             .job_finished(&job.hook, state.as_str(), started.elapsed());
-        if let Err(e) = self.store.finish(id, state, detail.clone()).await {
-            tracing::error!(job = job.id, error = %e, "cannot record how the job ended");
+        match w
+            .store
+            .finish(w.me.clone(), id, state, detail.clone())
+            .await
+        {
+            Ok(Finished::Recorded) => {
+                if state == JobState::Interrupted {
+                    self.retry_if_wanted(&job).await;
+                }
+            }
+            Ok(Finished::NotOwner) => {
+                tracing::warn!(
+                    job = id.0,
+                    "job ended after its lease was lost; its end was not recorded"
+                );
+            }
+            Err(e) => tracing::error!(job = id.0, error = %e, "cannot record how the job ended"),
         }
-        tracing::info!(job = job.id, hook = %job.hook, state = %state, detail = ?detail, "job finished");
-        self.handle.done(id);
-        self.handle.wake();
+        tracing::info!(job = id.0, hook = %job.hook, state = %state, detail = ?detail, "job finished");
+        w.handle.done(id);
+        w.handle.wake();
+        Step::Ran {
+            job: id,
+            state,
+            detail,
+        }
+    }
+
+    /// Drives `work` to its end while renewing job `id`'s lease every heartbeat. A cancel
+    /// recorded in the store (from any process) stops the job; so does losing the lease,
+    /// and then the answer is `None`: the job is someone else's to record.
+    async fn keep_lease<T>(&self, id: JobId, work: impl Future<Output = T>) -> Option<T> {
+        let w = &self.0;
+        let every = w.parts.timing.heartbeat;
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut lost = false;
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                out = &mut work => return (!lost).then_some(out),
+                _ = beat.tick(), if !lost => {
+                    let lease_until = SystemTime::now() + w.parts.timing.lease;
+                    match w.store.heartbeat(w.me.clone(), vec![id], lease_until).await {
+                        Ok(b) if b.lost.contains(&id) => {
+                            lost = true;
+                            w.handle.cancel(id);
+                        }
+                        Ok(b) if b.cancel.contains(&id) => {
+                            tracing::info!(job = id.0, "cancel requested");
+                            w.handle.cancel(id);
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(job = id.0, error = %e, "cannot renew the job's lease"),
+                    }
+                }
+            }
+        }
     }
 
     async fn deploy(
         &self,
         config: &Config,
-        job: &JobRecord,
+        job: &Job,
         hook: &Hook,
         rule: &Rule,
-        log_path: &Path,
         mut cancel: watch::Receiver<bool>,
     ) -> (JobState, String) {
-        append(
-            log_path,
-            &format!(
-                "job {} for hook {}: {} at {} (rule {}, attempt {})",
-                job.id, hook.id, job.git_ref, job.sha, rule.index, job.attempt
-            ),
-        )
-        .await;
+        let w = &self.0;
+        let id = job.id;
+        w.logs
+            .note(
+                id,
+                &format!(
+                    "job {id} for hook {}: {} at {} (rule {}, attempt {})",
+                    hook.id, job.git_ref, job.sha, rule.index, job.attempt
+                ),
+            )
+            .await;
         let state_dir = &config.server.state_dir;
         let worktree = state_dir.join("work").join(&hook.id);
-        let on_ref = if job.force {
+        let on_ref = if matches!(job.origin, Origin::Manual { force: true }) {
             OnRef::Unchecked
         } else {
             OnRef::Required
         };
         let checkout = checkout_within(
-            Arc::clone(&self.git),
+            Arc::clone(&w.parts.checkout),
             remote(hook),
             job,
             on_ref,
@@ -272,21 +413,19 @@ impl Worker {
         .await;
         match checkout {
             Ok(info) => {
-                self.metrics.git_fetch(&hook.id, info.duration);
-                append(
-                    log_path,
-                    &format!(
-                        "checked out {} in {:.1}s ({})",
-                        job.sha,
-                        info.duration.as_secs_f64(),
-                        if info.fetched {
-                            "fetched"
-                        } else {
-                            "already cached"
-                        }
-                    ),
-                )
-                .await;
+                w.metrics.git_fetch(&hook.id, info.duration);
+                let how = if info.fetched {
+                    "fetched"
+                } else {
+                    "already cached"
+                };
+                let took = info.duration.as_secs_f64();
+                w.logs
+                    .note(
+                        id,
+                        &format!("checked out {} in {took:.1}s ({how})", job.sha),
+                    )
+                    .await;
             }
             Err(e @ GitError::TimedOut { .. }) => return (JobState::TimedOut, e.to_string()),
             Err(e @ GitError::Cancelled) => return (JobState::Cancelled, e.to_string()),
@@ -306,7 +445,7 @@ impl Worker {
                 .map(str::to_owned)
         });
         let spec = RunSpec {
-            launcher: self.launcher.clone(),
+            launcher: w.parts.launcher.clone(),
             commands: rule.commands.clone(),
             workdir: worktree,
             env: environment(job, hook, rule, run_as.as_deref()),
@@ -317,11 +456,10 @@ impl Worker {
             sandbox: rule.sandbox,
             read_paths: rule.read_paths.clone(),
             private_paths: config.private_paths.clone(),
-            tmp_dir: state_dir.join("tmp").join(job.id.to_string()),
-            log_path: log_path.to_path_buf(),
-            log_cap: config.server.max_log_size,
+            tmp_dir: state_dir.join("tmp").join(id.to_string()),
+            log: w.logs.file(id, config.server.max_log_size),
         };
-        match runner::run(spec, cancel).await {
+        match w.parts.runner.run(spec, cancel).await {
             Outcome::Succeeded => (JobState::Succeeded, "all commands succeeded".to_owned()),
             Outcome::Failed { command, status } => (
                 JobState::Failed,
@@ -344,6 +482,12 @@ impl Worker {
     }
 }
 
+fn rule_of<'c>(config: &'c Config, job: &Job) -> Option<(&'c Hook, &'c Rule)> {
+    let hook = config.hook(&job.hook)?;
+    let rule = hook.rules.get(job.rule)?;
+    Some((hook, rule))
+}
+
 /// Fetches and checks out `job`'s commit into `worktree` on a thread of its own, and
 /// returns when it is done, when `budget` is spent, or when `cancel` turns true,
 /// whichever comes first. libgit2 blocks its thread and can only be stopped at its next
@@ -353,9 +497,9 @@ impl Worker {
 /// tree). A plain thread rather than `spawn_blocking`: the runtime waits for blocking
 /// tasks when it shuts down, and a stopping daemon must not.
 async fn checkout_within(
-    git: Arc<Git>,
+    git: Arc<dyn Checkout>,
     remote: Remote,
-    job: &JobRecord,
+    job: &Job,
     on_ref: OnRef,
     worktree: PathBuf,
     budget: Duration,
@@ -363,9 +507,9 @@ async fn checkout_within(
 ) -> Result<git::CheckoutInfo, GitError> {
     let abort = Abort::after(budget);
     let (done, result) = tokio::sync::oneshot::channel();
-    let (git_ref, sha, stopper) = (job.git_ref.clone(), job.sha.clone(), abort.clone());
+    let (git_ref, sha, stopper) = (job.git_ref.to_string(), job.sha.to_string(), abort.clone());
     std::thread::Builder::new()
-        .name(format!("checkout-{}", job.id))
+        .name(format!("checkout-{}", job.id.0))
         .spawn(move || {
             let _ = done.send(git.checkout(&remote, &git_ref, &sha, on_ref, &abort, &worktree));
         })
@@ -414,7 +558,7 @@ pub(super) fn remote(hook: &Hook) -> Remote {
 /// push as `DEPLOYHOOK_*` variables. Payload values travel only here, never in argv.
 /// `HOME` is `user`'s home when the commands run as `user`.
 pub fn environment(
-    job: &JobRecord,
+    job: &Job,
     hook: &Hook,
     rule: &Rule,
     user: Option<&str>,
@@ -433,11 +577,12 @@ pub fn environment(
         env.retain(|(name, _)| name != k);
         env.push((k.clone(), v.clone()));
     }
-    let (ref_kind, ref_name) = match job.git_ref.strip_prefix("refs/heads/") {
+    let full_ref = job.git_ref.as_str();
+    let (ref_kind, ref_name) = match full_ref.strip_prefix("refs/heads/") {
         Some(b) => ("DEPLOYHOOK_BRANCH", b),
-        None => match job.git_ref.strip_prefix("refs/tags/") {
+        None => match full_ref.strip_prefix("refs/tags/") {
             Some(t) => ("DEPLOYHOOK_TAG", t),
-            None => ("DEPLOYHOOK_OTHER_REF", job.git_ref.as_str()),
+            None => ("DEPLOYHOOK_OTHER_REF", full_ref),
         },
     };
     let push = [
@@ -445,32 +590,18 @@ pub fn environment(
         ("DEPLOYHOOK_JOB_ID", &job.id.to_string()),
         ("DEPLOYHOOK_FORGE", job.forge.as_str()),
         ("DEPLOYHOOK_REPOSITORY", job.repository.as_str()),
-        ("DEPLOYHOOK_REF", job.git_ref.as_str()),
+        ("DEPLOYHOOK_REF", full_ref),
         (ref_kind, ref_name),
         ("DEPLOYHOOK_BEFORE", job.before.as_str()),
         ("DEPLOYHOOK_SHA", job.sha.as_str()),
         ("DEPLOYHOOK_PUSHER", job.pusher.as_deref().unwrap_or("")),
-        ("DEPLOYHOOK_DELIVERY", job.delivery.as_deref().unwrap_or("")),
+        (
+            "DEPLOYHOOK_DELIVERY",
+            job.delivery.as_ref().map_or("", |d| d.as_str()),
+        ),
     ];
     env.extend(push.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     env
-}
-
-/// Appends one of deployhook's own lines to a job's log.
-async fn append(path: &Path, text: &str) {
-    let line = runner::job_log_line(text);
-    let file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(path)
-        .await;
-    if let Ok(mut f) = file {
-        // tokio's File finishes a write in the background; without the flush the next
-        // line (this job's or the runner's) could land before this one.
-        let _ = f.write_all(line.as_bytes()).await;
-        let _ = f.flush().await;
-    }
 }
 
 /// The commit `git_ref` points at on the hook's remote now, fetching it first.

@@ -43,7 +43,7 @@ fn github_push_queues_a_job_recorded_on_disk() {
     assert_eq!(json["delivery"], "72d3162e-cc78-11e3-81ab-4c9367dc0958");
     // Durable before the answer: the job is in the database file already.
     assert_eq!(
-        app.dir().jobs(),
+        app.jobs(),
         vec![(
             "gh".to_owned(),
             0,
@@ -155,7 +155,7 @@ fn github_ping_other_events_and_deletes_run_nothing() {
             "{json}"
         );
     }
-    assert!(app.dir().jobs().is_empty());
+    assert!(app.jobs().is_empty());
 }
 
 #[test]
@@ -342,7 +342,7 @@ fn bitbucket_cloud_and_data_center() {
         (res.status, res.json()["status"].as_str()),
         (200, Some("pong"))
     );
-    assert_eq!(app.dir().jobs().len(), 4);
+    assert_eq!(app.jobs().len(), 4);
 }
 
 #[test]
@@ -393,5 +393,5 @@ fn paths_filter_and_unmatched_refs_answer_why_nothing_runs() {
         res.json()["reason"],
         "repository \"acme/other\" is not this hook's repository \"acme/website\""
     );
-    assert_eq!(app.dir().jobs().len(), 1);
+    assert_eq!(app.jobs().len(), 1);
 }

@@ -394,11 +394,7 @@ fn a_tarpit_remote_cannot_hold_up_shutdown() {
         "took {:?}",
         stopped_at.elapsed()
     );
-    let conn = rusqlite::Connection::open(dir.db_path()).unwrap();
-    let state: String = conn
-        .query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
-        .unwrap();
-    assert_eq!(state, "interrupted");
+    assert_eq!(dir.recorded_state(id), "interrupted");
 }
 
 /// The pid in `file` once a command has written it.

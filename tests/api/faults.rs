@@ -224,11 +224,7 @@ fn malformed_http_gets_a_4xx_or_a_closed_connection_and_the_server_serves_on() {
     headers.push(("Content-Type", "application/json"));
     let res = app.post("ci", &headers, &body);
     assert_eq!(res.status, 202, "{}", res.body);
-    assert_eq!(
-        app.dir().jobs().len(),
-        1,
-        "no malformed request became a job"
-    );
+    assert_eq!(app.jobs().len(), 1, "no malformed request became a job");
 }
 
 /// The headers that make `body` a correctly signed delivery of `event` to hook `hook`
@@ -387,7 +383,7 @@ fn hostile_json_behind_a_valid_signature_is_answered_without_a_crash() {
     let body = generic_body(AFTER);
     let headers = signed_headers("ci", "push", &body);
     assert_eq!(app.post("ci", &refs(&headers), &body).status, 202);
-    assert_eq!(app.dir().jobs().len(), queued + 1);
+    assert_eq!(app.jobs().len(), queued + 1);
 }
 
 // --- SIGKILL in the middle of a stream of pushes ------------------------------------

@@ -50,7 +50,7 @@ fn a_gitea_delivery_replayed_form_encoded_under_a_new_id_is_a_duplicate() {
         padded.as_bytes(),
     );
     assert_eq!(replay.status, 200, "{}", replay.body);
-    assert_eq!(app.dir().jobs().len(), 1, "one push, one job");
+    assert_eq!(app.jobs().len(), 1, "one push, one job");
 }
 
 /// The same finding one level down, where the `intake` fuzz target sees it: the body

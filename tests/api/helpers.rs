@@ -12,11 +12,12 @@ use base64::Engine as _;
 use std::sync::Arc;
 
 use deployhook::config::{self, LiveConfig};
+use deployhook::joblog::JobLogs;
 use deployhook::metrics::Metrics;
 use deployhook::reload::Reloader;
 use deployhook::server::{AppState, Application};
-use deployhook::store::Store;
-use deployhook::worker::Worker;
+use deployhook::store::{JobId, Store};
+use deployhook::worker::{Parts, Worker};
 
 pub const BEFORE: &str = "6113728f27ae82c7b1a177c8d03f9e96e0adf246";
 pub const AFTER: &str = "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c";
@@ -119,24 +120,21 @@ impl TestDir {
         self.dir.path().join("hooks.toml")
     }
 
-    pub fn db_path(&self) -> PathBuf {
-        self.dir.path().join("state/deployhook.db")
-    }
-
-    /// Count of jobs recorded, read straight from the SQLite file.
-    pub fn jobs(&self) -> Vec<(String, i64, String, String)> {
-        let db = self.db_path();
-        if !db.exists() {
-            return Vec::new();
-        }
-        let conn = rusqlite::Connection::open(db).unwrap();
-        let mut stmt = conn
-            .prepare("SELECT hook, rule, git_ref, after_sha FROM jobs ORDER BY id")
+    /// The state a job was recorded in, read through the store once the daemon that
+    /// used this directory has exited (the store is then free to open).
+    pub fn recorded_state(&self, id: i64) -> String {
+        let state_dir = self.dir.path().join("state");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
             .unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
+        rt.block_on(async {
+            let store = Store::open(&state_dir).unwrap();
+            let job = store.get(JobId(id)).await.unwrap();
+            job.unwrap_or_else(|| panic!("no job {id}"))
+                .state
+                .to_string()
+        })
     }
 }
 
@@ -167,12 +165,21 @@ impl TestApp {
                     "CARGO_BIN_EXE_deployhook"
                 )));
                 let metrics = Arc::new(Metrics::default());
-                let worker = Worker::new(cfg.clone(), store.clone(), metrics.clone(), launcher);
+                let logs = JobLogs::open(&cfg.get().server.state_dir).unwrap();
+                let git = deployhook::worker::git_cache(&cfg.get());
+                let worker = Worker::new(
+                    cfg.clone(),
+                    store.clone(),
+                    logs.clone(),
+                    metrics.clone(),
+                    Parts::standard(git.clone(), launcher),
+                );
                 let state = AppState {
                     config: cfg.clone(),
                     store,
+                    logs,
                     worker: worker.handle(),
-                    git: worker.git(),
+                    git,
                     reloader: Reloader::new(cfg, metrics.clone(), None),
                     metrics,
                 };
@@ -217,6 +224,28 @@ impl TestApp {
 
     pub fn post(&self, hook: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
         post(self.addr, &format!("/hooks/{hook}"), headers, body)
+    }
+
+    /// The jobs recorded, oldest first, as (hook, rule, ref, sha), read through the API.
+    pub fn jobs(&self) -> Vec<(String, i64, String, String)> {
+        let res = get(self.addr, "/api/jobs?limit=1000");
+        assert_eq!(res.status, 200, "{}", res.body);
+        let text = |v: &serde_json::Value| v.as_str().unwrap().to_owned();
+        let mut jobs: Vec<_> = res.json()["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| {
+                (
+                    text(&j["hook"]),
+                    j["rule"].as_i64().unwrap(),
+                    text(&j["ref"]),
+                    text(&j["sha"]),
+                )
+            })
+            .collect();
+        jobs.reverse();
+        jobs
     }
 }
 

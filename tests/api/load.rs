@@ -179,7 +179,7 @@ fn two_thousand_slowloris_connections_do_not_keep_signed_pushes_out() {
 
     // Still serving, and every accepted push is a job.
     assert_eq!(push(&app, 999).status, 202);
-    assert_eq!(app.dir().jobs().len(), 22);
+    assert_eq!(app.jobs().len(), 22);
 }
 
 /// Found by the test above: a client that sent a whole head and then too little of the

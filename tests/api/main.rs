@@ -11,6 +11,7 @@ mod escape;
 mod faults;
 mod fuzz_regressions;
 mod jobs;
+mod lifecycle;
 mod load;
 mod operate;
 mod properties;

@@ -277,11 +277,7 @@ fn sigterm_lets_a_short_job_finish_interrupts_a_long_one_and_keeps_the_queue() {
     );
     assert!(!out.path().join("queued.started").exists());
 
-    let db = rusqlite::Connection::open(dir.db_path()).unwrap();
-    let state = |id: i64| -> String {
-        db.query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
-            .unwrap()
-    };
+    let state = |id: i64| dir.recorded_state(id);
     assert_eq!(state(ids[0]), "succeeded");
     assert_eq!(state(ids[1]), "interrupted");
     assert_eq!(state(ids[2]), "queued");

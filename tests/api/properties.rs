@@ -144,6 +144,6 @@ fn single_byte_changes_over_http_are_401_and_record_nothing() {
         let res = app.post("ci", &headers, &changed);
         assert_eq!(res.status, 401, "byte {i}: {}", res.body);
     }
-    assert!(app.dir().jobs().is_empty());
+    assert!(app.jobs().is_empty());
     assert_eq!(app.post("ci", &headers, &body).status, 202);
 }

@@ -75,7 +75,7 @@ fn unsigned_forged_and_malformed_signatures_are_401() {
         assert_eq!(res.error(), message);
         assert!(!res.body.contains(&good[7..]), "the expected value leaked");
     }
-    assert!(app.dir().jobs().is_empty());
+    assert!(app.jobs().is_empty());
 }
 
 #[test]
@@ -231,5 +231,5 @@ fn truncated_body_is_400() {
         "{}",
         res.body
     );
-    assert!(app.dir().jobs().is_empty());
+    assert!(app.jobs().is_empty());
 }

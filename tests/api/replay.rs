@@ -50,7 +50,7 @@ fn redelivery_and_replay_under_a_new_id_are_duplicates_across_restarts() {
     let dir = app.stop();
     let app = TestApp::spawn_in(dir);
     assert_eq!(github_push(&app, "d-1").json()["status"], "duplicate");
-    assert_eq!(app.dir().jobs().len(), 1);
+    assert_eq!(app.jobs().len(), 1);
 }
 
 #[test]
@@ -68,7 +68,7 @@ fn standard_webhooks_replays_are_caught_by_the_signed_id() {
     // A new signed id for the same push is a deliberate new delivery (e.g. a redeploy
     // from CI): the signature covers id and timestamp, so it cannot be a replay.
     assert_eq!(send("msg_b").status, 202);
-    assert_eq!(app.dir().jobs().len(), 2);
+    assert_eq!(app.jobs().len(), 2);
 }
 
 #[test]
@@ -90,5 +90,5 @@ fn concurrent_copies_of_one_delivery_queue_one_job() {
         15,
         "{statuses:?}"
     );
-    assert_eq!(app.dir().jobs().len(), 1);
+    assert_eq!(app.jobs().len(), 1);
 }

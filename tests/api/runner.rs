@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use deployhook::config::Command;
+use deployhook::joblog::JobLogs;
 use deployhook::runner::{self, Limits, Outcome, RunSpec};
+use deployhook::store::JobId;
 use tokio::sync::watch;
 
 use crate::helpers::wait_for;
@@ -51,8 +53,7 @@ impl Job {
             read_paths: Vec::new(),
             private_paths: Vec::new(),
             tmp_dir: dir.path().join("tmp-job"),
-            log_path: dir.path().join("job.log"),
-            log_cap: 1 << 20,
+            log: JobLogs::open(dir.path()).unwrap().file(JobId(1), 1 << 20),
         };
         Job { dir, spec }
     }
@@ -66,7 +67,12 @@ impl Job {
     }
 
     fn log(&self) -> Log {
-        Log(String::from_utf8_lossy(&std::fs::read(&self.spec.log_path).unwrap()).into_owned())
+        Log(String::from_utf8_lossy(&std::fs::read(self.log_path()).unwrap()).into_owned())
+    }
+
+    /// Where `JobLogs` keeps job 1's log.
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("logs/1.log")
     }
 
     fn run(&self) -> Outcome {
@@ -555,10 +561,9 @@ fn peak_rss_kib() -> u64 {
 #[test]
 fn huge_output_is_streamed_into_a_capped_log() {
     const TOTAL: u64 = 100_000_000;
-    let mut job = Job::new(vec![sh(&format!(
+    let job = Job::new(vec![sh(&format!(
         "yes 0123456789abcdef | head -c {TOTAL}; echo done >&2"
     ))]);
-    job.spec.log_cap = 1 << 20;
     let peak_before = peak_rss_kib();
     let started = Instant::now();
     assert_eq!(job.run(), Outcome::Succeeded);
@@ -567,7 +572,7 @@ fn huge_output_is_streamed_into_a_capped_log() {
     assert!(grown_mib < 48, "peak memory grew by {grown_mib} MiB");
     assert!(elapsed < Duration::from_secs(15), "{elapsed:?}");
 
-    let size = std::fs::metadata(&job.spec.log_path).unwrap().len();
+    let size = std::fs::metadata(job.log_path()).unwrap().len();
     assert!(size <= (1 << 20) + 1024, "log is {size} bytes");
     let log = job.log();
     let out = log.out();
@@ -803,15 +808,13 @@ fn setup_problems_are_errors() {
         "{message}"
     );
 
-    let mut job = Job::new(vec![sh("true")]);
-    job.spec.log_path = Path::new("/nonexistent/job.log").into();
+    let job = Job::new(vec![sh("true")]);
+    std::fs::remove_dir(job.dir.path().join("logs")).unwrap();
     let Outcome::Error(message) = job.run() else {
         panic!()
     };
-    assert!(
-        message.starts_with("cannot open the job log /nonexistent/job.log: "),
-        "{message}"
-    );
+    let expected = format!("cannot open the job log {}: ", job.log_path().display());
+    assert!(message.starts_with(&expected), "{message}");
 }
 
 #[test]

@@ -42,6 +42,36 @@ const MIGRATIONS: &[&str] = &["
     -- What a replay key was first accepted as, to tell a duplicate which.
     ALTER TABLE deliveries ADD COLUMN delivery TEXT;  -- the delivery id it came with
     ALTER TABLE deliveries ADD COLUMN job INTEGER;    -- the first job it queued
+", "
+    -- Leases: who runs a job, until when, and whether an operator asked it to stop.
+    ALTER TABLE jobs ADD COLUMN owner TEXT;             -- the instance id of the process running it
+    ALTER TABLE jobs ADD COLUMN lease_until INTEGER;    -- unix ms; past it, the job is recovered
+    ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+    -- Every state change of every job, in commit order (the id is the cursor).
+    CREATE TABLE job_events (
+        id     INTEGER PRIMARY KEY AUTOINCREMENT,
+        job    INTEGER NOT NULL,
+        hook   TEXT    NOT NULL,
+        kind   TEXT    NOT NULL,   -- queued superseded started succeeded failed timed_out cancelled interrupted requeued
+        at     INTEGER NOT NULL,   -- unix ms
+        reason TEXT    NOT NULL
+    );
+    CREATE INDEX job_events_by_job ON job_events (job, id);
+    -- Every verified delivery and what became of it.
+    CREATE TABLE delivery_log (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        hook        TEXT    NOT NULL,
+        delivery    TEXT,
+        forge       TEXT    NOT NULL,
+        event       TEXT,
+        git_ref     TEXT,
+        after_sha   TEXT,
+        received_at INTEGER NOT NULL,  -- unix ms
+        outcome     TEXT    NOT NULL,  -- queued duplicate ignored pong bad_payload
+        jobs        TEXT,              -- queued: the job ids, comma-separated; duplicate: the first job
+        reason      TEXT    NOT NULL
+    );
+    CREATE INDEX delivery_log_by_hook ON delivery_log (hook, id);
 "];
 
 /// Sets durability pragmas and applies any migrations not yet applied.

@@ -1,4 +1,4 @@
-//! The job's log file: each line time-stamped and tagged with where it came from
+//! Writing a job's log file: each line time-stamped and tagged with where it came from
 //! (`out|` and `err|` for the command's output, `job|` for deployhook's own lines), capped
 //! at a size past which output is counted but no longer written.
 
@@ -7,6 +7,18 @@ use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Appends `text` to `line` with control characters escaped (`\n`, `\u{1b}`), so that
+/// one note is one line and cannot move a terminal's cursor.
+pub(super) fn escape_into(line: &mut String, text: &str) {
+    for c in text.chars() {
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+}
 
 /// Longer lines are written in pieces of this size, so a command that never writes a
 /// newline cannot make the runner buffer without limit.
@@ -71,13 +83,7 @@ impl JobLog {
     /// are escaped so that one note is one line.
     pub fn note(&mut self, text: &str) {
         let mut line = format!("{} job| ", timestamp(SystemTime::now()));
-        for c in text.chars() {
-            if c.is_control() {
-                line.extend(c.escape_default());
-            } else {
-                line.push(c);
-            }
-        }
+        escape_into(&mut line, text);
         line.push('\n');
         self.write(line.as_bytes());
         self.flush();

@@ -9,7 +9,14 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::Tls;
+use std::path::PathBuf;
+
+/// Where the certificate chain and its private key are (`[server.tls]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
 
 /// Reads and checks the certificate chain and private key.
 pub fn load(tls: &Tls) -> Result<Arc<CertifiedKey>, String> {

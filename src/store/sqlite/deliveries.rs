@@ -1,0 +1,199 @@
+//! Deliveries' SQL: the replay keys that refuse a delivery seen before, and the delivery
+//! records that say what became of each verified delivery ("why did my push not
+//! deploy?"). Called from the writer thread's group commit and the read connections.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::jobs::{forge, insert, parse, parse_opt};
+use super::{Now, from_ms};
+use crate::event::{DeliveryId, RefName, Sha};
+use crate::store::types::{
+    Acceptance, Delivery, DeliveryOutcome, DeliveryRecord, JobId, NewJob, NotQueued, Prior,
+};
+
+pub(in crate::store) fn accept(
+    conn: &Connection,
+    delivery: &Delivery,
+    replay_keys: &[String],
+    jobs: &[NewJob],
+    now: Now,
+) -> rusqlite::Result<Acceptance> {
+    let hook = delivery.hook.as_str();
+    let mut seen =
+        conn.prepare_cached("SELECT delivery, job FROM deliveries WHERE hook = ?1 AND key = ?2")?;
+    for key in replay_keys {
+        let prior = seen
+            .query_row(params![hook, key], |r| {
+                Ok(Prior {
+                    same_id: key.starts_with("id:"),
+                    delivery: r.get(0)?,
+                    job: r.get::<_, Option<i64>>(1)?.map(JobId),
+                })
+            })
+            .optional()?;
+        if let Some(prior) = prior {
+            let why = duplicate_reason(&prior);
+            log(
+                conn,
+                delivery,
+                &DeliveryOutcome::Duplicate(prior.job),
+                &why,
+                now,
+            )?;
+            return Ok(Acceptance::Duplicate(prior));
+        }
+    }
+    let id = delivery.delivery.as_ref().map(DeliveryId::as_str);
+    let mut ids = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        ids.push(insert(conn, hook, job, id, now)?);
+    }
+    let mut remember = conn.prepare_cached(
+        "INSERT INTO deliveries (hook, key, received_at, delivery, job) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for key in replay_keys {
+        remember.execute(params![hook, key, now.secs, id, ids.first().map(|id| id.0)])?;
+    }
+    let list: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    let why = match list.as_slice() {
+        [one] => format!("queued job {one}"),
+        many => format!("queued jobs {}", many.join(", ")),
+    };
+    log(
+        conn,
+        delivery,
+        &DeliveryOutcome::Queued(ids.clone()),
+        &why,
+        now,
+    )?;
+    Ok(Acceptance::Queued(ids))
+}
+
+fn duplicate_reason(prior: &Prior) -> String {
+    let job = prior.job.map(|j| format!(" (job {j})")).unwrap_or_default();
+    if prior.same_id {
+        return format!("this delivery id was already accepted{job}");
+    }
+    match &prior.delivery {
+        Some(d) => format!("the same push was already accepted as delivery {d:?}{job}"),
+        None => format!("the same push was already accepted{job}"),
+    }
+}
+
+pub(in crate::store) fn record(
+    conn: &Connection,
+    delivery: &Delivery,
+    outcome: NotQueued,
+    reason: &str,
+    now: Now,
+) -> rusqlite::Result<()> {
+    log(conn, delivery, &DeliveryOutcome::Not(outcome), reason, now)
+}
+
+fn log(
+    conn: &Connection,
+    d: &Delivery,
+    outcome: &DeliveryOutcome,
+    reason: &str,
+    now: Now,
+) -> rusqlite::Result<()> {
+    let jobs = match outcome {
+        DeliveryOutcome::Queued(ids) => Some(
+            ids.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        DeliveryOutcome::Duplicate(first) => first.map(|j| j.to_string()),
+        DeliveryOutcome::Not(_) => None,
+    };
+    conn.prepare_cached(
+        "INSERT INTO delivery_log (hook, delivery, forge, event, git_ref, after_sha, received_at,
+                                   outcome, jobs, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        d.hook,
+        d.delivery.as_ref().map(DeliveryId::as_str),
+        d.forge.as_str(),
+        d.event,
+        d.git_ref.as_ref().map(RefName::as_str),
+        d.after.as_ref().map(Sha::as_str),
+        now.ms,
+        outcome.as_str(),
+        jobs,
+        reason,
+    ])?;
+    Ok(())
+}
+
+fn job_ids(s: Option<&str>) -> Result<Vec<JobId>, std::num::ParseIntError> {
+    s.unwrap_or("")
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse().map(JobId))
+        .collect()
+}
+
+fn record_row(r: &Row<'_>) -> rusqlite::Result<DeliveryRecord> {
+    let jobs: Option<String> = r.get(9)?;
+    let ids = job_ids(jobs.as_deref())
+        .map_err(|_| super::jobs::corrupt(9, "job list", jobs.as_deref().unwrap_or("")))?;
+    let kind: String = r.get(8)?;
+    let outcome = match kind.as_str() {
+        "queued" => DeliveryOutcome::Queued(ids),
+        "duplicate" => DeliveryOutcome::Duplicate(ids.first().copied()),
+        "ignored" => DeliveryOutcome::Not(NotQueued::Ignored),
+        "pong" => DeliveryOutcome::Not(NotQueued::Pong),
+        "bad_payload" => DeliveryOutcome::Not(NotQueued::BadPayload),
+        other => return Err(super::jobs::corrupt(8, "delivery outcome", other)),
+    };
+    Ok(DeliveryRecord {
+        seq: r.get(0)?,
+        delivery: Delivery {
+            hook: r.get(1)?,
+            delivery: parse_opt(r, 2, "delivery id", DeliveryId::parse)?,
+            forge: parse(r, 3, "forge", forge)?,
+            event: r.get(4)?,
+            git_ref: parse_opt(r, 5, "ref", RefName::parse)?,
+            after: parse_opt(r, 6, "commit", Sha::parse)?,
+        },
+        received_at: from_ms(r.get(7)?),
+        outcome,
+        reason: r.get(10)?,
+    })
+}
+
+pub(in crate::store) fn deliveries(
+    conn: &Connection,
+    hook: Option<&str>,
+    limit: usize,
+) -> rusqlite::Result<Vec<DeliveryRecord>> {
+    conn.prepare_cached(
+        "SELECT id, hook, delivery, forge, event, git_ref, after_sha, received_at, outcome, jobs, reason
+         FROM delivery_log WHERE (?1 IS NULL OR hook = ?1) ORDER BY id DESC LIMIT ?2",
+    )?
+    .query_map(
+        params![hook, i64::try_from(limit).unwrap_or(i64::MAX)],
+        record_row,
+    )?
+    .collect()
+}
+
+/// Delivery records go as jobs do (beyond `keep` per hook, or received before `cutoff`,
+/// unix seconds); replay keys stay a year, so that an old push cannot come back soon.
+pub(super) fn prune(conn: &Connection, keep: i64, cutoff: i64, now: Now) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "DELETE FROM delivery_log WHERE id IN (
+             SELECT id FROM (
+                 SELECT id, received_at,
+                        ROW_NUMBER() OVER (PARTITION BY hook ORDER BY id DESC) AS newer
+                 FROM delivery_log)
+             WHERE newer > ?1 OR received_at < ?2
+             LIMIT 2000)",
+    )?
+    .execute(params![keep, cutoff.saturating_mul(1000)])?;
+    conn.prepare_cached("DELETE FROM deliveries WHERE received_at < ?1")?
+        .execute(params![cutoff.min(now.secs - 365 * 86_400)])?;
+    Ok(())
+}

@@ -1,0 +1,524 @@
+//! The job queue's SQL: queueing with supersede, claiming under a lease, heartbeats,
+//! fenced finishing, cancelling, recovering expired leases, and each change's event row,
+//! written in the same transaction. Called only from the writer thread (writes) and the
+//! read connections (`get`, `list`, events).
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{Now, from_ms, from_secs};
+use crate::event::{DeliveryId, Forge, RefName, Sha};
+use crate::store::types::{
+    CancelResult, Cursor, EventKind, Finished, Heartbeat, InstanceId, Job, JobEvent, JobFilter,
+    JobId, JobState, NewJob, Origin, Queue, Retention,
+};
+
+pub(super) use super::deliveries::{accept, deliveries, record};
+
+/// A value in the database that the store did not write (or no longer understands).
+#[derive(Debug, thiserror::Error)]
+#[error("unreadable {what} {value:?} in the state database")]
+pub(super) struct Corrupt {
+    pub(super) what: &'static str,
+    pub(super) value: String,
+}
+
+pub(super) fn corrupt(col: usize, what: &'static str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        col,
+        rusqlite::types::Type::Text,
+        Box::new(Corrupt {
+            what,
+            value: value.to_owned(),
+        }),
+    )
+}
+
+pub(super) fn parse<T, E>(
+    r: &Row<'_>,
+    col: usize,
+    what: &'static str,
+    f: impl Fn(&str) -> Result<T, E>,
+) -> rusqlite::Result<T> {
+    let s: String = r.get(col)?;
+    f(&s).map_err(|_| corrupt(col, what, &s))
+}
+
+pub(super) fn parse_opt<T, E>(
+    r: &Row<'_>,
+    col: usize,
+    what: &'static str,
+    f: impl Fn(&str) -> Result<T, E>,
+) -> rusqlite::Result<Option<T>> {
+    let s: Option<String> = r.get(col)?;
+    s.map(|s| f(&s).map_err(|_| corrupt(col, what, &s)))
+        .transpose()
+}
+
+pub(super) fn forge(s: &str) -> Result<Forge, ()> {
+    Forge::from_name(s).ok_or(())
+}
+
+const COLUMNS: &str = "id, hook, rule, state, queue, forge, repository, git_ref, before_sha, after_sha, \
+     pusher, delivery, attempt, manual, created_at, started_at, finished_at, detail, force, \
+     owner, cancel_requested";
+
+fn job(r: &Row<'_>) -> rusqlite::Result<Job> {
+    let (manual, force): (bool, bool) = (r.get(13)?, r.get(18)?);
+    Ok(Job {
+        id: JobId(r.get(0)?),
+        hook: r.get(1)?,
+        rule: usize::try_from(r.get::<_, i64>(2)?).unwrap_or(usize::MAX),
+        state: parse(r, 3, "job state", |s| JobState::parse(s).ok_or(()))?,
+        queue: parse(r, 4, "queue mode", |s| Queue::parse(s).ok_or(()))?,
+        forge: parse(r, 5, "forge", forge)?,
+        repository: r.get(6)?,
+        git_ref: parse(r, 7, "ref", RefName::parse)?,
+        before: parse(r, 8, "commit", Sha::parse)?,
+        sha: parse(r, 9, "commit", Sha::parse)?,
+        pusher: r.get(10)?,
+        delivery: parse_opt(r, 11, "delivery id", DeliveryId::parse)?,
+        attempt: u32::try_from(r.get::<_, i64>(12)?).unwrap_or(u32::MAX),
+        origin: if manual {
+            Origin::Manual { force }
+        } else {
+            Origin::Push
+        },
+        created_at: from_secs(r.get(14)?),
+        started_at: r.get::<_, Option<i64>>(15)?.map(from_secs),
+        finished_at: r.get::<_, Option<i64>>(16)?.map(from_secs),
+        detail: r.get(17)?,
+        owner: r
+            .get::<_, Option<String>>(19)?
+            .map(|o| InstanceId::from_recorded(&o)),
+        cancel_requested: r.get(20)?,
+    })
+}
+
+fn event(
+    conn: &Connection,
+    job: JobId,
+    hook: &str,
+    kind: EventKind,
+    now: Now,
+    reason: &str,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO job_events (job, hook, kind, at, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![job.0, hook, kind.as_str(), now.ms, reason])?;
+    Ok(())
+}
+
+/// At open, while this process holds the state directory alone: no lease can be live.
+pub(super) fn void_leases(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE jobs SET lease_until = 0 WHERE state = 'running'",
+        [],
+    )?;
+    Ok(())
+}
+
+/// Inserts one queued job (and its `queued` event), superseding as its queue says.
+pub(super) fn insert(
+    conn: &Connection,
+    hook: &str,
+    job: &NewJob,
+    delivery: Option<&str>,
+    now: Now,
+) -> rusqlite::Result<JobId> {
+    let e = &job.event;
+    let rule = i64::try_from(job.rule).unwrap_or(i64::MAX);
+    conn.prepare_cached(
+        "INSERT INTO jobs (hook, rule, state, queue, forge, repository, git_ref, before_sha, after_sha,
+                           pusher, delivery, attempt, manual, created_at, force)
+         VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        hook,
+        rule,
+        job.queue.as_str(),
+        e.forge.as_str(),
+        e.repository,
+        e.git_ref.as_str(),
+        e.before.as_str(),
+        e.after.as_str(),
+        e.pusher,
+        delivery,
+        matches!(job.origin, Origin::Manual { .. }),
+        now.secs,
+        matches!(job.origin, Origin::Manual { force: true }),
+    ])?;
+    let id = JobId(conn.last_insert_rowid());
+    let why = match job.origin {
+        Origin::Push => format!("push to {} at {}", e.git_ref, e.after),
+        Origin::Manual { force: false } => {
+            format!("deploy of {} at {} by hand", e.git_ref, e.after)
+        }
+        Origin::Manual { force: true } => format!(
+            "deploy of {} at {} by hand, forced (not checked against the ref)",
+            e.git_ref, e.after
+        ),
+    };
+    event(conn, id, hook, EventKind::Queued, now, &why)?;
+    if job.queue == Queue::Supersede {
+        // An operator's deploy is never "older" than anything: it runs.
+        let later = match job.origin {
+            Origin::Push => later_push(conn, hook, rule, job, id)?,
+            Origin::Manual { .. } => None,
+        };
+        match later {
+            Some(later) => {
+                let why = format!("superseded by job {later}, a later push that arrived first");
+                conn.prepare_cached(
+                    "UPDATE jobs SET state = 'superseded', finished_at = ?2, detail = ?3 WHERE id = ?1",
+                )?
+                .execute(params![id.0, now.secs, why])?;
+                event(conn, id, hook, EventKind::Superseded, now, &why)?;
+            }
+            None => supersede_older(conn, hook, rule, id, now)?,
+        }
+    }
+    Ok(id)
+}
+
+/// A job already here for a push that was made on top of this one's commit: deliveries
+/// sent at once can arrive out of order, and the older push must not win. (A push that
+/// only reverts the other, `after` and `before` swapped, is not "on top".) A push made on
+/// top of the ref's current head (the last pushed commit) is not older whatever came
+/// before: after A→B and B→C, a force-push C→A is a rollback and must run, though A→B was
+/// built on A too.
+fn later_push(
+    conn: &Connection,
+    hook: &str,
+    rule: i64,
+    job: &NewJob,
+    id: JobId,
+) -> rusqlite::Result<Option<i64>> {
+    let e = &job.event;
+    let later: Option<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM jobs
+         WHERE hook = ?1 AND before_sha = ?2 AND rule = ?3 AND git_ref = ?4
+           AND after_sha <> ?5 AND id < ?6
+         LIMIT 1",
+        )?
+        .query_row(
+            params![
+                hook,
+                e.after.as_str(),
+                rule,
+                e.git_ref.as_str(),
+                e.before.as_str(),
+                id.0
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(later) = later else {
+        return Ok(None);
+    };
+    let head: Option<String> = conn
+        .prepare_cached(
+            "SELECT after_sha FROM jobs
+             WHERE hook = ?1 AND git_ref = ?2 AND manual = 0 AND id < ?3
+             ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row(params![hook, e.git_ref.as_str(), id.0], |r| r.get(0))
+        .optional()?;
+    Ok((head.as_deref() != Some(e.before.as_str())).then_some(later))
+}
+
+/// A newer push replaces the pending ones of the same hook and rule.
+fn supersede_older(
+    conn: &Connection,
+    hook: &str,
+    rule: i64,
+    newer: JobId,
+    now: Now,
+) -> rusqlite::Result<()> {
+    let why = format!("superseded by job {newer}");
+    let replaced: Vec<i64> = conn
+        .prepare_cached(
+            "UPDATE jobs SET state = 'superseded', finished_at = ?4, detail = ?5
+             WHERE hook = ?1 AND rule = ?2 AND state = 'queued' AND queue = 'supersede' AND id < ?3
+             RETURNING id",
+        )?
+        .query_map(params![hook, rule, newer.0, now.secs, why], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for id in replaced {
+        event(conn, JobId(id), hook, EventKind::Superseded, now, &why)?;
+    }
+    Ok(())
+}
+
+pub(super) fn claim(
+    conn: &Connection,
+    owner: &InstanceId,
+    lease_until: i64,
+    now: Now,
+) -> rusqlite::Result<Option<Job>> {
+    let next: Option<(i64, String)> = conn
+        .prepare_cached(
+            "SELECT id, hook FROM jobs
+             WHERE state = 'queued'
+               AND hook NOT IN (SELECT hook FROM jobs WHERE state = 'running')
+             ORDER BY id LIMIT 1",
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((id, hook)) = next else {
+        return Ok(None);
+    };
+    conn.prepare_cached(
+        "UPDATE jobs SET state = 'running', started_at = ?2, owner = ?3, lease_until = ?4
+         WHERE id = ?1",
+    )?
+    .execute(params![id, now.secs, owner.as_str(), lease_until])?;
+    event(
+        conn,
+        JobId(id),
+        &hook,
+        EventKind::Started,
+        now,
+        &format!("started by {owner}"),
+    )?;
+    get(conn, JobId(id))
+}
+
+pub(super) fn heartbeat(
+    conn: &Connection,
+    owner: &InstanceId,
+    running: &[JobId],
+    lease_until: i64,
+) -> rusqlite::Result<Heartbeat> {
+    let mut beat = Heartbeat::default();
+    let mut renew = conn.prepare_cached(
+        "UPDATE jobs SET lease_until = ?3 WHERE id = ?1 AND owner = ?2 AND state = 'running'
+         RETURNING cancel_requested",
+    )?;
+    for id in running {
+        let cancel: Option<bool> = renew
+            .query_row(params![id.0, owner.as_str(), lease_until], |r| r.get(0))
+            .optional()?;
+        match cancel {
+            None => beat.lost.push(*id),
+            Some(true) => beat.cancel.push(*id),
+            Some(false) => {}
+        }
+    }
+    Ok(beat)
+}
+
+pub(super) fn finish(
+    conn: &Connection,
+    owner: &InstanceId,
+    id: JobId,
+    state: JobState,
+    detail: &str,
+    now: Now,
+) -> rusqlite::Result<Finished> {
+    let Some(kind) = EventKind::ended(state) else {
+        return Ok(Finished::NotOwner);
+    };
+    let hook: Option<String> = conn
+        .prepare_cached(
+            "UPDATE jobs SET state = ?2, finished_at = ?3, detail = ?4
+             WHERE id = ?1 AND state = 'running' AND owner = ?5
+             RETURNING hook",
+        )?
+        .query_row(
+            params![id.0, state.as_str(), now.secs, detail, owner.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(hook) = hook else {
+        return Ok(Finished::NotOwner);
+    };
+    event(conn, id, &hook, kind, now, detail)?;
+    Ok(Finished::Recorded)
+}
+
+pub(super) fn cancel(conn: &Connection, id: JobId, now: Now) -> rusqlite::Result<CancelResult> {
+    let Some(job) = get(conn, id)? else {
+        return Ok(CancelResult::NotFound);
+    };
+    Ok(match job.state {
+        JobState::Queued => {
+            let why = "cancelled before it started";
+            conn.execute(
+                "UPDATE jobs SET state = 'cancelled', finished_at = ?2, detail = ?3 WHERE id = ?1",
+                params![id.0, now.secs, why],
+            )?;
+            event(conn, id, &job.hook, EventKind::Cancelled, now, why)?;
+            CancelResult::Cancelled
+        }
+        JobState::Running => {
+            conn.execute(
+                "UPDATE jobs SET cancel_requested = 1 WHERE id = ?1",
+                params![id.0],
+            )?;
+            CancelResult::Requested
+        }
+        done => CancelResult::AlreadyFinished(done),
+    })
+}
+
+pub(super) fn recover(
+    conn: &Connection,
+    expired_before: i64,
+    now: Now,
+) -> rusqlite::Result<Vec<Job>> {
+    let lapsed: Vec<Job> = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM jobs
+             WHERE state = 'running' AND (lease_until IS NULL OR lease_until < ?1)
+             ORDER BY id"
+        ))?
+        .query_map(params![expired_before], job)?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut interrupted = Vec::with_capacity(lapsed.len());
+    for mut j in lapsed {
+        let why = match &j.owner {
+            Some(o) => format!(
+                "interrupted: {o}, which ran it, stopped renewing its lease (it stopped or lost the database)"
+            ),
+            None => "interrupted: the daemon stopped while this job ran".to_owned(),
+        };
+        conn.execute(
+            "UPDATE jobs SET state = 'interrupted', finished_at = ?2, detail = ?3 WHERE id = ?1",
+            params![j.id.0, now.secs, why],
+        )?;
+        event(conn, j.id, &j.hook, EventKind::Interrupted, now, &why)?;
+        j.state = JobState::Interrupted;
+        j.detail = Some(why);
+        interrupted.push(j);
+    }
+    Ok(interrupted)
+}
+
+pub(super) fn requeue(conn: &Connection, id: JobId, now: Now) -> rusqlite::Result<JobId> {
+    let hook: String =
+        conn.query_row("SELECT hook FROM jobs WHERE id = ?1", [id.0], |r| r.get(0))?;
+    conn.execute(
+        "INSERT INTO jobs (hook, rule, state, queue, forge, repository, git_ref, before_sha, after_sha,
+                               pusher, delivery, attempt, manual, created_at, detail, force)
+             SELECT hook, rule, 'queued', queue, forge, repository, git_ref, before_sha, after_sha,
+                    pusher, delivery, attempt + 1, manual, ?2, 'retry of interrupted job ' || id, force
+             FROM jobs WHERE id = ?1",
+        params![id.0, now.secs],
+    )?;
+    let retry = JobId(conn.last_insert_rowid());
+    event(
+        conn,
+        id,
+        &hook,
+        EventKind::Requeued,
+        now,
+        &format!("queued again as job {retry}"),
+    )?;
+    event(
+        conn,
+        retry,
+        &hook,
+        EventKind::Queued,
+        now,
+        &format!("retry of interrupted job {id}"),
+    )?;
+    Ok(retry)
+}
+
+pub(super) fn get(conn: &Connection, id: JobId) -> rusqlite::Result<Option<Job>> {
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"))?
+        .query_row(params![id.0], job)
+        .optional()
+}
+
+pub(super) fn list(conn: &Connection, filter: &JobFilter) -> rusqlite::Result<Vec<Job>> {
+    let limit = i64::try_from(filter.limit.unwrap_or(100)).unwrap_or(i64::MAX);
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM jobs
+         WHERE (?1 IS NULL OR hook = ?1) AND (?2 IS NULL OR state = ?2)
+         ORDER BY id DESC LIMIT ?3"
+    ))?
+    .query_map(
+        params![filter.hook, filter.state.map(JobState::as_str), limit],
+        job,
+    )?
+    .collect()
+}
+
+fn job_event(r: &Row<'_>) -> rusqlite::Result<JobEvent> {
+    Ok(JobEvent {
+        cursor: Cursor(r.get(0)?),
+        job: JobId(r.get(1)?),
+        hook: r.get(2)?,
+        kind: parse(r, 3, "event kind", |s| EventKind::parse(s).ok_or(()))?,
+        at: from_ms(r.get(4)?),
+        reason: r.get(5)?,
+    })
+}
+
+pub(super) fn events_of(conn: &Connection, id: JobId) -> rusqlite::Result<Vec<JobEvent>> {
+    conn.prepare_cached(
+        "SELECT id, job, hook, kind, at, reason FROM job_events WHERE job = ?1 ORDER BY id",
+    )?
+    .query_map(params![id.0], job_event)?
+    .collect()
+}
+
+pub(super) fn events_after(
+    conn: &Connection,
+    after: Cursor,
+    limit: usize,
+) -> rusqlite::Result<Vec<JobEvent>> {
+    conn.prepare_cached(
+        "SELECT id, job, hook, kind, at, reason FROM job_events WHERE id > ?1 ORDER BY id LIMIT ?2",
+    )?
+    .query_map(
+        params![after.0, i64::try_from(limit).unwrap_or(i64::MAX)],
+        job_event,
+    )?
+    .collect()
+}
+
+pub(super) fn count_by_state(conn: &Connection) -> rusqlite::Result<Vec<(JobState, u64)>> {
+    conn.prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state")?
+        .query_map([], |r| {
+            Ok((
+                parse(r, 0, "job state", |s| JobState::parse(s).ok_or(()))?,
+                u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+            ))
+        })?
+        .collect()
+}
+
+/// The most jobs one prune removes: a prune holds the only writer, so a backlog (after a
+/// flood of superseded pushes) is worked off a slice per worker tick, not all at once.
+const PRUNE_BATCH: i64 = 2_000;
+
+pub(super) fn prune(conn: &Connection, keep: Retention, now: Now) -> rusqlite::Result<Vec<JobId>> {
+    let keep_jobs = i64::try_from(keep.keep_jobs).unwrap_or(i64::MAX);
+    let keep_for = i64::try_from(keep.keep_for.as_secs()).unwrap_or(i64::MAX / 2);
+    let cutoff = now.secs.saturating_sub(keep_for);
+    let ids: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM (
+                 SELECT id, created_at,
+                        ROW_NUMBER() OVER (PARTITION BY hook ORDER BY id DESC) AS newer
+                 FROM jobs WHERE state NOT IN ('queued', 'running'))
+             WHERE newer > ?1 OR created_at < ?2
+             ORDER BY id LIMIT ?3",
+        )?
+        .query_map(params![keep_jobs, cutoff, PRUNE_BATCH], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    {
+        let mut delete = conn.prepare_cached("DELETE FROM jobs WHERE id = ?1")?;
+        let mut events = conn.prepare_cached("DELETE FROM job_events WHERE job = ?1")?;
+        for id in &ids {
+            delete.execute(params![id])?;
+            events.execute(params![id])?;
+        }
+    }
+    super::deliveries::prune(conn, keep_jobs, cutoff, now)?;
+    Ok(ids.into_iter().map(JobId).collect())
+}

@@ -1,0 +1,474 @@
+//! The embedded backend: one SQLite file, `state_dir/deployhook.db`, in WAL mode with
+//! `synchronous=FULL`.
+//!
+//! All writes go through one writer thread. Acceptances and delivery records that arrive
+//! together are committed in one transaction (group commit): each is durable (fsync)
+//! before its caller hears back, yet a burst costs one fsync, not one per delivery. Reads
+//! run on connections of their own (WAL lets them), so an API call never waits behind
+//! the writer.
+
+mod deliveries;
+mod jobs;
+mod schema;
+
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::FutureExt as _;
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use tokio::sync::{oneshot, watch};
+
+use super::types::{
+    Acceptance, CancelResult, Cursor, Delivery, DeliveryRecord, Finished, Heartbeat, InstanceId,
+    Job, JobEvent, JobFilter, JobId, JobState, NewJob, NotQueued, Retention,
+};
+use super::{Answer, Backend, StoreError, lock};
+
+/// The most acceptances one transaction commits.
+const MAX_BATCH: usize = 512;
+
+/// Read connections kept open between reads.
+const IDLE_READERS: usize = 4;
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Write(e.to_string())
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// A delivery waiting for the next group commit.
+enum Batched {
+    Accept {
+        delivery: Delivery,
+        replay_keys: Vec<String>,
+        jobs: Vec<NewJob>,
+        reply: Reply<Acceptance>,
+    },
+    Record {
+        delivery: Delivery,
+        outcome: NotQueued,
+        reason: String,
+        reply: Reply<()>,
+    },
+}
+
+/// One request to the writer thread.
+enum Op {
+    Batched(Batched),
+    /// Anything else: done on its own, in arrival order.
+    Alone(Box<dyn FnOnce(&mut Connection) + Send>),
+}
+
+/// Creates `dir` (and its parents) if missing and gives it `mode`.
+fn private(dir: &Path, mode: u32) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+}
+
+pub(super) struct Sqlite {
+    tx: mpsc::Sender<Op>,
+    readers: Arc<Readers>,
+    /// Bumped after each commit, before its callers hear back.
+    notify: Arc<watch::Sender<u64>>,
+    path: PathBuf,
+}
+
+impl Sqlite {
+    /// Opens (creating if needed) `state_dir/deployhook.db` and makes it private to the
+    /// daemon, whatever the umask it was started with: `state_dir` 0750, the database
+    /// (and its WAL files) 0600.
+    pub(super) fn open(state_dir: &Path) -> Result<Sqlite, StoreError> {
+        let path = state_dir.join("deployhook.db");
+        let open_err = |reason: String| StoreError::Open {
+            path: path.clone(),
+            reason,
+        };
+        private(state_dir, 0o750).map_err(|e| open_err(format!("{}: {e}", state_dir.display())))?;
+        let lock = lock::acquire(state_dir)?;
+        let mut conn = Connection::open(&path).map_err(|e| open_err(e.to_string()))?;
+        // Before the first write: SQLite gives the WAL and shared-memory files the
+        // database file's mode when it creates them.
+        for file in ["deployhook.db", "deployhook.db-wal", "deployhook.db-shm"] {
+            let file = state_dir.join(file);
+            match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(open_err(format!("{}: {e}", file.display())));
+                }
+                _ => {}
+            }
+        }
+        schema::prepare(&mut conn).map_err(|e| open_err(e.to_string()))?;
+        // This process holds the state directory alone (the lock), so no other process
+        // can be running a job in this file: every lease left behind is void, and the
+        // worker's first recovery finds those jobs at once instead of a lease later.
+        jobs::void_leases(&conn).map_err(|e| open_err(e.to_string()))?;
+        let (tx, rx) = mpsc::channel();
+        let notify = Arc::new(watch::Sender::new(0));
+        let announce = Arc::clone(&notify);
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || {
+                // Held for as long as this store can write: see `lock`.
+                let _held = lock;
+                writer(conn, &rx, &announce);
+            })
+            .map_err(|e| open_err(e.to_string()))?;
+        Ok(Sqlite {
+            tx,
+            readers: Arc::new(Readers {
+                path: path.clone(),
+                idle: Mutex::new(Vec::new()),
+            }),
+            notify,
+            path,
+        })
+    }
+
+    fn batched<T>(&self, make: impl FnOnce(Reply<T>) -> Batched) -> Answer<'_, T>
+    where
+        T: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let sent = self.tx.send(Op::Batched(make(reply)));
+        async move {
+            sent.map_err(|_| StoreError::Closed)?;
+            answer.await.map_err(|_| StoreError::Closed)?
+        }
+        .boxed()
+    }
+
+    /// Runs `f` on the writer thread, in a transaction of its own.
+    fn write<T, F>(&self, f: F) -> Answer<'_, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>, Now) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let notify = Arc::clone(&self.notify);
+        let op = Op::Alone(Box::new(move |conn: &mut Connection| {
+            let result = (|| -> rusqlite::Result<T> {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let out = f(&tx, Now::system())?;
+                tx.commit()?;
+                Ok(out)
+            })();
+            if result.is_ok() {
+                announce(&notify);
+            }
+            let _ = reply.send(result.map_err(StoreError::from));
+        }));
+        let sent = self.tx.send(op);
+        async move {
+            sent.map_err(|_| StoreError::Closed)?;
+            answer.await.map_err(|_| StoreError::Closed)?
+        }
+        .boxed()
+    }
+
+    /// Runs `f` on a read connection, off the async threads.
+    fn read<T, F>(&self, f: F) -> Answer<'_, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let readers = Arc::clone(&self.readers);
+        async move {
+            tokio::task::spawn_blocking(move || readers.with(f))
+                .await
+                .map_err(|e| StoreError::Read(e.to_string()))?
+        }
+        .boxed()
+    }
+}
+
+/// Read-only connections, opened when needed and kept for the next read.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let read_err = |e: rusqlite::Error| StoreError::Read(e.to_string());
+        let idle = self.idle.lock().expect("readers lock").pop();
+        let conn = if let Some(c) = idle {
+            c
+        } else {
+            let c = Connection::open_with_flags(
+                &self.path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(read_err)?;
+            c.busy_timeout(Duration::from_secs(5)).map_err(read_err)?;
+            c
+        };
+        let out = f(&conn).map_err(read_err);
+        let mut idle = self.idle.lock().expect("readers lock");
+        if idle.len() < IDLE_READERS {
+            idle.push(conn);
+        }
+        out
+    }
+}
+
+impl Backend for Sqlite {
+    fn accept(
+        &self,
+        delivery: Delivery,
+        replay_keys: Vec<String>,
+        jobs: Vec<NewJob>,
+    ) -> Answer<'_, Acceptance> {
+        self.batched(|reply| Batched::Accept {
+            delivery,
+            replay_keys,
+            jobs,
+            reply,
+        })
+    }
+
+    fn record(&self, delivery: Delivery, outcome: NotQueued, reason: String) -> Answer<'_, ()> {
+        self.batched(|reply| Batched::Record {
+            delivery,
+            outcome,
+            reason,
+            reply,
+        })
+    }
+
+    fn claim(&self, owner: InstanceId, lease_until: SystemTime) -> Answer<'_, Option<Job>> {
+        self.write(move |tx, now| jobs::claim(tx, &owner, ms(lease_until), now))
+    }
+
+    fn heartbeat(
+        &self,
+        owner: InstanceId,
+        running: Vec<JobId>,
+        lease_until: SystemTime,
+    ) -> Answer<'_, Heartbeat> {
+        self.write(move |tx, _| jobs::heartbeat(tx, &owner, &running, ms(lease_until)))
+    }
+
+    fn finish(
+        &self,
+        owner: InstanceId,
+        id: JobId,
+        state: JobState,
+        detail: String,
+    ) -> Answer<'_, Finished> {
+        self.write(move |tx, now| jobs::finish(tx, &owner, id, state, &detail, now))
+    }
+
+    fn cancel(&self, id: JobId) -> Answer<'_, CancelResult> {
+        self.write(move |tx, now| jobs::cancel(tx, id, now))
+    }
+
+    fn recover(&self, now: SystemTime) -> Answer<'_, Vec<Job>> {
+        self.write(move |tx, at| jobs::recover(tx, ms(now), at))
+    }
+
+    fn requeue(&self, id: JobId) -> Answer<'_, JobId> {
+        self.write(move |tx, now| jobs::requeue(tx, id, now))
+    }
+
+    fn get(&self, id: JobId) -> Answer<'_, Option<Job>> {
+        self.read(move |c| jobs::get(c, id))
+    }
+
+    fn job_events(&self, id: JobId) -> Answer<'_, Vec<JobEvent>> {
+        self.read(move |c| jobs::events_of(c, id))
+    }
+
+    fn list(&self, filter: JobFilter) -> Answer<'_, Vec<Job>> {
+        self.read(move |c| jobs::list(c, &filter))
+    }
+
+    fn events(&self, after: Cursor, limit: usize) -> Answer<'_, Vec<JobEvent>> {
+        self.read(move |c| jobs::events_after(c, after, limit))
+    }
+
+    fn deliveries(&self, hook: Option<String>, limit: usize) -> Answer<'_, Vec<DeliveryRecord>> {
+        self.read(move |c| jobs::deliveries(c, hook.as_deref(), limit))
+    }
+
+    fn count_by_state(&self) -> Answer<'_, Vec<(JobState, u64)>> {
+        self.read(jobs::count_by_state)
+    }
+
+    fn prune(&self, retention: Retention) -> Answer<'_, Vec<JobId>> {
+        self.write(move |tx, now| jobs::prune(tx, retention, now))
+    }
+
+    fn changed(&self) -> watch::Receiver<u64> {
+        self.notify.subscribe()
+    }
+
+    fn describe(&self) -> String {
+        format!("sqlite {}", self.path.display())
+    }
+}
+
+fn writer(mut conn: Connection, rx: &mpsc::Receiver<Op>, notify: &watch::Sender<u64>) {
+    while let Ok(first) = rx.recv() {
+        // Gather the deliveries waiting right now into one transaction; any other
+        // operation is done on its own, in arrival order.
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(op) = next.take() {
+            match op {
+                Op::Batched(b) => {
+                    batch.push(b);
+                    if batch.len() < MAX_BATCH {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                Op::Alone(run) => {
+                    commit_batch(&mut conn, std::mem::take(&mut batch), notify);
+                    run(&mut conn);
+                    next = rx.try_recv().ok();
+                }
+            }
+        }
+        commit_batch(&mut conn, batch, notify);
+    }
+}
+
+fn announce(notify: &watch::Sender<u64>) {
+    notify.send_modify(|n| *n = n.wrapping_add(1));
+}
+
+fn commit_batch(conn: &mut Connection, batch: Vec<Batched>, notify: &watch::Sender<u64>) {
+    if batch.is_empty() {
+        return;
+    }
+    let result = (|| -> rusqlite::Result<Vec<Option<Acceptance>>> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = Now::system();
+        let outcomes = batch
+            .iter()
+            .map(|b| match b {
+                Batched::Accept {
+                    delivery,
+                    replay_keys,
+                    jobs,
+                    ..
+                } => jobs::accept(&tx, delivery, replay_keys, jobs, now).map(Some),
+                Batched::Record {
+                    delivery,
+                    outcome,
+                    reason,
+                    ..
+                } => jobs::record(&tx, delivery, *outcome, reason, now).map(|()| None),
+            })
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        tx.commit()?;
+        Ok(outcomes)
+    })();
+    let outcomes = match result {
+        Ok(outcomes) => {
+            announce(notify);
+            outcomes.into_iter().map(Ok).collect()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "state database write failed; deliveries are refused until it works again");
+            vec![Err(StoreError::Write(e.to_string())); batch.len()]
+        }
+    };
+    for (b, outcome) in batch.into_iter().zip(outcomes) {
+        match b {
+            Batched::Accept { reply, .. } => {
+                let _ = reply.send(outcome.map(|o| o.expect("an acceptance has an outcome")));
+            }
+            Batched::Record { reply, .. } => {
+                let _ = reply.send(outcome.map(|_| ()));
+            }
+        }
+    }
+}
+
+/// The time of one transaction, in the two units the schema uses.
+#[derive(Debug, Clone, Copy)]
+struct Now {
+    secs: i64,
+    ms: i64,
+}
+
+impl Now {
+    fn system() -> Now {
+        let ms = ms(SystemTime::now());
+        Now {
+            secs: ms.div_euclid(1000),
+            ms,
+        }
+    }
+}
+
+/// Unix milliseconds.
+fn ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn from_secs(s: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(u64::try_from(s).unwrap_or(0))
+}
+
+fn from_ms(m: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(m).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Store, conformance};
+
+    #[tokio::test]
+    async fn passes_the_conformance_suite() {
+        let dirs = std::sync::Mutex::new(Vec::new());
+        conformance::run(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path()).unwrap();
+            dirs.lock().unwrap().push(dir);
+            store
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn replays_are_refused_and_leases_voided_across_reopen() {
+        use super::super::types::*;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let keys = vec!["id:1".to_owned()];
+        let job = conformance::job(0, Queue::Fifo, 'a');
+        let delivery = conformance::delivery("h");
+        assert!(matches!(
+            store
+                .accept(delivery.clone(), keys.clone(), vec![job.clone()])
+                .await
+                .unwrap(),
+            Acceptance::Queued(_)
+        ));
+        let far = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+        let me = InstanceId::from_recorded("old");
+        let running = store.claim(me, far).await.unwrap().unwrap();
+        drop(store);
+        // The lock is this process's now: the old process's lease is void, although it
+        // had an hour left.
+        let store = Store::open(dir.path()).unwrap();
+        assert!(matches!(
+            store.accept(delivery, keys, vec![job]).await.unwrap(),
+            Acceptance::Duplicate(Prior { same_id: true, .. })
+        ));
+        let recovered = store.recover(std::time::SystemTime::now()).await.unwrap();
+        assert_eq!(
+            recovered.iter().map(|j| j.id).collect::<Vec<_>>(),
+            vec![running.id]
+        );
+    }
+}

@@ -1,0 +1,360 @@
+//! The worker's lifecycle with a fake checkout and a fake runner and a real SQLite store
+//! in a temp dir. Time is real but short (a one-second lease): tokio's paused clock
+//! would race the store's writer thread and the checkout thread, which it cannot see
+//! (it jumps ahead while the runtime waits on them), so the tests poll with deadlines.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
+use tokio::sync::watch;
+
+use super::*;
+use crate::config::{LiveConfig, load_str};
+use crate::event::{ChangedPaths, Forge, PushEvent, RefName, Sha};
+use crate::git::{Abort, CheckoutInfo, GitError, OnRef, Remote};
+use crate::joblog::JobLogs;
+use crate::metrics::Metrics;
+use crate::runner::{Outcome, RunSpec};
+use crate::store::{
+    Acceptance, CancelResult, Delivery, InstanceId, JobId, JobState, NewJob, Origin, Queue, Store,
+};
+
+const LEASE: Duration = Duration::from_secs(1);
+const HEARTBEAT: Duration = Duration::from_millis(100);
+
+/// Checks out nothing, at once.
+struct NoCheckout;
+
+impl Checkout for NoCheckout {
+    fn checkout(
+        &self,
+        _: &Remote,
+        _: &str,
+        _: &str,
+        _: OnRef,
+        _: &Abort,
+        worktree: &Path,
+    ) -> Result<CheckoutInfo, GitError> {
+        std::fs::create_dir_all(worktree).unwrap();
+        Ok(CheckoutInfo {
+            fetch_attempts: 0,
+            fetched: false,
+            duration: Duration::ZERO,
+        })
+    }
+}
+
+/// What the fake commands do.
+#[derive(Clone, Copy)]
+enum Commands {
+    Succeed,
+    /// Run until cancelled.
+    Hang,
+}
+
+struct FakeRun {
+    does: Commands,
+    started: Arc<AtomicUsize>,
+}
+
+impl Run for FakeRun {
+    fn run(&self, _: RunSpec, mut cancel: watch::Receiver<bool>) -> BoxFuture<'static, Outcome> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        let does = self.does;
+        async move {
+            match does {
+                Commands::Succeed => Outcome::Succeeded,
+                Commands::Hang => {
+                    while !*cancel.borrow_and_update() {
+                        if cancel.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    Outcome::Cancelled { command: 0 }
+                }
+            }
+        }
+        .boxed()
+    }
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    store: Store,
+    worker: Worker,
+    started: Arc<AtomicUsize>,
+}
+
+fn setup(does: Commands, retry_interrupted: bool) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+[server]
+state_dir = "{}/state"
+shutdown_grace = "2s"
+
+[[hook]]
+id = "h"
+forge = "generic"
+secret = "whsec_ZGVtby1rZXktZm9yLXRoZS1kZXBsb3lob29rLXJlYWRtZQ=="
+repository = "a/b"
+clone_url = "/nonexistent"
+
+[[hook.rule]]
+branches = ["main"]
+commands = [["true"]]
+queue = "fifo"
+retry_interrupted = {retry_interrupted}
+"#,
+        dir.path().display()
+    );
+    let loaded = load_str(&dir.path().join("hooks.toml"), &text, &|_| None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let state_dir = loaded.config.server.state_dir.clone();
+    let config = LiveConfig::new(loaded.config);
+    let store = Store::open(&state_dir).unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
+    let parts = Parts {
+        checkout: Arc::new(NoCheckout),
+        runner: Arc::new(FakeRun {
+            does,
+            started: Arc::clone(&started),
+        }),
+        launcher: "/nonexistent/deployhook".into(),
+        timing: Timing {
+            tick: Duration::from_millis(200),
+            lease: LEASE,
+            heartbeat: HEARTBEAT,
+        },
+    };
+    let worker = Worker::new(
+        config,
+        store.clone(),
+        JobLogs::open(&state_dir).unwrap(),
+        Arc::new(Metrics::default()),
+        parts,
+    );
+    Setup {
+        _dir: dir,
+        store,
+        worker,
+        started,
+    }
+}
+
+async fn queue(store: &Store, hook: &str) -> JobId {
+    let event = PushEvent {
+        forge: Forge::Generic,
+        repository: "a/b".into(),
+        git_ref: RefName::parse("refs/heads/main").unwrap(),
+        before: Sha::parse(&"1".repeat(40)).unwrap(),
+        after: Sha::parse(&"2".repeat(40)).unwrap(),
+        forced: false,
+        paths: ChangedPaths::Unknown,
+        pusher: None,
+        delivery: None,
+    };
+    let delivery = Delivery {
+        hook: hook.to_owned(),
+        delivery: None,
+        forge: Forge::Generic,
+        event: Some("push".into()),
+        git_ref: None,
+        after: None,
+    };
+    let job = NewJob {
+        rule: 0,
+        queue: Queue::Fifo,
+        event,
+        origin: Origin::Push,
+    };
+    match store.accept(delivery, Vec::new(), vec![job]).await.unwrap() {
+        Acceptance::Queued(ids) => ids[0],
+        Acceptance::Duplicate(_) => unreachable!(),
+    }
+}
+
+async fn state_of(store: &Store, id: JobId) -> (JobState, String) {
+    let j = store.get(id).await.unwrap().unwrap();
+    (j.state, j.detail.unwrap_or_default())
+}
+
+/// Polls until `cond` holds, for at most half a minute.
+async fn until<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("gave up waiting for {what}");
+}
+
+/// Queues a job and runs it with `execute_one` in a task of its own, until its commands
+/// have started.
+async fn start_one(s: &Setup) -> (JobId, tokio::task::JoinHandle<Step>) {
+    let id = queue(&s.store, "h").await;
+    let worker = s.worker.clone();
+    let run = tokio::spawn(async move { worker.execute_one().await });
+    until("the commands to start", || async {
+        s.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    (id, run)
+}
+
+#[tokio::test]
+async fn runs_a_job_and_says_what_it_did() {
+    let s = setup(Commands::Succeed, false);
+    assert_eq!(s.worker.execute_one().await, Step::Idle);
+    let id = queue(&s.store, "h").await;
+    let step = s.worker.execute_one().await;
+    assert_eq!(
+        step,
+        Step::Ran {
+            job: id,
+            state: JobState::Succeeded,
+            detail: "all commands succeeded".into()
+        }
+    );
+    let job = s.store.get(id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Succeeded);
+    assert_eq!(job.owner.as_ref(), Some(s.worker.instance()));
+}
+
+#[tokio::test]
+async fn a_job_whose_hook_was_removed_by_a_reload_fails_and_says_why() {
+    let s = setup(Commands::Succeed, false);
+    let id = queue(&s.store, "gone").await;
+    let Step::Ran { job, state, detail } = s.worker.execute_one().await else {
+        panic!("it ran")
+    };
+    assert_eq!((job, state), (id, JobState::Failed));
+    assert_eq!(
+        detail,
+        "hook \"gone\" or its rule 0 is no longer configured"
+    );
+    assert_eq!(s.started.load(Ordering::SeqCst), 0, "no command ran");
+}
+
+#[tokio::test]
+async fn a_cancel_recorded_in_the_store_reaches_the_job_at_its_heartbeat() {
+    let s = setup(Commands::Hang, false);
+    let (id, run) = start_one(&s).await;
+    // As another process would: through the store only, not this worker's handle.
+    assert_eq!(s.store.cancel(id).await.unwrap(), CancelResult::Requested);
+    let step = run.await.unwrap();
+    assert_eq!(
+        step,
+        Step::Ran {
+            job: id,
+            state: JobState::Cancelled,
+            detail: "cancelled while command 1 ran".into()
+        }
+    );
+    assert_eq!(state_of(&s.store, id).await.0, JobState::Cancelled);
+}
+
+#[tokio::test]
+async fn heartbeats_renew_the_lease_and_a_lost_lease_stops_the_job_unrecorded() {
+    let s = setup(Commands::Hang, false);
+    let (id, run) = start_one(&s).await;
+    // For three leases' time, the job stays ours: its heartbeats renew it.
+    let since = std::time::Instant::now();
+    while since.elapsed() < LEASE * 3 {
+        assert!(s.store.recover(SystemTime::now()).await.unwrap().is_empty());
+        assert_eq!(state_of(&s.store, id).await.0, JobState::Running);
+        tokio::time::sleep(HEARTBEAT).await;
+    }
+    // Another process whose clock runs a minute ahead recovers it: the lease is lost,
+    // the job stops at the next heartbeat, and the worker does not overwrite what the
+    // other process recorded.
+    let other = s
+        .store
+        .recover(SystemTime::now() + Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(other.len(), 1);
+    assert_eq!(run.await.unwrap(), Step::Lost { job: id });
+    assert_eq!(state_of(&s.store, id).await.0, JobState::Interrupted);
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_recovered_and_retried_where_the_rule_says_so() {
+    let s = setup(Commands::Succeed, true);
+    let id = queue(&s.store, "h").await;
+    // A process that claimed it and died: its lease runs for a few more seconds, in
+    // which the worker must leave it alone.
+    let dead = InstanceId::from_recorded("dead:1:0");
+    let lease_until = SystemTime::now() + Duration::from_secs(3);
+    assert!(s.store.claim(dead, lease_until).await.unwrap().is_some());
+    let (stop, stopped) = watch::channel(false);
+    let run = tokio::spawn(s.worker.clone().run(stopped));
+    while SystemTime::now() + Duration::from_millis(500) < lease_until {
+        assert_eq!(state_of(&s.store, id).await.0, JobState::Running);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let retried = || async {
+        let jobs = s
+            .store
+            .list(crate::store::JobFilter::default())
+            .await
+            .unwrap();
+        jobs.iter()
+            .any(|j| j.attempt == 2 && j.state == JobState::Succeeded)
+    };
+    until("the retry to succeed", retried).await;
+    let (state, detail) = state_of(&s.store, id).await;
+    assert_eq!(state, JobState::Interrupted);
+    assert!(detail.contains("dead:1:0"), "{detail}");
+    stop.send(true).unwrap();
+    run.await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_grace_then_interrupted_and_retried() {
+    let s = setup(Commands::Hang, true);
+    let id = queue(&s.store, "h").await;
+    let (stop, stopped) = watch::channel(false);
+    let run = tokio::spawn(s.worker.clone().run(stopped));
+    until("the commands to start", || async {
+        s.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let asked = tokio::time::Instant::now();
+    stop.send(true).unwrap();
+    run.await.unwrap();
+    // It waited the grace (2 s) for the job, then stopped it.
+    assert!(
+        asked.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(
+        state_of(&s.store, id).await,
+        (
+            JobState::Interrupted,
+            "the daemon stopped while this job ran".to_owned()
+        )
+    );
+    // retry_interrupted: queued again for the next start (or another replica).
+    let again = s
+        .store
+        .list(crate::store::JobFilter {
+            state: Some(JobState::Queued),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempt, 2);
+}
