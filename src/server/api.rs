@@ -373,13 +373,19 @@ async fn events(
         .ping
         .map_or(EVENTS_PING, |s| Duration::from_secs(s.clamp(1, 300)));
     let store = state.store.clone();
+    let worker = state.worker.clone();
     let changed = store.changed();
     let stream = futures_util::stream::unfold(
         (after, changed, tokio::time::Instant::now()),
         move |(mut cursor, mut changed, mut last_sent)| {
-            let store = store.clone();
+            let (store, worker) = (store.clone(), worker.clone());
             async move {
                 loop {
+                    // A stopping daemon waits for open answers: end this one (the
+                    // client resumes from its Last-Event-ID elsewhere or later).
+                    if worker.is_stopping() {
+                        return None;
+                    }
                     changed.borrow_and_update();
                     let page = match store.events(cursor, 500).await {
                         Ok(page) => page,

@@ -35,7 +35,8 @@ impl WorkerHandle {
         self.stopping.store(true, Ordering::SeqCst);
     }
 
-    pub(super) fn is_stopping(&self) -> bool {
+    /// The daemon is stopping (long-lived answers, like event streams, end then).
+    pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
     }
 

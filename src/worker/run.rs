@@ -138,10 +138,11 @@ impl Worker {
             }
             tokio::select! {
                 () = w.handle.woken() => {}
-                _ = tick.tick() => {
-                    self.recover().await;
-                    self.prune().await;
-                }
+                // Lapsed leases are looked for on a steady beat, whatever the load.
+                _ = tick.tick() => self.recover().await,
+                // History is pruned only once deliveries pause for a tick: a prune holds
+                // the store's one writer, and a flood's deliveries must not wait behind it.
+                () = tokio::time::sleep(w.parts.timing.tick) => self.prune().await,
                 Some(_) = tasks.join_next() => {}
                 _ = shutdown.changed() => break,
             }

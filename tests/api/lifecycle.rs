@@ -305,3 +305,37 @@ fn delivery_records_say_what_became_of_each_push_and_why() {
     );
     assert!(lines[3].contains(&job.to_string()), "{stdout}");
 }
+
+/// A stopping daemon waits for the answers it is sending: an open event stream must not
+/// hold it up for the HTTP server's whole shutdown timeout. It ends, and the daemon exits.
+#[test]
+fn an_open_event_stream_ends_when_the_daemon_stops() {
+    let repo = Repo::new();
+    let out = tempfile::tempdir().unwrap();
+    let dir = TestDir::new(&crate::jobs::config(
+        out.path(),
+        &crate::jobs::hook(
+            "site",
+            &repo,
+            "[[hook.rule]]\nbranches = [\"main\"]\ncommands = [[\"true\"]]\n",
+        ),
+    ));
+    let (mut daemon, addr) = start_daemon(&dir.config_path());
+    let mut stream = EventStream::open(addr, "?ping=1", None);
+    assert!(
+        matches!(stream.next(), Message::Comment(_)),
+        "the stream is open"
+    );
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(daemon.0.id()).unwrap());
+    let asked = std::time::Instant::now();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = wait_for("the daemon to exit", Duration::from_secs(30), || {
+        daemon.0.try_wait().unwrap()
+    });
+    assert!(status.success(), "{status:?}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        asked.elapsed()
+    );
+}
