@@ -20,6 +20,12 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `deployhook trigger --help`'s example, as the README gives it.
+const TRIGGER_EXAMPLE: &str = "Example (GitHub Actions; the secret in a repository secret):
+  deployhook trigger --url https://deploy.example.com --hook app \\
+      --secret-env DEPLOYHOOK_SECRET --repository acme/app \\
+      --ref \"$GITHUB_REF\" --sha \"$GITHUB_SHA\" --wait --timeout 15m";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -66,6 +72,56 @@ pub enum Command {
         /// The delivery id to send (default: a new one).
         #[arg(long)]
         delivery: Option<String>,
+    },
+    /// Deploy from CI: send a signed push for a commit, and with --wait follow its jobs
+    /// until they end.
+    #[command(after_help = TRIGGER_EXAMPLE)]
+    Trigger {
+        /// The daemon's address, as the CI job reaches it.
+        #[arg(long)]
+        url: String,
+        /// The generic hook to trigger.
+        #[arg(long)]
+        hook: String,
+        /// The environment variable holding the hook's secret (whsec_...).
+        #[arg(
+            long,
+            required_unless_present = "secret_file",
+            conflicts_with = "secret_file"
+        )]
+        secret_env: Option<String>,
+        /// The file holding the hook's secret.
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
+        /// The repository as the hook expects it (owner/name).
+        #[arg(long)]
+        repository: String,
+        /// The full ref pushed (refs/heads/main, refs/tags/v1.2.0).
+        #[arg(long = "ref")]
+        git_ref: String,
+        /// The commit to deploy.
+        #[arg(long)]
+        sha: String,
+        /// The commit the ref pointed at before (default: none, a new ref).
+        #[arg(long)]
+        before: Option<String>,
+        /// Who pushed (shown in job records).
+        #[arg(long)]
+        pusher: Option<String>,
+        /// A file listing the changed paths, one per line (for rules with `paths`).
+        #[arg(long)]
+        paths_from: Option<PathBuf>,
+        /// Follow the jobs until they end; exit 0 only if every one succeeded (3 failed,
+        /// 4 timed out, 5 cancelled/superseded/interrupted, 6 nothing matched, 7 still
+        /// running at --timeout).
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits.
+        #[arg(long, default_value = "15m", requires = "wait")]
+        timeout: String,
+        /// Say what is sent and retried (never the secret or the signature).
+        #[arg(long, short)]
+        verbose: bool,
     },
     /// List recent jobs.
     Jobs {

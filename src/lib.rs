@@ -28,6 +28,9 @@
 //! - [`cli`]: command-line definition; `main.rs` only dispatches.
 //! - [`assets`]: generates the man page, shell completions and hooks.toml JSON Schema.
 //! - [`ctl`]: the CLI commands that talk to a running daemon's API.
+//! - [`trigger`]: `deployhook trigger`, a CI job's signed push and wait for its result.
+//! - [`status_link`]: the per-delivery capability link a sender reads its jobs through.
+//! - [`http_client`]: outbound HTTP (ureq, rustls); the only module that makes requests.
 
 pub mod access;
 pub mod assets;
@@ -37,6 +40,7 @@ pub mod ctl;
 pub mod event;
 pub mod forge;
 pub mod git;
+pub mod http_client;
 pub mod intake;
 pub mod joblog;
 pub mod metrics;
@@ -47,8 +51,10 @@ pub mod sd_notify;
 pub mod secret;
 pub mod server;
 pub mod sign;
+pub mod status_link;
 pub mod store;
 pub mod tls;
+pub mod trigger;
 pub mod verify;
 pub mod wipe;
 pub mod worker;

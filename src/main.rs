@@ -31,6 +31,67 @@ fn main() -> ExitCode {
             delivery,
         } => sign(&forge, &secret_file, delivery),
         Command::Generate { out } => deployhook::assets::main(&out),
+        Command::Trigger {
+            url,
+            hook,
+            secret_env,
+            secret_file,
+            repository,
+            git_ref,
+            sha,
+            before,
+            pusher,
+            paths_from,
+            wait,
+            timeout,
+            verbose,
+        } => {
+            let secret = match (secret_env, secret_file) {
+                (Some(name), _) => std::env::var(&name)
+                    .map_err(|_| format!("the environment variable {name} is not set")),
+                (None, Some(path)) => std::fs::read_to_string(&path)
+                    .map(|s| s.trim().to_owned())
+                    .map_err(|e| format!("cannot read {}: {e}", path.display())),
+                (None, None) => Err("give --secret-env or --secret-file".to_owned()),
+            };
+            let paths = paths_from
+                .map(|p| {
+                    std::fs::read_to_string(&p)
+                        .map(|t| {
+                            t.lines()
+                                .filter(|l| !l.is_empty())
+                                .map(str::to_owned)
+                                .collect()
+                        })
+                        .map_err(|e| format!("cannot read {}: {e}", p.display()))
+                })
+                .transpose();
+            let limit = deployhook::config::units::parse_duration(&timeout)
+                .map_err(|e| format!("--timeout: {e}"));
+            match (secret, paths, limit) {
+                (Ok(secret), Ok(paths), Ok(limit)) => {
+                    let t = deployhook::trigger::Trigger {
+                        url,
+                        hook,
+                        secret: deployhook::secret::Secret::new(secret),
+                        repository,
+                        git_ref,
+                        sha,
+                        before,
+                        pusher,
+                        paths,
+                        wait: wait.then_some(limit),
+                        verbose,
+                    };
+                    let exit = t.run(&mut std::io::stdout(), &mut std::io::stderr());
+                    ExitCode::from(exit as u8)
+                }
+                (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
+                    eprintln!("deployhook: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::SandboxExec { args } => deployhook::runner::launcher::main(args),
         Command::Jobs { api, hook, state } => ctl(&api, |t, out| {
             ctl::jobs(t, hook.as_deref(), state.as_deref(), out)
@@ -233,6 +294,7 @@ fn start(config: config::Config) -> Result<(), String> {
         git,
         metrics,
         reloader: Arc::clone(&reloader),
+        status_key: tokio::sync::OnceCell::new(),
     };
     let listener = std::net::TcpListener::bind(listen)
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;

@@ -7,7 +7,7 @@ mod diag;
 mod keys;
 mod live;
 pub(crate) mod raw;
-mod units;
+pub mod units;
 mod validate;
 
 use std::fmt;
@@ -86,6 +86,8 @@ pub struct Server {
     pub tls: Option<Tls>,
     /// Who runs commands of rules without `run_as`, if the daemon can switch users.
     pub command_user: String,
+    /// How users reach the daemon (no trailing `/`), for the links it hands out.
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug)]

@@ -82,6 +82,11 @@ pub struct RawServer {
     /// warning. Default `"deployhook-run"` (the packages create it).
     #[schemars(with = "Option<String>")]
     pub command_user: Option<Spanned<String>>,
+    /// The daemon's address as its users reach it (`https://deploy.example.com`, behind
+    /// a proxy perhaps), for the links it hands out: a delivery's `status_url`. Default:
+    /// the scheme and host the request came to.
+    #[schemars(with = "Option<String>")]
+    pub public_url: Option<Spanned<String>>,
 }
 
 /// `[server.tls]`: a PEM certificate chain and its private key; both are needed.

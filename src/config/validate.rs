@@ -176,6 +176,19 @@ impl Validator<'_> {
                 Ok(u.clone())
             }
         });
+        let public_url = self.field(s.public_url, "public_url", |u| {
+            let rest = u
+                .strip_prefix("https://")
+                .or_else(|| u.strip_prefix("http://"));
+            match rest {
+                Some(r) if !r.is_empty() && !r.contains(['?', '#', ' ']) => {
+                    Ok(u.trim_end_matches('/').to_owned())
+                }
+                _ => Err(format!(
+                    "{u:?} is not an http:// or https:// URL (for example https://deploy.example.com)"
+                )),
+            }
+        });
         let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         let server = Server {
             listen: listen
@@ -205,6 +218,7 @@ impl Validator<'_> {
             command_user: command_user
                 .ok()?
                 .unwrap_or_else(|| DEFAULT_COMMAND_USER.to_owned()),
+            public_url: public_url.ok()?,
         };
         Some(server)
     }

@@ -354,12 +354,7 @@ async fn events(
         .transpose()?;
     let after = Cursor(resume.or(q.after).unwrap_or(0));
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let streaming = req
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/event-stream"));
-    if !streaming {
+    if !super::wants_event_stream(&req) {
         let page = state
             .store
             .events(after, limit)
@@ -411,7 +406,7 @@ async fn events(
                     }
                     let ping_at = last_sent + ping;
                     tokio::select! {
-                        _ = changed.changed() => {}
+                        r = changed.changed() => if r.is_err() { tokio::time::sleep(EVENTS_POLL).await },
                         () = tokio::time::sleep(EVENTS_POLL) => {}
                         () = tokio::time::sleep_until(ping_at) => {
                             last_sent = tokio::time::Instant::now();

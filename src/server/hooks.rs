@@ -9,7 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt as _;
 use serde_json::json;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, status};
 use crate::access;
 use crate::config::Hook;
 use crate::event::{DeliveryId, RefName, Sha};
@@ -86,11 +86,12 @@ pub async fn deliver(
             return Err(ApiError::BadRequest(e.to_string()));
         }
     };
-    respond(&state, hook, decision).await
+    respond(&state, &req, hook, decision).await
 }
 
 async fn respond(
     state: &AppState,
+    req: &HttpRequest,
     hook: &Hook,
     decision: Decision,
 ) -> Result<HttpResponse, ApiError> {
@@ -132,13 +133,15 @@ async fn respond(
             replay_keys,
             jobs,
             skipped,
-        } => queue(state, hook, delivery, replay_keys, jobs, skipped).await,
+        } => queue(state, req, hook, delivery, replay_keys, jobs, skipped).await,
     }
 }
 
-/// Queues a delivery's jobs (unless it is a replay) and answers 202 with them.
+/// Queues a delivery's jobs (unless it is a replay) and answers 202 with them and the
+/// delivery's status link.
 async fn queue(
     state: &AppState,
+    req: &HttpRequest,
     hook: &Hook,
     delivery: Option<DeliveryId>,
     replay_keys: Vec<String>,
@@ -192,7 +195,18 @@ async fn queue(
             let first = summary
                 .first()
                 .map(|(_, r, sha)| (r.as_str(), sha.as_str()));
-            Ok(duplicate_answer(&hook.id, delivery_str, &prior, first))
+            // The sender retrying a delivery it sent (same id) gets its link again.
+            let link = match (prior.same_id, delivery_str) {
+                (true, Some(d)) => status::url(state, req, &hook.id, d).await,
+                _ => None,
+            };
+            Ok(duplicate_answer(
+                &hook.id,
+                delivery_str,
+                &prior,
+                first,
+                link.as_deref(),
+            ))
         }
         Acceptance::Queued(ids) => {
             state
@@ -207,12 +221,17 @@ async fn queue(
                     json!({ "id": id.0, "rule": rule, "ref": git_ref, "sha": sha, "state": "queued" })
                 })
                 .collect();
+            let link = match delivery_str {
+                Some(d) => status::url(state, req, &hook.id, d).await,
+                None => None,
+            };
             Ok(HttpResponse::Accepted().json(json!({
                 "status": "queued",
                 "hook": hook.id,
                 "delivery": delivery_str,
                 "jobs": jobs,
                 "skipped": skipped,
+                "status_url": link,
             })))
         }
     }
@@ -292,6 +311,7 @@ fn duplicate_answer(
     delivery: Option<&str>,
     prior: &Prior,
     first: Option<(&str, &str)>,
+    status_url: Option<&str>,
 ) -> HttpResponse {
     let redeploy =
         first.map(|(git_ref, sha)| format!("deployhook deploy {hook} --ref {git_ref} --sha {sha}"));
@@ -304,6 +324,7 @@ fn duplicate_answer(
             "job": prior.job.map(|j| j.0),
         },
         "reason": duplicate_reason(prior, redeploy.as_deref()),
+        "status_url": status_url,
     }))
 }
 

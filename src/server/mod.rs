@@ -6,6 +6,7 @@ mod api;
 mod error;
 mod hooks;
 mod ops;
+mod status;
 mod views;
 
 use std::net::{SocketAddr, TcpListener};
@@ -25,6 +26,14 @@ use crate::store::Store;
 use crate::tls;
 use crate::worker::WorkerHandle;
 
+/// Whether the client asked for Server-Sent Events (`Accept: text/event-stream`).
+fn wants_event_stream(req: &actix_web::HttpRequest) -> bool {
+    req.headers()
+        .get(actix_web::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"))
+}
+
 /// What every request handler shares.
 pub struct AppState {
     pub config: Arc<LiveConfig>,
@@ -34,6 +43,8 @@ pub struct AppState {
     pub git: Arc<Git>,
     pub metrics: Arc<Metrics>,
     pub reloader: Arc<Reloader>,
+    /// The status links' key, read from the store on first use.
+    pub status_key: tokio::sync::OnceCell<Arc<Vec<u8>>>,
 }
 
 /// A bound, not yet running server. `main` and the tests build it the same way; tests
@@ -60,6 +71,7 @@ impl Application {
                 }))
                 .configure(api::routes)
                 .configure(ops::routes)
+                .configure(status::routes)
                 .service(
                     web::resource("/hooks/{id}")
                         .route(web::post().to(hooks::deliver))

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::store::{DeliveryOutcome, DeliveryRecord, Job, JobEvent, Origin};
 
 /// Unix seconds.
-fn secs(t: SystemTime) -> i64 {
+pub(super) fn secs(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -21,6 +21,7 @@ pub async fn run(open: impl Fn() -> Store) {
     cancel_queued_and_running(&open()).await;
     events_in_commit_order(&open()).await;
     delivery_records(&open()).await;
+    delivery_jobs_and_secrets(&open()).await;
     pruning(&open()).await;
 }
 
@@ -526,4 +527,41 @@ async fn pruning(s: &Store) {
     assert!(counts.contains(&(JobState::Running, 1)), "{counts:?}");
     assert!(counts.contains(&(JobState::Queued, 1)), "{counts:?}");
     assert!(counts.contains(&(JobState::Failed, 1)), "{counts:?}");
+}
+
+async fn delivery_jobs_and_secrets(s: &Store) {
+    let mut d = delivery("h");
+    d.delivery = Some(DeliveryId::parse("one").unwrap());
+    let ids = match s
+        .accept(
+            d.clone(),
+            vec!["id:one".into()],
+            vec![job(0, Queue::Fifo, 'a'), job(1, Queue::Fifo, 'a')],
+        )
+        .await
+        .unwrap()
+    {
+        Acceptance::Queued(ids) => ids,
+        other @ Acceptance::Duplicate(_) => panic!("{other:?}"),
+    };
+    // A retry of it is a duplicate; the delivery still names its first jobs.
+    s.accept(d, vec!["id:one".into()], vec![job(0, Queue::Fifo, 'a')])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.delivery_jobs("h".into(), "one".into()).await.unwrap(),
+        Some(ids)
+    );
+    assert_eq!(
+        s.delivery_jobs("g".into(), "one".into()).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.delivery_jobs("h".into(), "two".into()).await.unwrap(),
+        None
+    );
+    let key = s.secret("k".into()).await.unwrap();
+    assert_eq!(key.len(), 32);
+    assert_eq!(s.secret("k".into()).await.unwrap(), key, "kept");
+    assert_ne!(s.secret("other".into()).await.unwrap(), key);
 }

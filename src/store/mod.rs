@@ -98,6 +98,11 @@ pub trait Backend: Send + Sync {
     fn events(&self, after: Cursor, limit: usize) -> Answer<'_, Vec<JobEvent>>;
     /// The newest delivery records, of one hook or all.
     fn deliveries(&self, hook: Option<String>, limit: usize) -> Answer<'_, Vec<DeliveryRecord>>;
+    /// The jobs a delivery queued (its first `queued` record), if it is still recorded.
+    fn delivery_jobs(&self, hook: String, delivery: String) -> Answer<'_, Option<Vec<JobId>>>;
+    /// A random 32-byte key named `name`, made on first use and kept: the same for every
+    /// process on this store.
+    fn secret(&self, name: String) -> Answer<'_, Vec<u8>>;
     /// How many jobs are in each state (for metrics).
     fn count_by_state(&self) -> Answer<'_, Vec<(JobState, u64)>>;
     /// Removes history older than `retention` allows (a slice at a time); returns the

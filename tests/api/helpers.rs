@@ -182,6 +182,7 @@ impl TestApp {
                     git,
                     reloader: Reloader::new(cfg, metrics.clone(), None),
                     metrics,
+                    status_key: tokio::sync::OnceCell::new(),
                 };
                 let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
                 let app = Application::new(state, listener, None).unwrap();
@@ -502,7 +503,18 @@ pub fn wait_job_at(addr: SocketAddr, id: i64) -> serde_json::Value {
 }
 
 /// A child process that is killed when the test ends, even by a panic.
-pub struct Daemon(pub std::process::Child);
+pub struct Daemon(
+    pub std::process::Child,
+    /// Its stderr lines so far, when started by [`start_command`].
+    pub std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+);
+
+impl Daemon {
+    /// Its log (stderr) so far.
+    pub fn log(&self) -> String {
+        self.1.lock().unwrap().join("\n")
+    }
+}
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -530,12 +542,15 @@ pub fn start_command(mut command: Command) -> (Daemon, SocketAddr) {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = std::sync::Arc::clone(&lines);
     std::thread::spawn(move || {
         use std::io::BufRead;
         for line in std::io::BufReader::new(stderr)
             .lines()
             .map_while(Result::ok)
         {
+            keep.lock().unwrap().push(line.clone());
             if let Some(at) = line.find("listening on ") {
                 let addr = line[at + 13..]
                     .split_whitespace()
@@ -546,7 +561,7 @@ pub fn start_command(mut command: Command) -> (Daemon, SocketAddr) {
             }
         }
     });
-    let child = Daemon(child);
+    let child = Daemon(child, lines);
     let addr = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("the daemon logs `listening on <addr>`")

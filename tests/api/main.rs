@@ -19,3 +19,4 @@ mod rejections;
 mod replay;
 mod runner;
 mod serve;
+mod trigger;

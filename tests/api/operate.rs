@@ -33,7 +33,7 @@ impl Serve {
         }
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
-        let daemon = Daemon(child);
+        let daemon = Daemon(child, std::sync::Arc::default());
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {

@@ -22,7 +22,7 @@ fn serve_answers_a_signed_push_and_stops_on_sigterm() {
         .unwrap();
     let (tx, rx) = mpsc::channel();
     let stderr = child.stderr.take().unwrap();
-    let mut child = Daemon(child);
+    let mut child = Daemon(child, std::sync::Arc::default());
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).split(b'\n') {
             let Ok(line) = line else { break };

@@ -180,6 +180,48 @@ pub(in crate::store) fn deliveries(
     .collect()
 }
 
+pub(in crate::store) fn delivery_jobs(
+    conn: &Connection,
+    hook: &str,
+    delivery: &str,
+) -> rusqlite::Result<Option<Vec<JobId>>> {
+    let jobs: Option<Option<String>> = conn
+        .prepare_cached(
+            "SELECT jobs FROM delivery_log
+             WHERE hook = ?1 AND delivery = ?2 AND outcome = 'queued' ORDER BY id LIMIT 1",
+        )?
+        .query_row(params![hook, delivery], |r| r.get(0))
+        .optional()?;
+    jobs.map(|j| {
+        job_ids(j.as_deref())
+            .map_err(|_| super::jobs::corrupt(0, "job list", j.as_deref().unwrap_or("")))
+    })
+    .transpose()
+}
+
+pub(in crate::store) fn secret(conn: &Connection, name: &str) -> rusqlite::Result<Vec<u8>> {
+    let existing: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT value FROM secrets WHERE name = ?1")?
+        .query_row(params![name], |r| r.get(0))
+        .optional()?;
+    if let Some(v) = existing {
+        return Ok(v);
+    }
+    let mut fresh = vec![0u8; 32];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").map_err(io_err)?,
+        &mut fresh,
+    )
+    .map_err(io_err)?;
+    conn.prepare_cached("INSERT INTO secrets (name, value) VALUES (?1, ?2)")?
+        .execute(params![name, fresh])?;
+    Ok(fresh)
+}
+
+fn io_err(e: std::io::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+}
+
 /// Delivery records go as jobs do (beyond `keep` per hook, or received before `cutoff`,
 /// unix seconds); replay keys stay a year, so that an old push cannot come back soon.
 pub(super) fn prune(conn: &Connection, keep: i64, cutoff: i64, now: Now) -> rusqlite::Result<()> {

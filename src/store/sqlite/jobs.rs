@@ -12,7 +12,7 @@ use crate::store::types::{
     JobId, JobState, NewJob, Origin, Queue, Retention,
 };
 
-pub(super) use super::deliveries::{accept, deliveries, record};
+pub(super) use super::deliveries::{accept, deliveries, delivery_jobs, record, secret};
 
 /// A value in the database that the store did not write (or no longer understands).
 #[derive(Debug, thiserror::Error)]

@@ -297,6 +297,14 @@ impl Backend for Sqlite {
         self.read(move |c| jobs::deliveries(c, hook.as_deref(), limit))
     }
 
+    fn delivery_jobs(&self, hook: String, delivery: String) -> Answer<'_, Option<Vec<JobId>>> {
+        self.read(move |c| jobs::delivery_jobs(c, &hook, &delivery))
+    }
+
+    fn secret(&self, name: String) -> Answer<'_, Vec<u8>> {
+        self.write(move |tx, _| jobs::secret(tx, &name))
+    }
+
     fn count_by_state(&self) -> Answer<'_, Vec<(JobState, u64)>> {
         self.read(jobs::count_by_state)
     }

@@ -72,6 +72,15 @@ const MIGRATIONS: &[&str] = &["
         reason      TEXT    NOT NULL
     );
     CREATE INDEX delivery_log_by_hook ON delivery_log (hook, id);
+", "
+    -- Keys only the daemon knows (the status links' MAC key), shared by every process
+    -- on this database.
+    CREATE TABLE secrets (
+        name  TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    ) WITHOUT ROWID;
+    -- A delivery's jobs, for its status link.
+    CREATE INDEX delivery_log_by_delivery ON delivery_log (hook, delivery);
 "];
 
 /// Sets durability pragmas and applies any migrations not yet applied.

@@ -1,0 +1,287 @@
+//! `deployhook trigger` against a real daemon over HTTP: deploys and waits, fails with
+//! the job's reason, says when nothing matched, retries a 503 without a second deploy, and
+//! never shows the secret; and the status link it waits on, which shows a delivery's jobs
+//! and nothing else.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::gitrepo::Repo;
+use crate::helpers::*;
+use crate::jobs::{ZERO, config, hook, spawn_site};
+
+/// Runs `deployhook trigger` for `sha` on `git_ref`; returns exit code, stdout, stderr.
+fn trigger(
+    url: &str,
+    secret_file: &Path,
+    git_ref: &str,
+    sha: &str,
+    extra: &[&str],
+) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_deployhook"))
+        .args(["trigger", "--url", url, "--hook", "site", "--secret-file"])
+        .arg(secret_file)
+        .args([
+            "--repository",
+            "acme/website",
+            "--ref",
+            git_ref,
+            "--sha",
+            sha,
+        ])
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const RULES: &str = r#"
+[[hook.rule]]
+branches = ["main"]
+queue = "fifo"
+commands = ["""
+echo LOG-LINE-ONLY-IN-THE-LOG
+if [ "$(cat v)" = bad ]; then exit 3; fi
+"""]
+"#;
+
+#[test]
+fn trigger_deploys_waits_and_exits_by_how_the_jobs_ended() {
+    let repo = Repo::new();
+    let good = repo.commit(&[("v", "good")], &[]);
+    let bad = repo.commit(&[("v", "bad")], &[]);
+    let out = tempfile::tempdir().unwrap();
+    let app = spawn_site(out.path(), &repo, RULES);
+    let url = format!("http://{}", app.addr);
+    let secret = app.dir().config_path().with_file_name("whsec");
+
+    let (code, stdout, stderr) = trigger(
+        &url,
+        &secret,
+        "refs/heads/main",
+        &good,
+        &["--wait", "--verbose"],
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("queued job 1 for refs/heads/main"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("job 1 succeeded: all commands succeeded"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("status: {url}/status/site/")),
+        "{stdout}"
+    );
+    for text in [&stdout, &stderr] {
+        assert!(!text.contains(WHSEC), "the secret was printed: {text}");
+        assert!(!text.contains("webhook-signature"), "{text}");
+    }
+
+    let (code, stdout, stderr) = trigger(&url, &secret, "refs/heads/main", &bad, &["--wait"]);
+    assert_eq!(code, 3, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("job 2 failed: command 1 failed: exit code 3"),
+        "{stdout}"
+    );
+
+    let (code, stdout, _) = trigger(&url, &secret, "refs/heads/dev", &good, &["--wait"]);
+    assert_eq!(code, 6, "{stdout}");
+    assert!(stdout.starts_with("nothing to deploy: "), "{stdout}");
+
+    // A wrong secret is the daemon's 401, reported, not retried.
+    let wrong = out.path().join("wrong");
+    std::fs::write(&wrong, "whsec_d3Jvbmcgc2VjcmV0IHdyb25nIHNlY3JldA==").unwrap();
+    let (code, _, stderr) = trigger(&url, &wrong, "refs/heads/main", &good, &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("the daemon answered 401"), "{stderr}");
+    assert_eq!(app.jobs().len(), 2, "two deploys in all");
+}
+
+/// A front that passes the first request on to the daemon but answers it 503 (the
+/// answer lost on the way back), and passes everything after it through untouched.
+fn lossy_front(daemon: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            if count.fetch_add(1, Ordering::SeqCst) == 0 {
+                let request = read_request(&mut client);
+                // Pass it on, closing after the answer, and drop the answer.
+                let text = String::from_utf8_lossy(&request).into_owned();
+                let closing = text.replacen("\r\n", "\r\nConnection: close\r\n", 1);
+                let answer = raw(daemon, closing.as_bytes());
+                assert_eq!(answer.status, 202, "{}", answer.body);
+                let _ = client.write_all(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                continue;
+            }
+            let Ok(upstream) = TcpStream::connect(daemon) else {
+                return;
+            };
+            let (mut a, mut b) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut a, &mut b);
+                let _ = b.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut c, mut u) = (client, upstream);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut u, &mut c);
+                let _ = c.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// One whole request (headers and a Content-Length body).
+fn read_request(s: &mut TcpStream) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 4096];
+    loop {
+        let n = s.read(&mut byte).unwrap();
+        assert!(n > 0, "the request ended early");
+        buf.extend_from_slice(&byte[..n]);
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        if buf.len() >= end + 4 + length {
+            return buf;
+        }
+    }
+}
+
+#[test]
+fn a_retry_after_a_lost_answer_deploys_once() {
+    let repo = Repo::new();
+    let good = repo.commit(&[("v", "good")], &[]);
+    let out = tempfile::tempdir().unwrap();
+    let app = spawn_site(out.path(), &repo, RULES);
+    let (front, seen) = lossy_front(app.addr);
+    let secret = app.dir().config_path().with_file_name("whsec");
+    let (code, stdout, stderr) = trigger(
+        &format!("http://{front}"),
+        &secret,
+        "refs/heads/main",
+        &good,
+        &["--wait"],
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stderr.contains("the daemon answered 503"), "{stderr}");
+    assert!(
+        stdout.contains("this delivery was already accepted (job 1)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("job 1 succeeded"), "{stdout}");
+    assert!(seen.load(Ordering::SeqCst) >= 2, "it was sent again");
+    assert_eq!(app.jobs().len(), 1, "one deploy");
+}
+
+#[test]
+fn the_status_link_shows_its_deliverys_jobs_only_and_a_tampered_one_is_unknown() {
+    let repo = Repo::new();
+    let good = repo.commit(&[("v", "good")], &[]);
+    let out = tempfile::tempdir().unwrap();
+    let app = spawn_site(out.path(), &repo, RULES);
+    let other = job_id(&push_generic(&app, "site", "refs/heads/main", ZERO, &good));
+    let res = push_generic(&app, "site", "refs/heads/main", &good, &good);
+    let mine = job_id(&res);
+    let link = res.json()["status_url"].as_str().unwrap().to_owned();
+    let path = link
+        .strip_prefix(&format!("http://{}", app.addr))
+        .unwrap()
+        .to_owned();
+    wait_job(&app, mine);
+    let status = get(app.addr, &path);
+    assert_eq!(status.status, 200, "{}", status.body);
+    let v = status.json();
+    assert_eq!(v["done"], true);
+    let ids: Vec<i64> = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [mine], "not job {other}");
+    assert_eq!(v["jobs"][0]["state"], "succeeded");
+    assert_eq!(v["jobs"][0]["reason"], "all commands succeeded");
+    assert!(!status.body.contains("LOG-LINE"), "{}", status.body);
+    assert!(
+        !status.body.contains("echo"),
+        "no configuration: {}",
+        status.body
+    );
+    // Live, as Server-Sent Events: one snapshot (it is done), then the end.
+    let sse = raw(
+        app.addr,
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n",
+            app.addr
+        )
+        .as_bytes(),
+    );
+    assert_eq!(sse.status, 200);
+    assert!(sse.body.contains("id: 1\ndata: {"), "{}", sse.body);
+    assert!(sse.body.contains("\"done\":true"), "{}", sse.body);
+    // Any change to the link is a 404, the same as for a delivery that does not exist.
+    let key_at = path.rfind('/').unwrap() + 1;
+    let mut tampered = path.clone();
+    let flipped = if path[key_at..].starts_with('0') {
+        "1"
+    } else {
+        "0"
+    };
+    tampered.replace_range(key_at..=key_at, flipped);
+    let unknown = path.replacen("/site/", "/other/", 1);
+    let answers: Vec<(u16, String)> = [tampered, unknown, "/status/site/bm9uZQ/00".to_owned()]
+        .iter()
+        .map(|p| {
+            let r = get(app.addr, p);
+            (r.status, r.body)
+        })
+        .collect();
+    assert!(answers.iter().all(|a| a == &answers[0]), "{answers:?}");
+    assert_eq!(answers[0].0, 404);
+}
+
+#[test]
+fn the_secret_is_not_in_the_daemons_log() {
+    let repo = Repo::new();
+    let good = repo.commit(&[("v", "good")], &[]);
+    let out = tempfile::tempdir().unwrap();
+    let dir = TestDir::new(&config(out.path(), &hook("site", &repo, RULES)));
+    let (daemon, addr) = start_daemon(&dir.config_path());
+    let secret = dir.config_path().with_file_name("whsec");
+    let (code, stdout, stderr) = trigger(
+        &format!("http://{addr}"),
+        &secret,
+        "refs/heads/main",
+        &good,
+        &["--wait", "--verbose"],
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let log = daemon.log();
+    assert!(log.contains("job queued"), "{log}");
+    assert!(!log.contains(WHSEC), "{log}");
+    assert!(!log.contains(WHSEC.trim_start_matches("whsec_")), "{log}");
+}
