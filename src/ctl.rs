@@ -1,29 +1,33 @@
 //! The CLI commands that talk to a running daemon through its API (`jobs`, `deliveries`,
-//! `logs`, `deploy`, `cancel`), over a minimal HTTP/1.1 client: the daemon is local, plain HTTP,
-//! and a full client library would double the dependency tree for four requests.
+//! `logs`, `deploy`, `cancel`), over `http_client` (plain HTTP or HTTPS).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::http_client::{Client, ClientError, Method, Stream};
+
+/// How long the daemon may take to start answering.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Where the daemon is and how to authenticate to it.
 pub struct Target {
-    /// `host:port` of the daemon.
-    pub addr: String,
+    /// `http://host:port` or `https://host:port`, without a trailing `/`.
+    pub base: String,
     pub token: Option<String>,
+    client: Client,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum CtlError {
-    #[error("--url must look like http://127.0.0.1:9000 (https is not supported by the CLI yet)")]
+    #[error("--url must look like http://127.0.0.1:9000 or https://deploy.example.com")]
     BadUrl,
     #[error("cannot read the API token file {0}: {1}")]
     Token(String, std::io::Error),
     #[error("cannot reach the daemon at {0}: {1} (is `deployhook serve` running there?)")]
-    Connect(String, std::io::Error),
+    Connect(String, String),
     #[error("the daemon's answer could not be read: {0}")]
     Protocol(String),
     /// The daemon answered with an error; its message says what to do.
@@ -40,12 +44,14 @@ pub enum CtlError {
 
 impl Target {
     pub fn new(url: &str, token_file: Option<&Path>) -> Result<Target, CtlError> {
-        let addr = url
+        let base = url.trim_end_matches('/');
+        let host = base
             .strip_prefix("http://")
-            .map(|rest| rest.trim_end_matches('/'))
-            .filter(|a| !a.is_empty() && !a.contains('/'))
-            .ok_or(CtlError::BadUrl)?
-            .to_owned();
+            .or_else(|| base.strip_prefix("https://"))
+            .ok_or(CtlError::BadUrl)?;
+        if host.is_empty() || host.contains('/') {
+            return Err(CtlError::BadUrl);
+        }
         let token = match token_file {
             Some(p) => Some(
                 std::fs::read_to_string(p)
@@ -55,124 +61,50 @@ impl Target {
             ),
             None => None,
         };
-        Ok(Target { addr, token })
+        Ok(Target {
+            base: base.to_owned(),
+            token,
+            client: Client::for_streams(TIMEOUT),
+        })
     }
 
-    /// Sends a request; returns the status and a reader positioned at the body.
-    fn send(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<(u16, Box<dyn Read>), CtlError> {
-        let mut stream =
-            TcpStream::connect(&self.addr).map_err(|e| CtlError::Connect(self.addr.clone(), e))?;
-        stream
-            .set_write_timeout(Some(Duration::from_secs(30)))
-            .map_err(|e| CtlError::Connect(self.addr.clone(), e))?;
-        let body = body.map(Value::to_string).unwrap_or_default();
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-            self.addr,
-            body.len()
-        );
+    /// Sends a request; returns the answer with its body to be read as it comes.
+    fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Stream, CtlError> {
+        let mut headers = vec![("Content-Type".to_owned(), "application/json".to_owned())];
         if let Some(t) = &self.token {
-            req.push_str("Authorization: Bearer ");
-            req.push_str(t);
-            req.push_str("\r\n");
+            headers.push(("Authorization".to_owned(), format!("Bearer {t}")));
         }
-        req.push_str("\r\n");
-        req.push_str(&body);
-        stream
-            .write_all(req.as_bytes())
-            .map_err(|e| CtlError::Connect(self.addr.clone(), e))?;
-        let mut reader = BufReader::new(stream);
-        let mut status_line = String::new();
-        reader
-            .read_line(&mut status_line)
-            .map_err(|e| CtlError::Protocol(e.to_string()))?;
-        let status: u16 = status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| CtlError::Protocol(format!("bad status line {status_line:?}")))?;
-        let mut chunked = false;
-        loop {
-            let mut line = String::new();
-            reader
-                .read_line(&mut line)
-                .map_err(|e| CtlError::Protocol(e.to_string()))?;
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = line.split_once(':')
-                && k.eq_ignore_ascii_case("transfer-encoding")
-                && v.trim().eq_ignore_ascii_case("chunked")
-            {
-                chunked = true;
-            }
-        }
-        let body: Box<dyn Read> = if chunked {
-            Box::new(Chunked {
-                inner: reader,
-                left: 0,
-                done: false,
-            })
+        let method = if method == "POST" {
+            Method::Post
         } else {
-            Box::new(reader)
+            Method::Get
         };
-        Ok((status, body))
+        let body = body.map(|b| b.to_string().into_bytes());
+        let url = format!("{}{path}", self.base);
+        self.client
+            .open(method, &url, &headers, body.as_deref())
+            .map_err(|e| match e {
+                ClientError::BadUrl(_) => CtlError::BadUrl,
+                ClientError::Transport(e) => CtlError::Connect(self.base.clone(), e),
+            })
     }
 
     /// A request whose answer is JSON; API errors become `CtlError::Api`.
     fn json(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, CtlError> {
-        let (status, mut reader) = self.send(method, path, body)?;
-        let mut text = String::new();
-        reader
-            .read_to_string(&mut text)
+        let answer = self
+            .send(method, path, body)?
+            .read()
             .map_err(|e| CtlError::Protocol(e.to_string()))?;
-        let value: Value = serde_json::from_str(&text)
-            .map_err(|e| CtlError::Protocol(format!("{e}: {text:?}")))?;
-        if status >= 400 {
-            let message = value["error"].as_str().unwrap_or(&text).to_owned();
-            return Err(CtlError::Api { status, message });
+        let value: Value = serde_json::from_str(&answer.body)
+            .map_err(|e| CtlError::Protocol(format!("{e}: {:?}", answer.body)))?;
+        if answer.status >= 400 {
+            let message = value["error"].as_str().unwrap_or(&answer.body).to_owned();
+            return Err(CtlError::Api {
+                status: answer.status,
+                message,
+            });
         }
         Ok(value)
-    }
-}
-
-/// Decodes a chunked body as it arrives, so that `logs --follow` prints as the job runs.
-struct Chunked<R> {
-    inner: R,
-    left: usize,
-    done: bool,
-}
-
-impl<R: BufRead> Read for Chunked<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.done {
-            return Ok(0);
-        }
-        if self.left == 0 {
-            let mut size = String::new();
-            self.inner.read_line(&mut size)?;
-            let hex = size.trim().split(';').next().unwrap_or("");
-            self.left = usize::from_str_radix(hex, 16)
-                .map_err(|_| std::io::Error::other(format!("bad chunk size {size:?}")))?;
-            if self.left == 0 {
-                self.done = true;
-                return Ok(0);
-            }
-        }
-        let want = buf.len().min(self.left);
-        let n = self.inner.read(&mut buf[..want])?;
-        self.left -= n;
-        if self.left == 0 {
-            let mut crlf = String::new();
-            self.inner.read_line(&mut crlf)?;
-        }
-        Ok(n)
     }
 }
 
@@ -305,7 +237,9 @@ fn copy_log(t: &Target, job: u64, follow: bool, out: &mut dyn Write) -> Result<(
         "/api/jobs/{job}/log{}",
         if follow { "?follow=true" } else { "" }
     );
-    let (status, mut body) = t.send("GET", &path, None)?;
+    let Stream {
+        status, mut body, ..
+    } = t.send("GET", &path, None)?;
     if status >= 400 {
         let mut text = String::new();
         let _ = body.read_to_string(&mut text);

@@ -34,79 +34,121 @@ pub enum ClientError {
     Transport(String),
 }
 
+/// An answer whose body is read as it arrives (a followed log).
+pub struct Stream {
+    pub status: u16,
+    /// `Retry-After`, in seconds, when the server sent one.
+    pub retry_after: Option<u64>,
+    pub body: Box<dyn std::io::Read + Send>,
+}
+
+/// A request's method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+fn builder() -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
+    let tls = ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .build();
+    ureq::Agent::config_builder()
+        .tls_config(tls)
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .user_agent(concat!("deployhook/", env!("CARGO_PKG_VERSION")))
+}
+
 impl Client {
     /// A client whose every request must be answered within `timeout` in all.
     pub fn new(timeout: Duration) -> Client {
-        let tls = ureq::tls::TlsConfig::builder()
-            .provider(ureq::tls::TlsProvider::Rustls)
-            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .build();
-        let config = ureq::Agent::config_builder()
-            .tls_config(tls)
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_global(Some(timeout))
-            .user_agent(concat!("deployhook/", env!("CARGO_PKG_VERSION")))
+        let config = builder().timeout_global(Some(timeout)).build();
+        Client {
+            agent: ureq::Agent::new_with_config(config),
+        }
+    }
+
+    /// A client for answers that take as long as they take (a log followed until its job
+    /// ends): connecting and the answer's start each get `timeout`, the body no limit.
+    pub fn for_streams(timeout: Duration) -> Client {
+        let config = builder()
+            .timeout_connect(Some(timeout))
+            .timeout_send_request(Some(timeout))
+            .timeout_recv_response(Some(timeout))
             .build();
         Client {
             agent: ureq::Agent::new_with_config(config),
         }
     }
 
-    /// `POST url` with `body` and `headers`.
+    /// Sends a request and returns the answer with its body still to be read.
+    pub fn open(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(String, String)],
+        body: Option<&[u8]>,
+    ) -> Result<Stream, ClientError> {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ClientError::BadUrl(url.to_owned()));
+        }
+        let mut req = ureq::http::Request::builder()
+            .method(match method {
+                Method::Get => "GET",
+                Method::Post => "POST",
+            })
+            .uri(url);
+        for (k, v) in headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let req = req
+            .body(body.unwrap_or_default().to_vec())
+            .map_err(|e| ClientError::BadUrl(format!("{url} ({e})")))?;
+        let res = self
+            .agent
+            .run(req)
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let retry_after = res
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
+        Ok(Stream {
+            status: res.status().as_u16(),
+            retry_after,
+            body: Box::new(res.into_body().into_reader()),
+        })
+    }
+
+    /// `POST url` with `body` and `headers`; the whole answer.
     pub fn post(
         &self,
         url: &str,
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<Answer, ClientError> {
-        check(url)?;
-        let mut req = self.agent.post(url);
-        for (k, v) in headers {
-            req = req.header(k.as_str(), v.as_str());
-        }
-        answer(req.send(body))
+        self.open(Method::Post, url, headers, Some(body))?.read()
     }
 
-    /// `GET url` with `headers`.
+    /// `GET url` with `headers`; the whole answer.
     pub fn get(&self, url: &str, headers: &[(String, String)]) -> Result<Answer, ClientError> {
-        check(url)?;
-        let mut req = self.agent.get(url);
-        for (k, v) in headers {
-            req = req.header(k.as_str(), v.as_str());
-        }
-        answer(req.call())
+        self.open(Method::Get, url, headers, None)?.read()
     }
 }
 
-fn check(url: &str) -> Result<(), ClientError> {
-    if url.starts_with("http://") || url.starts_with("https://") {
-        Ok(())
-    } else {
-        Err(ClientError::BadUrl(url.to_owned()))
+impl Stream {
+    /// The rest of the body (at most 1 MiB), as text.
+    pub fn read(self) -> Result<Answer, ClientError> {
+        let mut body = String::new();
+        std::io::Read::read_to_string(&mut std::io::Read::take(self.body, MAX_ANSWER), &mut body)
+            .map_err(|e| ClientError::Transport(format!("the answer could not be read: {e}")))?;
+        Ok(Answer {
+            status: self.status,
+            retry_after: self.retry_after,
+            body,
+        })
     }
-}
-
-fn answer(
-    sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-) -> Result<Answer, ClientError> {
-    let mut res = sent.map_err(|e| ClientError::Transport(e.to_string()))?;
-    let status = res.status().as_u16();
-    let retry_after = res
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok());
-    let body = res
-        .body_mut()
-        .with_config()
-        .limit(MAX_ANSWER)
-        .read_to_string()
-        .map_err(|e| ClientError::Transport(format!("the answer could not be read: {e}")))?;
-    Ok(Answer {
-        status,
-        retry_after,
-        body,
-    })
 }
