@@ -28,6 +28,30 @@ use crate::verify::{Auth, decode_whsec};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:9000";
 const DEFAULT_STATE_DIR: &str = "state";
+/// Secrets and tokens shorter than this draw a warning: they can be guessed.
+const MIN_SECRET_BYTES: usize = 16;
+
+/// `[server] public_url`, without a trailing `/`.
+fn public_url(u: &str) -> Result<String, String> {
+    let rest = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"));
+    match rest {
+        Some(r) if !r.is_empty() && !r.contains(['?', '#', ' ']) => {
+            Ok(u.trim_end_matches('/').to_owned())
+        }
+        _ => Err(format!(
+            "{u:?} is not an http:// or https:// URL (for example https://deploy.example.com)"
+        )),
+    }
+}
+
+fn weak(bytes: usize) -> String {
+    format!(
+        "a secret of {bytes} bytes can be guessed: use at least {MIN_SECRET_BYTES} random bytes (for example `openssl rand -hex 32`)"
+    )
+}
+
 /// Created by the packages; see `[server] command_user`.
 const DEFAULT_COMMAND_USER: &str = "deployhook-run";
 const DEFAULT_MAX_BODY: u64 = 25 << 20;
@@ -140,12 +164,7 @@ impl Validator<'_> {
                 Ok(d.clone())
             }
         });
-        let api_token = match s.api_token_file {
-            None => Some(None),
-            Some(f) => self
-                .secret_from_file(f.get_ref(), &f.span())
-                .map(|bytes| Some(Secret::new(bytes))),
-        };
+        let api_token = self.api_token(s.api_token_file);
         // Every key is checked before any `?`, so that all their problems are reported.
         let max_body = self.field(s.max_body, "max_body", |s| nonzero_size(s));
         let max_jobs = self.field(s.max_concurrent_jobs, "max_concurrent_jobs", |n| {
@@ -176,19 +195,7 @@ impl Validator<'_> {
                 Ok(u.clone())
             }
         });
-        let public_url = self.field(s.public_url, "public_url", |u| {
-            let rest = u
-                .strip_prefix("https://")
-                .or_else(|| u.strip_prefix("http://"));
-            match rest {
-                Some(r) if !r.is_empty() && !r.contains(['?', '#', ' ']) => {
-                    Ok(u.trim_end_matches('/').to_owned())
-                }
-                _ => Err(format!(
-                    "{u:?} is not an http:// or https:// URL (for example https://deploy.example.com)"
-                )),
-            }
-        });
+        let public_url = self.field(s.public_url, "public_url", |u| public_url(u));
         let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         let server = Server {
             listen: listen
@@ -201,7 +208,7 @@ impl Validator<'_> {
             ),
             max_body: max_body.ok()?.unwrap_or(DEFAULT_MAX_BODY),
             max_concurrent_jobs: to_usize(max_jobs.ok()?.unwrap_or(4)),
-            api_token: api_token?,
+            api_token: api_token.ok()?,
             kill_grace: kill_grace.ok()?.unwrap_or(Duration::from_secs(10)),
             max_log_size: max_log_size.ok()?.unwrap_or(1 << 20),
             keep_jobs: to_usize(keep_jobs.ok()?.unwrap_or(100)),
@@ -221,6 +228,20 @@ impl Validator<'_> {
             public_url: public_url.ok()?,
         };
         Some(server)
+    }
+
+    /// The API token in `api_token_file`, if one is named; `Err` once reported.
+    fn api_token(&mut self, file: Option<Spanned<String>>) -> Result<Option<Secret>, ()> {
+        let Some(f) = file else {
+            return Ok(None);
+        };
+        let token = self.secret_from_file(f.get_ref(), &f.span());
+        if let Some(t) = &token
+            && t.len() < MIN_SECRET_BYTES
+        {
+            self.warning(f.span(), weak(t.len()));
+        }
+        token.map(|bytes| Some(Secret::new(bytes))).ok_or(())
     }
 
     fn cidrs(
@@ -584,6 +605,16 @@ impl Validator<'_> {
                 span.clone(),
                 "inline secret: anyone who can read this file can forge deliveries; prefer secret_file",
             );
+        }
+        for s in &secrets {
+            // A `whsec_` secret's key is what its base64 decodes to.
+            let bytes = std::str::from_utf8(s)
+                .ok()
+                .and_then(decode_whsec)
+                .map_or(s.len(), |k| k.len());
+            if bytes < MIN_SECRET_BYTES {
+                self.warning(span.clone(), weak(bytes));
+            }
         }
         Some((secrets, span))
     }

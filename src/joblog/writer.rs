@@ -20,6 +20,41 @@ pub(super) fn escape_into(line: &mut String, text: &str) {
     }
 }
 
+/// A command's output as stored: control characters other than tab (C0, DEL, and C1 as
+/// UTF-8 encodes them) become visible `\xNN` escapes, so that no output line can forge a
+/// `job|` line (with `\r`) or drive the terminal of whoever reads the log. Other bytes,
+/// invalid UTF-8 included, are kept as they are.
+fn escape_controls(payload: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let is_c1 = |i: usize| {
+        payload[i] == 0xc2
+            && payload
+                .get(i + 1)
+                .is_some_and(|b| (0x80..=0x9f).contains(b))
+    };
+    let control = |i: usize| {
+        let b = payload[i];
+        (b < 0x20 && b != b'\t') || b == 0x7f || is_c1(i)
+    };
+    if !(0..payload.len()).any(control) {
+        return std::borrow::Cow::Borrowed(payload);
+    }
+    let mut out = Vec::with_capacity(payload.len() + 16);
+    let mut i = 0;
+    while i < payload.len() {
+        if is_c1(i) {
+            out.extend_from_slice(format!("\\u{{{:x}}}", payload[i + 1]).as_bytes());
+            i += 2;
+        } else if control(i) {
+            out.extend_from_slice(format!("\\x{:02x}", payload[i]).as_bytes());
+            i += 1;
+        } else {
+            out.push(payload[i]);
+            i += 1;
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Longer lines are written in pieces of this size, so a command that never writes a
 /// newline cannot make the runner buffer without limit.
 pub(crate) const MAX_LINE: usize = 16 * 1024;
@@ -98,6 +133,7 @@ impl JobLog {
             return;
         }
         let prefix = format!("{} {} ", timestamp(SystemTime::now()), stream.tag());
+        let payload = escape_controls(payload);
         let len = (prefix.len() + payload.len() + 1) as u64;
         if self.size + len > self.cap {
             self.capped = true;
@@ -105,7 +141,7 @@ impl JobLog {
             return;
         }
         self.write(prefix.as_bytes());
-        self.write(payload);
+        self.write(&payload);
         self.write(b"\n");
     }
 
@@ -286,6 +322,40 @@ mod tests {
                 "job| done\\nreally",
                 "out| three"
             ]
+        );
+    }
+
+    /// A command cannot forge one of deployhook's lines with a carriage return, nor drive
+    /// the terminal of whoever reads the log (title, clear screen, an 8-bit CSI).
+    #[test]
+    fn control_characters_in_output_are_stored_escaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut log = JobLog::open(&path, 1 << 20).unwrap();
+        let mut out = Lines::new(Stream::Out);
+        out.feed(
+            b"fake\r2026-12-01T00:00:00.000Z job| job 1 succeeded\n\x1b]0;owned\x07\x1b[2J\tok \xc2\x9b31m caf\xc3\xa9 \xff\x7f\n",
+            &mut log,
+        );
+        out.finish(&mut log);
+        log.finish().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            !bytes
+                .iter()
+                .any(|&b| (b < 0x20 && b != b'\t' && b != b'\n') || b == 0x7f),
+            "{bytes:?}"
+        );
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let lines = payloads(&text);
+        assert_eq!(lines.len(), 2, "{text:?}");
+        assert_eq!(
+            lines[0],
+            "out| fake\\x0d2026-12-01T00:00:00.000Z job| job 1 succeeded"
+        );
+        assert_eq!(
+            lines[1],
+            "out| \\x1b]0;owned\\x07\\x1b[2J\tok \\u{9b}31m café \u{fffd}\\x7f"
         );
     }
 

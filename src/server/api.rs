@@ -48,12 +48,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 pub(super) fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     match &state.config.get().server.api_token {
         Some(token) => {
+            // The scheme name is case-insensitive (RFC 9110, 11.1).
             let given = req
                 .headers()
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or("");
+                .and_then(|v| v.split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map_or("", |(_, token)| token);
             let ok = Sha256::digest(given.trim().as_bytes()).ct_eq(&Sha256::digest(token.expose()));
             if bool::from(ok) {
                 Ok(())

@@ -38,11 +38,19 @@ pub async fn deliver(
 ) -> Result<HttpResponse, ApiError> {
     let config = state.config.get();
     if let Some(peer) = req.peer_addr() {
-        let forwarded = req
+        // Every header line, in order: a proxy may append its own line rather than
+        // extend the client's, and the client's own lines come first.
+        let forwarded: Vec<&str> = req
             .headers()
-            .get("X-Forwarded-For")
-            .and_then(|v| v.to_str().ok());
-        let client = access::client_ip(peer.ip(), forwarded, &config.server.trusted_proxies);
+            .get_all("X-Forwarded-For")
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let forwarded = (!forwarded.is_empty()).then(|| forwarded.join(","));
+        let client = access::client_ip(
+            peer.ip(),
+            forwarded.as_deref(),
+            &config.server.trusted_proxies,
+        );
         if !access::allowed(client, &config.server.allow_from) {
             tracing::warn!(hook = ?id.as_str(), client = %client, "delivery refused: address not in server.allow_from");
             return Err(ApiError::Forbidden(format!(

@@ -515,6 +515,7 @@ async fn pruning(s: &Store) {
     let keep = Retention {
         keep_jobs: 1,
         keep_for: Duration::from_secs(3600),
+        at_most: 100,
     };
     assert_eq!(s.prune(keep).await.unwrap(), vec![all[0]]);
     assert!(s.get(all[0]).await.unwrap().is_none());

@@ -384,9 +384,11 @@ pub struct DeliveryRecord {
 }
 
 /// How long history is kept: finished jobs (with their events and logs) and delivery
-/// records beyond `keep_jobs` per hook, or older than `keep_for`, are removed.
+/// records beyond `keep_jobs` per hook, or older than `keep_for`, are removed, at most
+/// `at_most` jobs (and as many delivery records) per prune, since a prune holds the writer.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
     pub keep_jobs: usize,
     pub keep_for: Duration,
+    pub at_most: usize,
 }

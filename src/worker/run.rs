@@ -38,6 +38,12 @@ fn open_state_dir(state_dir: &Path, other_users: bool) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The most finished jobs pruned on each tick, busy or not.
+const PRUNE_SLICE: usize = 200;
+
+/// The most finished jobs pruned at once while deliveries pause.
+const PRUNE_BATCH: usize = 2_000;
+
 /// How long a manual deploy may take to learn where its ref points on the remote.
 const RESOLVE_BUDGET: Duration = Duration::from_secs(60);
 
@@ -138,11 +144,16 @@ impl Worker {
             }
             tokio::select! {
                 () = w.handle.woken() => {}
-                // Lapsed leases are looked for on a steady beat, whatever the load.
-                _ = tick.tick() => self.recover().await,
-                // History is pruned only once deliveries pause for a tick: a prune holds
-                // the store's one writer, and a flood's deliveries must not wait behind it.
-                () = tokio::time::sleep(w.parts.timing.tick) => self.prune().await,
+                // On a steady beat, however busy: lapsed leases, and a small slice of
+                // history (a prune holds the store's one writer, which deliveries wait
+                // for), so that retention holds under steady traffic too.
+                _ = tick.tick() => {
+                    self.recover().await;
+                    self.prune(PRUNE_SLICE).await;
+                }
+                // Once deliveries pause for a tick: a big slice, to work off a flood's
+                // backlog.
+                () = tokio::time::sleep(w.parts.timing.tick) => self.prune(PRUNE_BATCH).await,
                 Some(_) = tasks.join_next() => {}
                 _ = shutdown.changed() => break,
             }
@@ -252,12 +263,13 @@ impl Worker {
         }
     }
 
-    async fn prune(&self) {
+    async fn prune(&self, at_most: usize) {
         let w = &self.0;
         let config = w.config.get();
         let keep = Retention {
             keep_jobs: config.server.keep_jobs,
             keep_for: config.server.keep_for,
+            at_most,
         };
         drop(config);
         match w.store.prune(keep).await {

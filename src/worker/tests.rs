@@ -90,12 +90,18 @@ struct Setup {
 }
 
 fn setup(does: Commands, retry_interrupted: bool) -> Setup {
+    setup_with(does, retry_interrupted, "")
+}
+
+/// [`setup`], with more `[server]` keys.
+fn setup_with(does: Commands, retry_interrupted: bool, server: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         r#"
 [server]
 state_dir = "{}/state"
 shutdown_grace = "2s"
+{server}
 
 [[hook]]
 id = "h"
@@ -357,4 +363,35 @@ async fn shutdown_grace_then_interrupted_and_retried() {
         .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempt, 2);
+}
+
+/// With a push every 50 ms (each waking the worker), history is still pruned on every
+/// tick: `keep_jobs` holds under steady traffic, not only once it pauses.
+#[tokio::test]
+async fn pruning_keeps_up_under_steady_traffic() {
+    let s = setup_with(Commands::Succeed, false, "keep_jobs = 3");
+    let (stop, stopped) = watch::channel(false);
+    let run = tokio::spawn(s.worker.clone().run(stopped));
+    let finished = || async {
+        s.store
+            .list(crate::store::JobFilter::default())
+            .await
+            .unwrap()
+            .iter()
+            .filter(|j| j.state.is_final())
+            .count()
+    };
+    let mut most = 0;
+    for _ in 0..60 {
+        queue(&s.store, "h").await;
+        s.worker.handle().wake();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        most = most.max(finished().await);
+    }
+    assert!(s.started.load(Ordering::SeqCst) > 30, "the jobs ran");
+    // Three kept, plus what finished since the last tick (200 ms: about four), with room
+    // for a slow machine; without pruning on the tick it would be all sixty.
+    assert!(most <= 15, "{most} finished jobs kept at once");
+    stop.send(true).unwrap();
+    run.await.unwrap();
 }

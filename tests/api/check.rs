@@ -215,3 +215,51 @@ limits = { cpu = "1h", memory = "lots", nofiles = 10 }
     let got: Vec<&str> = stderr.lines().collect();
     assert_eq!(got, want, "\n--- stderr ---\n{stderr}");
 }
+
+#[test]
+fn weak_secrets_and_tokens_are_a_warning() {
+    let dir = TestDir::new(
+        r#"[server]
+api_token_file = "short"
+
+[[hook]]
+id = "gh"
+forge = "github"
+secret = "hunter2"
+repository = "acme/website"
+clone_url = "/srv/app"
+
+[[hook.rule]]
+branches = ["main"]
+commands = [["true"]]
+
+[[hook]]
+id = "ci"
+forge = "generic"
+secret = "whsec_c2hvcnQ="
+repository = "acme/website"
+clone_url = "/srv/app"
+
+[[hook.rule]]
+branches = ["main"]
+commands = [["true"]]
+"#,
+    );
+    std::fs::write(dir.config_path().with_file_name("short"), "abc\n").unwrap();
+    let (code, _, stderr) = check(&dir);
+    assert_eq!(code, 0, "warnings only: {stderr}");
+    let weak: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("can be guessed"))
+        .collect();
+    assert_eq!(weak.len(), 3, "{stderr}");
+    for (line, bytes) in weak.iter().zip([3, 7, 5]) {
+        assert!(
+            line.contains(&format!(
+                "warning: a secret of {bytes} bytes can be guessed: use at least 16 random bytes"
+            )),
+            "{line}"
+        );
+    }
+    assert!(weak[0].contains("hooks.toml:2:"), "{}", weak[0]);
+}

@@ -393,6 +393,19 @@ fn the_api_requires_the_token_when_one_is_configured() {
         format!("GET /api/jobs HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {SECRET}\r\n\r\n").as_bytes(),
     );
     assert_eq!(res.status, 200, "{}", res.body);
+    // The scheme name is case-insensitive; the token is not.
+    for (scheme, token, status) in [
+        ("bearer", SECRET.to_owned(), 200),
+        ("BEARER", SECRET.to_owned(), 200),
+        ("Basic", SECRET.to_owned(), 401),
+        ("Bearer", SECRET.to_uppercase(), 401),
+    ] {
+        let res = raw(
+            app.addr,
+            format!("GET /api/jobs HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: {scheme} {token}\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(res.status, status, "{scheme} {}", res.body);
+    }
 }
 
 #[test]

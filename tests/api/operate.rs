@@ -353,6 +353,17 @@ fn allow_from_and_trusted_proxies() {
     headers.pop();
     headers.push(("X-Forwarded-For", "198.51.100.1"));
     assert_eq!(app.post("a", &headers, body.as_bytes()).status, 403);
+    // A proxy that appends a header line of its own (HAProxy style) rather than extending
+    // the client's: the client's forged line comes first and must not be believed.
+    headers.pop();
+    headers.push(("X-Forwarded-For", "10.9.8.7"));
+    headers.push(("X-Forwarded-For", "198.51.100.1"));
+    let res = app.post("a", &headers, body.as_bytes());
+    assert_eq!(res.status, 403, "{}", res.body);
+    assert_eq!(
+        res.error(),
+        "deliveries from 198.51.100.1 are not allowed (server.allow_from)"
+    );
 }
 
 #[test]

@@ -224,7 +224,13 @@ fn io_err(e: std::io::Error) -> rusqlite::Error {
 
 /// Delivery records go as jobs do (beyond `keep` per hook, or received before `cutoff`,
 /// unix seconds); replay keys stay a year, so that an old push cannot come back soon.
-pub(super) fn prune(conn: &Connection, keep: i64, cutoff: i64, now: Now) -> rusqlite::Result<()> {
+pub(super) fn prune(
+    conn: &Connection,
+    keep: i64,
+    cutoff: i64,
+    at_most: usize,
+    now: Now,
+) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "DELETE FROM delivery_log WHERE id IN (
              SELECT id FROM (
@@ -232,9 +238,13 @@ pub(super) fn prune(conn: &Connection, keep: i64, cutoff: i64, now: Now) -> rusq
                         ROW_NUMBER() OVER (PARTITION BY hook ORDER BY id DESC) AS newer
                  FROM delivery_log)
              WHERE newer > ?1 OR received_at < ?2
-             LIMIT 2000)",
+             LIMIT ?3)",
     )?
-    .execute(params![keep, cutoff.saturating_mul(1000)])?;
+    .execute(params![
+        keep,
+        cutoff.saturating_mul(1000),
+        i64::try_from(at_most).unwrap_or(i64::MAX)
+    ])?;
     conn.prepare_cached("DELETE FROM deliveries WHERE received_at < ?1")?
         .execute(params![cutoff.min(now.secs - 365 * 86_400)])?;
     Ok(())

@@ -492,10 +492,6 @@ pub(super) fn count_by_state(conn: &Connection) -> rusqlite::Result<Vec<(JobStat
         .collect()
 }
 
-/// The most jobs one prune removes: a prune holds the only writer, so a backlog (after a
-/// flood of superseded pushes) is worked off a slice per worker tick, not all at once.
-const PRUNE_BATCH: i64 = 2_000;
-
 pub(super) fn prune(conn: &Connection, keep: Retention, now: Now) -> rusqlite::Result<Vec<JobId>> {
     let keep_jobs = i64::try_from(keep.keep_jobs).unwrap_or(i64::MAX);
     let keep_for = i64::try_from(keep.keep_for.as_secs()).unwrap_or(i64::MAX / 2);
@@ -509,7 +505,14 @@ pub(super) fn prune(conn: &Connection, keep: Retention, now: Now) -> rusqlite::R
              WHERE newer > ?1 OR created_at < ?2
              ORDER BY id LIMIT ?3",
         )?
-        .query_map(params![keep_jobs, cutoff, PRUNE_BATCH], |r| r.get(0))?
+        .query_map(
+            params![
+                keep_jobs,
+                cutoff,
+                i64::try_from(keep.at_most).unwrap_or(i64::MAX)
+            ],
+            |r| r.get(0),
+        )?
         .collect::<rusqlite::Result<_>>()?;
     {
         let mut delete = conn.prepare_cached("DELETE FROM jobs WHERE id = ?1")?;
@@ -519,6 +522,6 @@ pub(super) fn prune(conn: &Connection, keep: Retention, now: Now) -> rusqlite::R
             events.execute(params![id])?;
         }
     }
-    super::deliveries::prune(conn, keep_jobs, cutoff, now)?;
+    super::deliveries::prune(conn, keep_jobs, cutoff, keep.at_most, now)?;
     Ok(ids.into_iter().map(JobId).collect())
 }
