@@ -279,12 +279,12 @@ status=$(curl -sS -o "$tmp/answer" -w '%{http_code}' "http://$addr/hooks/app" \
 expect_eq "$status" 202 "the push's status ($(cat "$tmp/answer"))"
 grep -q '"status":"queued"' "$tmp/answer" || fail "answer: $(cat "$tmp/answer")"
 job_done() {
-    /usr/bin/deployhook jobs --url "http://$addr" >"$tmp/jobs" 2>&1 || return 1
+    /usr/bin/deployhook jobs --url "http://$addr" --config "$work/hooks.toml" >"$tmp/jobs" 2>&1 || return 1
     ! grep -Eq ' (queued|running) ' "$tmp/jobs"
 }
 wait_until 120 "the job to finish" job_done
-grep -Eq '^ +1 +app +succeeded ' "$tmp/jobs" || fail "job: $(cat "$tmp/jobs"; /usr/bin/deployhook logs 1 --url "http://$addr")"
-/usr/bin/deployhook logs 1 --url "http://$addr" >"$tmp/job.log"
+grep -Eq '^ +1 +app +succeeded ' "$tmp/jobs" || fail "job: $(cat "$tmp/jobs"; /usr/bin/deployhook logs 1 --url "http://$addr" --config "$work/hooks.toml")"
+/usr/bin/deployhook logs 1 --url "http://$addr" --config "$work/hooks.toml" >"$tmp/job.log"
 grep -q "deployed $sha as deployhook-run" "$tmp/job.log" || fail "job log: $(cat "$tmp/job.log")"
 sed 's/\x1b\[[0-9;]*m//g' "$tmp/push.log" | grep -q 'launcher=/usr/libexec/deployhook/deployhook-sandbox' ||
     fail "the daemon does not start commands through the packaged launcher: $(grep -i launcher "$tmp/push.log")"

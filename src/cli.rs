@@ -38,9 +38,14 @@ pub struct ApiArgs {
     /// The daemon's address.
     #[arg(long, default_value = "http://127.0.0.1:9000")]
     pub url: String,
-    /// A file holding the API token (server.api_token_file), if the daemon has one.
+    /// The file holding the API token. Default: $DEPLOYHOOK_TOKEN_FILE, else the token the
+    /// config names (its api_token_file, or state_dir/api-token).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// The daemon's config, to find its API token in (default: ./hooks.toml, then
+    /// /etc/deployhook/hooks.toml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -43,7 +43,9 @@ pub enum CtlError {
 }
 
 impl Target {
-    pub fn new(url: &str, token_file: Option<&Path>) -> Result<Target, CtlError> {
+    /// `token_file` must be readable when `required`; otherwise an unreadable one is
+    /// skipped (the daemon's 401 then says where the token is).
+    pub fn new(url: &str, token_file: Option<&Path>, required: bool) -> Result<Target, CtlError> {
         let base = url.trim_end_matches('/');
         let host = base
             .strip_prefix("http://")
@@ -52,14 +54,12 @@ impl Target {
         if host.is_empty() || host.contains('/') {
             return Err(CtlError::BadUrl);
         }
-        let token = match token_file {
-            Some(p) => Some(
-                std::fs::read_to_string(p)
-                    .map_err(|e| CtlError::Token(p.display().to_string(), e))?
-                    .trim()
-                    .to_owned(),
-            ),
-            None => None,
+        let token = match token_file.map(|p| (p, std::fs::read_to_string(p))) {
+            Some((_, Ok(t))) => Some(t.trim().to_owned()),
+            Some((p, Err(e))) if required => {
+                return Err(CtlError::Token(p.display().to_string(), e));
+            }
+            Some((_, Err(_))) | None => None,
         };
         Ok(Target {
             base: base.to_owned(),

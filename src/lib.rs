@@ -28,11 +28,14 @@
 //! - [`cli`]: command-line definition; `main.rs` only dispatches.
 //! - [`assets`]: generates the man page, shell completions and hooks.toml JSON Schema.
 //! - [`ctl`]: the CLI commands that talk to a running daemon's API.
+//! - [`api_token`]: the API token the daemon makes when the config names none, and how
+//!   the CLI finds it.
 //! - [`trigger`]: `deployhook trigger`, a CI job's signed push and wait for its result.
 //! - [`status_link`]: the per-delivery capability link a sender reads its jobs through.
 //! - [`http_client`]: outbound HTTP (ureq, rustls); the only module that makes requests.
 
 pub mod access;
+pub mod api_token;
 pub mod assets;
 pub mod cli;
 pub mod config;

@@ -117,7 +117,13 @@ fn ctl(
     api: &ApiArgs,
     run: impl FnOnce(&ctl::Target, &mut dyn std::io::Write) -> Result<(), ctl::CtlError>,
 ) -> ExitCode {
-    let result = ctl::Target::new(&api.url, api.token_file.as_deref())
+    // Asked for (a flag, the environment): it must be readable. Found by looking in the
+    // default configs: used when readable.
+    let asked = api.token_file.is_some()
+        || api.config.is_some()
+        || std::env::var_os(deployhook::api_token::ENV).is_some_and(|v| !v.is_empty());
+    let token = deployhook::api_token::for_cli(api.token_file.as_deref(), api.config.as_deref());
+    let result = ctl::Target::new(&api.url, token.as_deref(), asked)
         .and_then(|t| run(&t, &mut std::io::stdout().lock()));
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -265,6 +271,18 @@ fn start(config: config::Config) -> Result<(), String> {
     let config = LiveConfig::new(config);
     let state_dir = config.get().server.state_dir.clone();
     let store = Store::open(&state_dir).map_err(|e| e.to_string())?;
+    let api_token = deployhook::api_token::load_or_create(&state_dir).map_err(|e| {
+        format!(
+            "cannot make or read the API token {}: {e}",
+            state_dir.join(deployhook::api_token::FILE).display()
+        )
+    })?;
+    if config.get().server.api_token.is_none() {
+        tracing::info!(
+            token_file = %state_dir.join(deployhook::api_token::FILE).display(),
+            "the API and the CLI use the token in this file (server.api_token_file is not set)"
+        );
+    }
     let logs = JobLogs::open(&state_dir).map_err(|e| {
         format!(
             "cannot open the job logs' folder in {}: {e}",
@@ -294,6 +312,7 @@ fn start(config: config::Config) -> Result<(), String> {
         git,
         metrics,
         reloader: Arc::clone(&reloader),
+        api_token,
         status_key: tokio::sync::OnceCell::new(),
     };
     let listener = std::net::TcpListener::bind(listen)

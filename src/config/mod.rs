@@ -64,7 +64,7 @@ pub struct Server {
     pub max_body: u64,
     /// Jobs of different hooks that may run at once (one per hook at a time, always).
     pub max_concurrent_jobs: usize,
-    /// Bearer token for the API; `None`: the API answers loopback clients only.
+    /// Bearer token for the API; `None`: the one the daemon keeps in `state_dir/api-token`.
     pub api_token: Option<Secret>,
     /// Between SIGTERM and SIGKILL when a command times out or is cancelled.
     pub kill_grace: Duration,
@@ -88,6 +88,8 @@ pub struct Server {
     pub command_user: String,
     /// How users reach the daemon (no trailing `/`), for the links it hands out.
     pub public_url: Option<String>,
+    /// `/metrics` needs the API token.
+    pub metrics_auth: bool,
 }
 
 #[derive(Debug)]

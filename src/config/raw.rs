@@ -41,8 +41,9 @@ pub struct RawServer {
     /// Jobs of different hooks running at once (one per hook, always). Default 4.
     #[schemars(with = "Option<i64>", range(min = 1))]
     pub max_concurrent_jobs: Option<Spanned<i64>>,
-    /// A file holding the bearer token for `/api` and the CLI; without it the API answers
-    /// loopback clients only.
+    /// A file holding the bearer token for `/api` and the CLI; without it the daemon makes
+    /// one at its first start in `state_dir/api-token` (0600). The API never answers
+    /// without a token.
     #[schemars(with = "Option<String>")]
     pub api_token_file: Option<Spanned<String>>,
     /// A timed-out or cancelled command gets SIGTERM, then SIGKILL after this: a duration like
@@ -87,6 +88,10 @@ pub struct RawServer {
     /// the scheme and host the request came to.
     #[schemars(with = "Option<String>")]
     pub public_url: Option<Spanned<String>>,
+    /// `/metrics` needs the API token too (it names every hook). Default false; the
+    /// packaged config sets it.
+    #[schemars(with = "Option<bool>")]
+    pub metrics_auth: Option<Spanned<bool>>,
 }
 
 /// `[server.tls]`: a PEM certificate chain and its private key; both are needed.

@@ -226,6 +226,7 @@ impl Validator<'_> {
                 .ok()?
                 .unwrap_or_else(|| DEFAULT_COMMAND_USER.to_owned()),
             public_url: public_url.ok()?,
+            metrics_auth: s.metrics_auth.is_some_and(Spanned::into_inner),
         };
         Some(server)
     }

@@ -1,7 +1,7 @@
 //! The jobs API under `/api`: list, show (with its events), log (with follow), cancel,
 //! manual deploy, the event stream (JSON pages or Server-Sent Events) and delivery
-//! records. Every request needs the bearer token from `server.api_token_file`; with none
-//! configured, only loopback clients are answered.
+//! records. Every request needs the bearer token: `server.api_token_file`'s, or the one the
+//! daemon made in `state_dir/api-token` (see `api_token`). Loopback is not a credential.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -46,29 +46,23 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 pub(super) fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    match &state.config.get().server.api_token {
-        Some(token) => {
-            // The scheme name is case-insensitive (RFC 9110, 11.1).
-            let given = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split_once(' '))
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                .map_or("", |(_, token)| token);
-            let ok = Sha256::digest(given.trim().as_bytes()).ct_eq(&Sha256::digest(token.expose()));
-            if bool::from(ok) {
-                Ok(())
-            } else {
-                Err(ApiError::Unauthorized(
-                    "missing or wrong API token: send Authorization: Bearer <the token in server.api_token_file>".into(),
-                ))
-            }
-        }
-        None if req.peer_addr().is_some_and(|p| p.ip().is_loopback()) => Ok(()),
-        None => Err(ApiError::Forbidden(
-            "the API answers only loopback clients while server.api_token_file is not set".into(),
-        )),
+    let config = state.config.get();
+    let token = config.server.api_token.as_ref().unwrap_or(&state.api_token);
+    // The scheme name is case-insensitive (RFC 9110, 11.1).
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token);
+    let ok = Sha256::digest(given.trim().as_bytes()).ct_eq(&Sha256::digest(token.expose()));
+    if bool::from(ok) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized(
+            "missing or wrong API token: send Authorization: Bearer <token>, the token in server.api_token_file (or, when that is not set, in state_dir/api-token); the CLI finds it through --config or takes --token-file".into(),
+        ))
     }
 }
 

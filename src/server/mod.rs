@@ -43,6 +43,8 @@ pub struct AppState {
     pub git: Arc<Git>,
     pub metrics: Arc<Metrics>,
     pub reloader: Arc<Reloader>,
+    /// The API token when the config names none (`state_dir/api-token`).
+    pub api_token: crate::secret::Secret,
     /// The status links' key, read from the store on first use.
     pub status_key: tokio::sync::OnceCell<Arc<Vec<u8>>>,
 }

@@ -15,7 +15,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/reload", web::post().to(reload));
 }
 
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if state.config.get().server.metrics_auth {
+        authorize(&req, &state)?;
+    }
     let counts = state.store.count_by_state().await.unwrap_or_default();
     let queued = counts
         .iter()
@@ -25,9 +28,9 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .iter()
         .map(|(s, n)| (s.as_str().to_owned(), i64::try_from(*n).unwrap_or(i64::MAX)))
         .collect();
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render(&by_state, queued))
+        .body(state.metrics.render(&by_state, queued)))
 }
 
 async fn healthz() -> HttpResponse {

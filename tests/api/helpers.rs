@@ -160,6 +160,9 @@ impl TestApp {
             let system = actix_web::rt::System::new();
             system.block_on(async move {
                 let store = Store::open(&cfg.get().server.state_dir).unwrap();
+                let api_token =
+                    deployhook::api_token::load_or_create(&cfg.get().server.state_dir).unwrap();
+                let token_text = String::from_utf8(api_token.expose().to_vec()).unwrap();
                 // As `serve` does: the launcher binary cargo built beside the daemon's.
                 let launcher = deployhook::runner::launcher::locate(Path::new(env!(
                     "CARGO_BIN_EXE_deployhook"
@@ -182,9 +185,11 @@ impl TestApp {
                     git,
                     reloader: Reloader::new(cfg, metrics.clone(), None),
                     metrics,
+                    api_token,
                     status_key: tokio::sync::OnceCell::new(),
                 };
                 let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                register_token(listener.local_addr().unwrap(), token_text);
                 let app = Application::new(state, listener, None).unwrap();
                 let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
                 tx.send((app.local_addr(), app.handle(), stop_jobs))
@@ -286,7 +291,32 @@ impl Response {
 }
 
 pub fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
-    raw(addr, &post_request(addr, path, headers, body))
+    // As the CLI would: API requests carry the daemon's token.
+    let auth = path
+        .starts_with("/api/")
+        .then(|| token_of(addr))
+        .flatten()
+        .map(|t| format!("Bearer {t}"));
+    let mut headers = headers.to_vec();
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.as_str()));
+    }
+    raw(addr, &post_request(addr, path, &headers, body))
+}
+
+/// The API token of each daemon the tests started, by address.
+static TOKENS: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<SocketAddr, String>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// Remembers the API token of the daemon at `addr`, for [`get`] and [`post`].
+pub fn register_token(addr: SocketAddr, token: String) {
+    TOKENS.lock().unwrap().insert(addr, token);
+}
+
+/// The API token of the daemon at `addr`, if a test started it.
+pub fn token_of(addr: SocketAddr) -> Option<String> {
+    TOKENS.lock().unwrap().get(&addr).cloned()
 }
 
 /// The bytes of a `POST` with these headers and body, `Connection: close`.
@@ -437,11 +467,15 @@ pub fn refs(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
         .collect()
 }
 
-/// GET a path, for the API.
+/// GET a path with the daemon's API token, as the CLI would.
 pub fn get(addr: SocketAddr, path: &str) -> Response {
+    let auth = token_of(addr)
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     raw(
         addr,
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n")
+            .as_bytes(),
     )
 }
 
@@ -543,6 +577,7 @@ pub fn start_command(mut command: Command) -> (Daemon, SocketAddr) {
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (token_tx, token_rx) = std::sync::mpsc::channel::<String>();
     let keep = std::sync::Arc::clone(&lines);
     std::thread::spawn(move || {
         use std::io::BufRead;
@@ -551,6 +586,12 @@ pub fn start_command(mut command: Command) -> (Daemon, SocketAddr) {
             .map_while(Result::ok)
         {
             keep.lock().unwrap().push(line.clone());
+            if let Some(at) = line.find("token_file=") {
+                let path = line[at + 11..].split_whitespace().next().unwrap_or("");
+                if let Ok(t) = std::fs::read_to_string(path) {
+                    let _ = token_tx.send(t.trim().to_owned());
+                }
+            }
             if let Some(at) = line.find("listening on ") {
                 let addr = line[at + 13..]
                     .split_whitespace()
@@ -567,5 +608,9 @@ pub fn start_command(mut command: Command) -> (Daemon, SocketAddr) {
         .expect("the daemon logs `listening on <addr>`")
         .parse()
         .unwrap();
+    // Logged before `listening on`, when the config names no token file.
+    if let Ok(t) = token_rx.try_recv() {
+        register_token(addr, t);
+    }
     (child, addr)
 }

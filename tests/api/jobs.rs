@@ -316,6 +316,9 @@ fn the_api_and_cli_list_show_log_and_deploy_by_hand() {
         let out = Command::new(env!("CARGO_BIN_EXE_deployhook"))
             .args(&args[..1])
             .args(["--url", &url])
+            // The CLI finds the daemon's token through its config.
+            .arg("--config")
+            .arg(app.dir().config_path())
             .args(&args[1..])
             .stdin(Stdio::null())
             .output()
@@ -386,7 +389,7 @@ fn the_api_requires_the_token_when_one_is_configured() {
     assert_eq!(res.status, 401);
     assert_eq!(
         res.error(),
-        "missing or wrong API token: send Authorization: Bearer <the token in server.api_token_file>"
+        "missing or wrong API token: send Authorization: Bearer <token>, the token in server.api_token_file (or, when that is not set, in state_dir/api-token); the CLI finds it through --config or takes --token-file"
     );
     let res = raw(
         app.addr,
@@ -536,6 +539,8 @@ true
     let follow = |id: i64| {
         let o = Command::new(env!("CARGO_BIN_EXE_deployhook"))
             .args(["logs", "--url", &format!("http://{}", app.addr), "--follow"])
+            .arg("--config")
+            .arg(app.dir().config_path())
             .arg(id.to_string())
             .stdin(Stdio::null())
             .output()
@@ -608,4 +613,79 @@ fn a_rollback_deploys_whether_force_pushed_or_by_hand() {
     let job = wait_job(&app, job_id(&res));
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(read(&out.path().join("deployed")), "1");
+}
+
+/// No `api_token_file`: the daemon makes a token of its own, and loopback alone is not
+/// enough (a reverse proxy, a web page and every deploy command are on loopback too).
+/// The CLI finds the token through the config; `/metrics` asks for it with
+/// `metrics_auth = true`.
+#[test]
+fn the_api_needs_a_token_even_from_loopback() {
+    let repo = Repo::new();
+    let out = tempfile::tempdir().unwrap();
+    let text = config(
+        out.path(),
+        &hook(
+            "site",
+            &repo,
+            "[[hook.rule]]\nbranches = [\"main\"]\ncommands = [[\"true\"]]\n",
+        ),
+    )
+    .replace("[server]\n", "[server]\nmetrics_auth = true\n");
+    let app = TestApp::spawn(&text);
+    let token_file = app.dir().config_path().with_file_name("state/api-token");
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert_eq!(token.trim().len(), 64, "{token:?}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&token_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let ask = |path: &str, auth: &str| {
+        raw(
+            app.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .status
+    };
+    let bearer = format!("Authorization: Bearer {}\r\n", token.trim());
+    for path in ["/api/jobs", "/api/events", "/api/deliveries", "/metrics"] {
+        assert_eq!(ask(path, ""), 401, "{path} without a token");
+        assert_eq!(ask(path, &bearer), 200, "{path} with it");
+    }
+    assert_eq!(
+        raw(
+            app.addr,
+            b"POST /api/reload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .status,
+        401
+    );
+    assert_eq!(ask("/healthz", ""), 200, "health stays anonymous");
+    // The CLI: with the config it finds the token; with a config that names nothing it
+    // can read, the daemon's 401 says where the token is.
+    let jobs = |config: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_deployhook"))
+            .args(["jobs", "--url", &format!("http://{}", app.addr), "--config"])
+            .arg(config)
+            .env_remove("DEPLOYHOOK_TOKEN_FILE")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let found = jobs(&app.dir().config_path());
+    assert!(
+        found.status.success(),
+        "{}",
+        String::from_utf8_lossy(&found.stderr)
+    );
+    let elsewhere = out.path().join("other.toml");
+    std::fs::write(&elsewhere, "[server]\nstate_dir = \"nowhere\"\n").unwrap();
+    let refused = jobs(&elsewhere);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("cannot read the API token file"),
+        "{stderr}"
+    );
 }

@@ -33,9 +33,12 @@ impl EventStream {
         let resume = last_event_id
             .map(|id| format!("Last-Event-ID: {id}\r\n"))
             .unwrap_or_default();
+        let auth = token_of(addr)
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
         write!(
             s,
-            "GET /api/events{query} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{resume}\r\n"
+            "GET /api/events{query} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{auth}{resume}\r\n"
         )
         .unwrap();
         let mut body = BufReader::new(s);
@@ -196,8 +199,9 @@ fn job_events_and_an_event_stream_that_resumes_without_gap_or_repeat() {
     let bad = raw(
         app.addr,
         format!(
-            "GET /api/events HTTP/1.1\r\nHost: {}\r\nLast-Event-ID: yesterday\r\nConnection: close\r\n\r\n",
-            app.addr
+            "GET /api/events HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nLast-Event-ID: yesterday\r\nConnection: close\r\n\r\n",
+            app.addr,
+            token_of(app.addr).unwrap()
         )
         .as_bytes(),
     );
@@ -287,6 +291,8 @@ fn delivery_records_say_what_became_of_each_push_and_why() {
             &format!("http://{}", app.addr),
             "site",
         ])
+        .arg("--token-file")
+        .arg(app.dir().config_path().with_file_name("state/api-token"))
         .stdin(Stdio::null())
         .output()
         .unwrap();

@@ -43,16 +43,22 @@ impl Serve {
             }
         });
         let mut log = Vec::new();
-        let addr = wait_for("the listening line", Duration::from_secs(60), || {
-            let line = lines.recv_timeout(Duration::from_millis(100)).ok()?;
-            log.push(line.clone());
-            let at = line.find("listening on ")?;
-            line[at + 13..]
-                .split(|c: char| c.is_whitespace() || c == '"')
-                .next()?
-                .parse()
-                .ok()
-        });
+        let addr: std::net::SocketAddr =
+            wait_for("the listening line", Duration::from_secs(60), || {
+                let line = lines.recv_timeout(Duration::from_millis(100)).ok()?;
+                log.push(line.clone());
+                let at = line.find("listening on ")?;
+                line[at + 13..]
+                    .split(|c: char| c.is_whitespace() || c == '"')
+                    .next()?
+                    .parse()
+                    .ok()
+            });
+        // As the CLI would, API requests to it carry the token it made.
+        let token = dir.config_path().with_file_name("state/api-token");
+        if let Ok(t) = std::fs::read_to_string(token) {
+            register_token(addr, t.trim().to_owned());
+        }
         Serve {
             daemon,
             addr,
