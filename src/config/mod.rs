@@ -109,6 +109,8 @@ pub struct Hook {
     pub submodules: bool,
     /// Absolute submodule URLs that may be fetched (`submodule_urls`).
     pub submodule_urls: Vec<String>,
+    /// A delivery finding this many jobs waiting for the hook is refused (429).
+    pub max_queued: usize,
     /// `max_checkout_size`, `max_checkout_files`, `max_tree_depth`.
     pub checkout_limits: TreeLimits,
     /// Tried in order; the first that matches wins.

@@ -178,6 +178,10 @@ pub struct RawHook {
     /// How deep a checkout's directories may nest. Default 64.
     #[schemars(with = "Option<i64>", range(min = 1))]
     pub max_tree_depth: Option<Spanned<i64>>,
+    /// The most jobs that may wait for this hook: a delivery that finds this many already
+    /// waiting is answered 429 (with `Retry-After`) and queues nothing. Default 1000.
+    #[schemars(with = "Option<i64>", range(min = 1))]
+    pub max_queued: Option<Spanned<i64>>,
     /// `[[hook.rule]]`s, tried in order: the first that matches a push wins.
     #[serde(default)]
     #[schemars(with = "Vec<RawRule>")]

@@ -28,6 +28,9 @@ use crate::verify::{Auth, decode_whsec};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:9000";
 const DEFAULT_STATE_DIR: &str = "state";
+/// `max_queued` when a hook does not say.
+const DEFAULT_MAX_QUEUED: usize = 1000;
+
 /// Secrets and tokens shorter than this draw a warning: they can be guessed.
 const MIN_SECRET_BYTES: usize = 16;
 
@@ -403,6 +406,7 @@ impl Validator<'_> {
 
         let checkout_limits =
             self.checkout_limits(h.max_checkout_size, h.max_checkout_files, h.max_tree_depth);
+        let max_queued = self.field(h.max_queued, "max_queued", |n| positive(*n));
         let rules = self.rules(h.rule, &span);
 
         if self.errors() > before {
@@ -427,6 +431,9 @@ impl Validator<'_> {
                 })
                 .unwrap_or_default(),
             checkout_limits: checkout_limits?,
+            max_queued: max_queued.ok()?.map_or(DEFAULT_MAX_QUEUED, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }),
             rules,
         })
     }

@@ -49,7 +49,16 @@ pub enum ParseError {
         header: &'static str,
         error: InvalidValue,
     },
+    #[error(
+        "the delivery updates {count} refs, more than the {max} one delivery may: push fewer refs at once"
+    )]
+    TooManyPushes { count: usize, max: usize },
 }
+
+/// The most ref updates one delivery may carry (Bitbucket sends every changed ref of a
+/// push in one delivery): each becomes a job, and one signed body must not queue
+/// thousands.
+pub const MAX_PUSHES: usize = 100;
 
 /// Reads the delivery in the dialect of `forge` (which comes from the hook's config).
 pub fn parse(
@@ -57,13 +66,22 @@ pub fn parse(
     headers: &dyn Headers,
     verified: &Verified<'_>,
 ) -> Result<Delivery, ParseError> {
-    match forge {
+    let delivery = match forge {
         Forge::Github => github::parse(headers, verified),
         Forge::Gitlab => gitlab::parse(headers, verified),
         Forge::Gitea | Forge::Forgejo | Forge::Gogs => gitea::parse(forge, headers, verified),
         Forge::Bitbucket => bitbucket::parse(headers, verified),
         Forge::Generic => generic::parse(verified),
+    }?;
+    if let DeliveryKind::Push(events) = &delivery.kind
+        && events.len() > MAX_PUSHES
+    {
+        return Err(ParseError::TooManyPushes {
+            count: events.len(),
+            max: MAX_PUSHES,
+        });
     }
+    Ok(delivery)
 }
 
 /// The headers a forge puts its delivery id in, in order of preference.
@@ -218,6 +236,52 @@ impl RawPush<'_> {
 mod tests {
     use super::*;
     use crate::verify::tests::TestHeaders;
+
+    /// One signed Bitbucket Data Center body with thousands of changed refs must not queue
+    /// thousands of jobs: past `MAX_PUSHES` the delivery is refused whole.
+    #[test]
+    fn a_delivery_may_update_at_most_max_pushes_refs() {
+        let body = |n: usize| {
+            let changes: Vec<serde_json::Value> = (0..n)
+                .map(|i| {
+                    serde_json::json!({
+                        "refId": format!("refs/heads/b{i}"),
+                        "fromHash": "0".repeat(40),
+                        "toHash": "1".repeat(40),
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "repository": {"slug": "app", "project": {"key": "ACME"}},
+                "changes": changes,
+            })
+            .to_string()
+        };
+        let h = TestHeaders::with(&[
+            ("X-Event-Key", "repo:refs_changed"),
+            ("X-Request-Id", "r1"),
+            ("Content-Type", "application/json"),
+        ]);
+        let ok = body(MAX_PUSHES);
+        let d = parse(Forge::Bitbucket, &h, &Verified::assume(ok.as_bytes(), None)).unwrap();
+        assert!(matches!(d.kind, DeliveryKind::Push(e) if e.len() == MAX_PUSHES));
+        let big = body(MAX_PUSHES + 1);
+        let err = parse(
+            Forge::Bitbucket,
+            &h,
+            &Verified::assume(big.as_bytes(), None),
+        );
+        assert!(
+            matches!(
+                err,
+                Err(ParseError::TooManyPushes {
+                    count: 101,
+                    max: 100
+                })
+            ),
+            "{err:?}"
+        );
+    }
 
     #[test]
     fn pushers_lose_their_control_characters() {

@@ -304,11 +304,20 @@ async fn deploy(
     };
     let accepted = state
         .store
-        .accept(asked, Vec::new(), vec![job])
+        .accept(asked, Vec::new(), vec![job], hook.max_queued)
         .await
         .map_err(unavailable)?;
-    let Acceptance::Queued(ids) = accepted else {
-        return Err(ApiError::Unavailable("the store refused the job".into()));
+    let ids = match accepted {
+        Acceptance::Queued(ids) => ids,
+        Acceptance::Full { waiting } => {
+            return Err(ApiError::QueueFull {
+                hook: hook.id.clone(),
+                waiting,
+            });
+        }
+        Acceptance::Duplicate(_) => {
+            return Err(ApiError::Unavailable("the store refused the job".into()));
+        }
     };
     state.worker.wake();
     tracing::info!(hook = %hook.id, job = ids[0].0, git_ref = %git_ref, sha = %sha, force = body.force, "manual deploy queued");

@@ -40,6 +40,11 @@ pub enum ApiError {
     /// We could not record it; the sender should retry later.
     #[error("cannot record the delivery right now ({0}); retry later")]
     Unavailable(String),
+    /// The hook's queue is full (`max_queued`); the sender should retry later.
+    #[error(
+        "{waiting} jobs already wait for hook {hook:?} (max_queued): nothing was queued; send it again later"
+    )]
+    QueueFull { hook: String, waiting: usize },
 }
 
 impl ResponseError for ApiError {
@@ -58,6 +63,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -66,7 +72,7 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::MethodNotAllowed) {
             res.insert_header((header::ALLOW, "POST"));
         }
-        if matches!(self, ApiError::Unavailable(_)) {
+        if matches!(self, ApiError::Unavailable(_) | ApiError::QueueFull { .. }) {
             res.insert_header((header::RETRY_AFTER, "30"));
         }
         res.json(serde_json::json!({ "error": self.to_string() }))

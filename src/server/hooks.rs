@@ -186,6 +186,7 @@ async fn queue(
                     origin: Origin::Push,
                 })
                 .collect(),
+            hook.max_queued,
         )
         .await
         .map_err(|e| {
@@ -215,6 +216,16 @@ async fn queue(
                 first,
                 link.as_deref(),
             ))
+        }
+        Acceptance::Full { waiting } => {
+            state
+                .metrics
+                .delivery(&hook.id, hook.forge.as_str(), "queue_full");
+            tracing::warn!(hook = %hook.id, delivery = %show(delivery.as_ref()), waiting, "delivery refused: the hook's queue is full (max_queued)");
+            Err(ApiError::QueueFull {
+                hook: hook.id.clone(),
+                waiting,
+            })
         }
         Acceptance::Queued(ids) => {
             state

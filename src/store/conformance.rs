@@ -9,6 +9,9 @@ use super::Store;
 use super::types::*;
 use crate::event::{ChangedPaths, DeliveryId, Forge, PushEvent, RefName, Sha};
 
+/// A `max_queued` no check reaches (but `queue_limits`).
+pub const ROOM: usize = 1_000;
+
 /// Runs every check, each on a store of its own.
 pub async fn run(open: impl Fn() -> Store) {
     accept_and_replay(&open()).await;
@@ -22,6 +25,7 @@ pub async fn run(open: impl Fn() -> Store) {
     events_in_commit_order(&open()).await;
     delivery_records(&open()).await;
     delivery_jobs_and_secrets(&open()).await;
+    queue_limits(&open()).await;
     pruning(&open()).await;
 }
 
@@ -66,9 +70,15 @@ pub fn delivery(hook: &str) -> Delivery {
 }
 
 async fn queue(s: &Store, hook: &str, jobs: Vec<NewJob>) -> Vec<JobId> {
-    match s.accept(delivery(hook), Vec::new(), jobs).await.unwrap() {
+    match s
+        .accept(delivery(hook), Vec::new(), jobs, ROOM)
+        .await
+        .unwrap()
+    {
         Acceptance::Queued(ids) => ids,
-        Acceptance::Duplicate(p) => panic!("not a duplicate: {p:?}"),
+        other @ (Acceptance::Duplicate(_) | Acceptance::Full { .. }) => {
+            panic!("not queued: {other:?}")
+        }
     }
 }
 
@@ -89,12 +99,17 @@ async fn accept_and_replay(s: &Store) {
     let mut d = delivery("h");
     d.delivery = Some(DeliveryId::parse("d-1").unwrap());
     let first = match s
-        .accept(d.clone(), keys.clone(), vec![job(0, Queue::Fifo, '2')])
+        .accept(
+            d.clone(),
+            keys.clone(),
+            vec![job(0, Queue::Fifo, '2')],
+            ROOM,
+        )
         .await
         .unwrap()
     {
         Acceptance::Queued(ids) => ids,
-        other @ Acceptance::Duplicate(_) => panic!("{other:?}"),
+        other @ (Acceptance::Duplicate(_) | Acceptance::Full { .. }) => panic!("{other:?}"),
     };
     assert_eq!(first.len(), 1);
     let got = s.get(first[0]).await.unwrap().unwrap();
@@ -109,6 +124,7 @@ async fn accept_and_replay(s: &Store) {
             delivery("h"),
             vec!["id:2".into(), "body:x".into()],
             vec![job(0, Queue::Fifo, '2')],
+            ROOM,
         )
         .await
         .unwrap();
@@ -121,14 +137,14 @@ async fn accept_and_replay(s: &Store) {
         })
     );
     assert!(matches!(
-        s.accept(d, keys.clone(), vec![job(0, Queue::Fifo, '2')])
+        s.accept(d, keys.clone(), vec![job(0, Queue::Fifo, '2')], ROOM)
             .await
             .unwrap(),
         Acceptance::Duplicate(Prior { same_id: true, .. })
     ));
     // Another hook has its own record.
     assert!(matches!(
-        s.accept(delivery("g"), keys, vec![job(0, Queue::Fifo, '2')])
+        s.accept(delivery("g"), keys, vec![job(0, Queue::Fifo, '2')], ROOM)
             .await
             .unwrap(),
         Acceptance::Queued(_)
@@ -152,6 +168,7 @@ async fn concurrent_duplicates_are_accepted_once(s: &Store) {
                     delivery("h"),
                     vec!["id:same".into()],
                     vec![job(0, Queue::Fifo, '2')],
+                    ROOM,
                 )
                 .await
             })
@@ -452,17 +469,19 @@ async fn delivery_records(s: &Store) {
             d.clone(),
             vec!["id:abc".into()],
             vec![job(0, Queue::Fifo, 'a')],
+            ROOM,
         )
         .await
         .unwrap()
     {
         Acceptance::Queued(ids) => ids,
-        other @ Acceptance::Duplicate(_) => panic!("{other:?}"),
+        other @ (Acceptance::Duplicate(_) | Acceptance::Full { .. }) => panic!("{other:?}"),
     };
     s.accept(
         d.clone(),
         vec!["id:abc".into()],
         vec![job(0, Queue::Fifo, 'a')],
+        ROOM,
     )
     .await
     .unwrap();
@@ -538,17 +557,23 @@ async fn delivery_jobs_and_secrets(s: &Store) {
             d.clone(),
             vec!["id:one".into()],
             vec![job(0, Queue::Fifo, 'a'), job(1, Queue::Fifo, 'a')],
+            ROOM,
         )
         .await
         .unwrap()
     {
         Acceptance::Queued(ids) => ids,
-        other @ Acceptance::Duplicate(_) => panic!("{other:?}"),
+        other @ (Acceptance::Duplicate(_) | Acceptance::Full { .. }) => panic!("{other:?}"),
     };
     // A retry of it is a duplicate; the delivery still names its first jobs.
-    s.accept(d, vec!["id:one".into()], vec![job(0, Queue::Fifo, 'a')])
-        .await
-        .unwrap();
+    s.accept(
+        d,
+        vec!["id:one".into()],
+        vec![job(0, Queue::Fifo, 'a')],
+        ROOM,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         s.delivery_jobs("h".into(), "one".into()).await.unwrap(),
         Some(ids)
@@ -565,4 +590,55 @@ async fn delivery_jobs_and_secrets(s: &Store) {
     assert_eq!(key.len(), 32);
     assert_eq!(s.secret("k".into()).await.unwrap(), key, "kept");
     assert_ne!(s.secret("other".into()).await.unwrap(), key);
+}
+
+async fn queue_limits(s: &Store) {
+    let full = |s: &Store, hook: &str, key: &str| {
+        let (s, hook, key) = (s.clone(), hook.to_owned(), key.to_owned());
+        async move {
+            s.accept(
+                delivery(&hook),
+                vec![key],
+                vec![job(0, Queue::Fifo, 'a')],
+                2,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    assert!(matches!(full(s, "h", "id:1").await, Acceptance::Queued(_)));
+    assert!(matches!(full(s, "h", "id:2").await, Acceptance::Queued(_)));
+    // Two wait: the third is refused whole, its replay key not kept (it may come again),
+    // and the refusal is recorded with the reason.
+    assert_eq!(full(s, "h", "id:3").await, Acceptance::Full { waiting: 2 });
+    let records = s.deliveries(Some("h".into()), 1).await.unwrap();
+    assert_eq!(
+        records[0].outcome,
+        DeliveryOutcome::Not(NotQueued::QueueFull)
+    );
+    assert!(
+        records[0].reason.contains("max_queued"),
+        "{}",
+        records[0].reason
+    );
+    // Another hook has its own room; a running job does not count as waiting.
+    assert!(matches!(full(s, "g", "id:3").await, Acceptance::Queued(_)));
+    let running = s.claim(owner("w"), hour()).await.unwrap().unwrap();
+    assert_eq!(running.hook, "h");
+    assert!(matches!(full(s, "h", "id:3").await, Acceptance::Queued(_)));
+    assert_eq!(
+        s.list(JobFilter {
+            hook: Some("h".into()),
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap()
+        .len(),
+        3
+    );
+    // Claiming stays right with several hooks waiting: the oldest job of a hook with
+    // nothing running.
+    let next = s.claim(owner("w"), hour()).await.unwrap().unwrap();
+    assert_eq!(next.hook, "g", "h is busy");
+    assert_eq!(s.claim(owner("w"), hour()).await.unwrap(), None);
 }

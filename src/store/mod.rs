@@ -56,11 +56,13 @@ pub trait Backend: Send + Sync {
     /// accepted for this hook before (then records it as a duplicate). A queued
     /// `supersede` job supersedes the pending jobs of its hook and rule, unless it is a
     /// push older than one already here. Returns once on disk.
+    /// Refused whole (`Full`) when `max_queued` jobs already wait for the hook.
     fn accept(
         &self,
         delivery: Delivery,
         replay_keys: Vec<String>,
         jobs: Vec<NewJob>,
+        max_queued: usize,
     ) -> Answer<'_, Acceptance>;
     /// Records a verified delivery that queued nothing.
     fn record(&self, delivery: Delivery, outcome: NotQueued, reason: String) -> Answer<'_, ()>;

@@ -235,6 +235,9 @@ pub enum Acceptance {
     Queued(Vec<JobId>),
     /// One of the delivery's replay keys was accepted for this hook before.
     Duplicate(Prior),
+    /// `max_queued` jobs already wait for this hook: nothing was queued (and the
+    /// delivery may come again).
+    Full { waiting: usize },
 }
 
 /// What a duplicate's replay key was first accepted as.
@@ -350,6 +353,8 @@ pub enum NotQueued {
     Pong,
     /// Authentic, but the payload could not be read.
     BadPayload,
+    /// Refused: too many jobs already waited for the hook.
+    QueueFull,
 }
 
 /// What became of a delivery.
@@ -369,6 +374,7 @@ impl DeliveryOutcome {
             DeliveryOutcome::Not(NotQueued::Ignored) => "ignored",
             DeliveryOutcome::Not(NotQueued::Pong) => "pong",
             DeliveryOutcome::Not(NotQueued::BadPayload) => "bad_payload",
+            DeliveryOutcome::Not(NotQueued::QueueFull) => "queue_full",
         }
     }
 }

@@ -178,9 +178,13 @@ async fn queue(store: &Store, hook: &str) -> JobId {
         event,
         origin: Origin::Push,
     };
-    match store.accept(delivery, Vec::new(), vec![job]).await.unwrap() {
+    match store
+        .accept(delivery, Vec::new(), vec![job], 1_000)
+        .await
+        .unwrap()
+    {
         Acceptance::Queued(ids) => ids[0],
-        Acceptance::Duplicate(_) => unreachable!(),
+        other @ (Acceptance::Duplicate(_) | Acceptance::Full { .. }) => panic!("{other:?}"),
     }
 }
 

@@ -641,3 +641,57 @@ fn a_full_state_dir_answers_503_without_crashing_and_recovers() {
     drop(app);
     drop(fs);
 }
+
+/// `max_queued`: a delivery that finds the hook's queue full is answered 429 with
+/// `Retry-After` and queues nothing; its refusal is in the delivery records; once the
+/// queue drains, the same delivery (its replay key was not kept) is accepted.
+#[test]
+fn a_full_queue_answers_429_and_loses_nothing() {
+    let repo = crate::gitrepo::Repo::new();
+    let [v1, v2, v3] = [1, 2, 3].map(|n| repo.commit(&[("v", &n.to_string())], &[]));
+    let out = tempfile::tempdir().unwrap();
+    let gate = out.path().join("gate");
+    let rules = format!(
+        "max_queued = 1\n\n[[hook.rule]]\nbranches = [\"main\"]\nqueue = \"fifo\"\ncommands = [\"while [ ! -e {} ]; do sleep 0.05; done\"]\n",
+        gate.display()
+    );
+    let app = crate::jobs::spawn_site(out.path(), &repo, &rules);
+    let first = job_id(&push_generic(
+        &app,
+        "site",
+        "refs/heads/main",
+        crate::jobs::ZERO,
+        &v1,
+    ));
+    wait_for("the first job to run", Duration::from_secs(30), || {
+        (get(app.addr, &format!("/api/jobs/{first}")).json()["state"] == "running").then_some(())
+    });
+    job_id(&push_generic(&app, "site", "refs/heads/main", &v1, &v2));
+    // One waits: the next is refused, and says why.
+    let body = serde_json::json!({
+        "repository": "acme/website", "ref": "refs/heads/main", "before": v2, "after": v3,
+    })
+    .to_string();
+    let sw = standard_webhooks("msg_full", now_secs(), body.as_bytes());
+    let mut headers = refs(&sw);
+    headers.push(("Content-Type", "application/json"));
+    let refused = app.post("site", &headers, body.as_bytes());
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert_eq!(refused.header("retry-after"), Some("30"));
+    assert!(refused.error().contains("max_queued"), "{}", refused.body);
+    let records = get(app.addr, "/api/deliveries?hook=site&limit=1").json();
+    assert_eq!(records["deliveries"][0]["outcome"], "queue_full");
+    assert_eq!(app.jobs().len(), 2);
+    // Drained, the forge's retry of that very delivery goes through.
+    std::fs::write(&gate, "").unwrap();
+    wait_for("the queue to drain", Duration::from_secs(60), || {
+        let queued = get(app.addr, "/api/jobs?hook=site&state=queued").json();
+        queued["jobs"].as_array().unwrap().is_empty().then_some(())
+    });
+    let sw = standard_webhooks("msg_full", now_secs(), body.as_bytes());
+    let mut headers = refs(&sw);
+    headers.push(("Content-Type", "application/json"));
+    let again = app.post("site", &headers, body.as_bytes());
+    assert_eq!(again.status, 202, "{}", again.body);
+    assert_eq!(app.jobs().len(), 3);
+}

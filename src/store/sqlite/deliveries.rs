@@ -16,6 +16,7 @@ pub(in crate::store) fn accept(
     delivery: &Delivery,
     replay_keys: &[String],
     jobs: &[NewJob],
+    max_queued: usize,
     now: Now,
 ) -> rusqlite::Result<Acceptance> {
     let hook = delivery.hook.as_str();
@@ -42,6 +43,30 @@ pub(in crate::store) fn accept(
             )?;
             return Ok(Acceptance::Duplicate(prior));
         }
+    }
+    // Counting stops at the limit: the cost is bounded, whatever the queue's depth.
+    let waiting: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM
+                 (SELECT 1 FROM jobs WHERE state = 'queued' AND hook = ?1 LIMIT ?2)",
+        )?
+        .query_row(
+            params![hook, i64::try_from(max_queued).unwrap_or(i64::MAX)],
+            |r| r.get(0),
+        )?;
+    let waiting = usize::try_from(waiting).unwrap_or(usize::MAX);
+    if !jobs.is_empty() && waiting >= max_queued {
+        let why = format!(
+            "{waiting} jobs already wait for this hook (max_queued); nothing was queued, send it again later"
+        );
+        log(
+            conn,
+            delivery,
+            &DeliveryOutcome::Not(NotQueued::QueueFull),
+            &why,
+            now,
+        )?;
+        return Ok(Acceptance::Full { waiting });
     }
     let id = delivery.delivery.as_ref().map(DeliveryId::as_str);
     let mut ids = Vec::with_capacity(jobs.len());
@@ -146,6 +171,7 @@ fn record_row(r: &Row<'_>) -> rusqlite::Result<DeliveryRecord> {
         "ignored" => DeliveryOutcome::Not(NotQueued::Ignored),
         "pong" => DeliveryOutcome::Not(NotQueued::Pong),
         "bad_payload" => DeliveryOutcome::Not(NotQueued::BadPayload),
+        "queue_full" => DeliveryOutcome::Not(NotQueued::QueueFull),
         other => return Err(super::jobs::corrupt(8, "delivery outcome", other)),
     };
     Ok(DeliveryRecord {

@@ -257,12 +257,23 @@ pub(super) fn claim(
     lease_until: i64,
     now: Now,
 ) -> rusqlite::Result<Option<Job>> {
+    // The oldest queued job of each hook with nothing running, oldest first: the hooks
+    // with queued jobs are walked one index step each (a loose index scan), so the cost
+    // grows with the number of hooks, not of queued jobs.
     let next: Option<(i64, String)> = conn
         .prepare_cached(
-            "SELECT id, hook FROM jobs
-             WHERE state = 'queued'
-               AND hook NOT IN (SELECT hook FROM jobs WHERE state = 'running')
-             ORDER BY id LIMIT 1",
+            "WITH RECURSIVE waiting(hook) AS (
+                 SELECT (SELECT hook FROM jobs WHERE state = 'queued' ORDER BY hook LIMIT 1)
+                 UNION ALL
+                 SELECT (SELECT hook FROM jobs WHERE state = 'queued' AND hook > waiting.hook
+                         ORDER BY hook LIMIT 1)
+                 FROM waiting WHERE waiting.hook IS NOT NULL)
+             SELECT (SELECT id FROM jobs WHERE state = 'queued' AND hook = waiting.hook
+                     ORDER BY id LIMIT 1) AS first, hook
+             FROM waiting
+             WHERE hook IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM jobs WHERE state = 'running' AND hook = waiting.hook)
+             ORDER BY first LIMIT 1",
         )?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;

@@ -46,6 +46,7 @@ enum Batched {
         delivery: Delivery,
         replay_keys: Vec<String>,
         jobs: Vec<NewJob>,
+        max_queued: usize,
         reply: Reply<Acceptance>,
     },
     Record {
@@ -224,11 +225,13 @@ impl Backend for Sqlite {
         delivery: Delivery,
         replay_keys: Vec<String>,
         jobs: Vec<NewJob>,
+        max_queued: usize,
     ) -> Answer<'_, Acceptance> {
         self.batched(|reply| Batched::Accept {
             delivery,
             replay_keys,
             jobs,
+            max_queued,
             reply,
         })
     }
@@ -365,8 +368,9 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Batched>, notify: &watch::Send
                     delivery,
                     replay_keys,
                     jobs,
+                    max_queued,
                     ..
-                } => jobs::accept(&tx, delivery, replay_keys, jobs, now).map(Some),
+                } => jobs::accept(&tx, delivery, replay_keys, jobs, *max_queued, now).map(Some),
                 Batched::Record {
                     delivery,
                     outcome,
@@ -457,7 +461,12 @@ mod tests {
         let delivery = conformance::delivery("h");
         assert!(matches!(
             store
-                .accept(delivery.clone(), keys.clone(), vec![job.clone()])
+                .accept(
+                    delivery.clone(),
+                    keys.clone(),
+                    vec![job.clone()],
+                    conformance::ROOM
+                )
                 .await
                 .unwrap(),
             Acceptance::Queued(_)
@@ -470,7 +479,10 @@ mod tests {
         // had an hour left.
         let store = Store::open(dir.path()).unwrap();
         assert!(matches!(
-            store.accept(delivery, keys, vec![job]).await.unwrap(),
+            store
+                .accept(delivery, keys, vec![job], conformance::ROOM)
+                .await
+                .unwrap(),
             Acceptance::Duplicate(Prior { same_id: true, .. })
         ));
         let recovered = store.recover(std::time::SystemTime::now()).await.unwrap();

@@ -81,6 +81,9 @@ const MIGRATIONS: &[&str] = &["
     ) WITHOUT ROWID;
     -- A delivery's jobs, for its status link.
     CREATE INDEX delivery_log_by_delivery ON delivery_log (hook, delivery);
+", "
+    -- The claim's loose index scan over the hooks with queued jobs, and each one's oldest.
+    CREATE INDEX jobs_by_state_hook ON jobs (state, hook, id);
 "];
 
 /// Sets durability pragmas and applies any migrations not yet applied.
