@@ -1,5 +1,5 @@
 //! Operations endpoints: `GET /metrics` (Prometheus text), `GET /healthz` (the process
-//! answers), `GET /readyz` (the store answers), and `POST /api/reload`.
+//! answers), `GET /readyz` (the store can read and write), and `POST /api/reload`.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
@@ -37,15 +37,18 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
+/// Ready when the store can read and write (a full disk, or a writer that stopped, is
+/// not ready: deliveries would get 503).
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let probe = JobFilter {
         limit: Some(1),
         ..JobFilter::default()
     };
-    match state.store.list(probe).await {
-        Ok(_) => HttpResponse::Ok().json(json!({ "status": "ready" })),
+    let read = state.store.list(probe).await.map(|_| ());
+    match read.and(state.store.ping().await) {
+        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready" })),
         Err(e) => HttpResponse::ServiceUnavailable()
-            .json(json!({ "error": format!("the state database does not answer: {e}") })),
+            .json(json!({ "error": format!("the state database cannot be used: {e}") })),
     }
 }
 

@@ -110,6 +110,8 @@ pub trait Backend: Send + Sync {
     /// Removes history older than `retention` allows (a slice at a time); returns the
     /// ids of the jobs removed, whose logs go too.
     fn prune(&self, retention: Retention) -> Answer<'_, Vec<JobId>>;
+    /// Writes something and waits for it to be durable: the store can write (`/readyz`).
+    fn ping(&self) -> Answer<'_, ()>;
     /// Changes whenever this store commits something; a hint to read events again
     /// (changes by other processes are seen by reading, not through this).
     fn changed(&self) -> watch::Receiver<u64>;

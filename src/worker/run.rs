@@ -328,11 +328,7 @@ impl Worker {
             .await;
         w.metrics
             .job_finished(&job.hook, state.as_str(), started.elapsed());
-        match w
-            .store
-            .finish(w.me.clone(), id, state, detail.clone())
-            .await
-        {
+        match self.record(id, state, &detail).await {
             Ok(Finished::Recorded) => {
                 if state == JobState::Interrupted {
                     self.retry_if_wanted(&job).await;
@@ -353,6 +349,36 @@ impl Worker {
             job: id,
             state,
             detail,
+        }
+    }
+
+    /// Records how job `id` ended, trying again (and keeping its lease) while the store
+    /// cannot write: a disk that filled up must not leave the hook's job `running` for
+    /// good. Gives up only when the job is no longer ours (its lease ran out and it was
+    /// recovered) or the daemon is stopping.
+    async fn record(
+        &self,
+        id: JobId,
+        state: JobState,
+        detail: &str,
+    ) -> Result<Finished, crate::store::StoreError> {
+        let w = &self.0;
+        let mut wait = Duration::from_millis(200);
+        loop {
+            match w
+                .store
+                .finish(w.me.clone(), id, state, detail.to_owned())
+                .await
+            {
+                Err(e) if !w.handle.is_stopping() => {
+                    tracing::error!(job = id.0, error = %e, retry_in = ?wait, "cannot record how the job ended; trying again");
+                    tokio::time::sleep(wait).await;
+                    let lease_until = SystemTime::now() + w.parts.timing.lease;
+                    let _ = w.store.heartbeat(w.me.clone(), vec![id], lease_until).await;
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
+                done => return done,
+            }
         }
     }
 

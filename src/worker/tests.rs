@@ -87,6 +87,9 @@ struct Setup {
     store: Store,
     worker: Worker,
     started: Arc<AtomicUsize>,
+    /// What the worker was made of, for another worker on another store.
+    config: Arc<LiveConfig>,
+    parts: Parts,
 }
 
 fn setup(does: Commands, retry_interrupted: bool) -> Setup {
@@ -138,17 +141,19 @@ retry_interrupted = {retry_interrupted}
         },
     };
     let worker = Worker::new(
-        config,
+        Arc::clone(&config),
         store.clone(),
         JobLogs::open(&state_dir).unwrap(),
         Arc::new(Metrics::default()),
-        parts,
+        parts.clone(),
     );
     Setup {
         _dir: dir,
         store,
         worker,
         started,
+        config,
+        parts,
     }
 }
 
@@ -398,4 +403,141 @@ async fn pruning_keeps_up_under_steady_traffic() {
     assert!(most <= 15, "{most} finished jobs kept at once");
     stop.send(true).unwrap();
     run.await.unwrap();
+}
+
+/// A store whose `finish` fails the first `failures` times (a full disk), and otherwise
+/// is the SQLite store it wraps.
+struct FullDisk {
+    inner: Store,
+    failures: AtomicUsize,
+}
+
+type Answer<'a, T> = BoxFuture<'a, Result<T, crate::store::StoreError>>;
+
+impl crate::store::Backend for FullDisk {
+    fn accept(
+        &self,
+        d: Delivery,
+        k: Vec<String>,
+        j: Vec<NewJob>,
+        m: usize,
+    ) -> Answer<'_, Acceptance> {
+        self.inner.accept(d, k, j, m)
+    }
+    fn record(&self, d: Delivery, o: crate::store::NotQueued, r: String) -> Answer<'_, ()> {
+        self.inner.record(d, o, r)
+    }
+    fn claim(&self, o: InstanceId, l: SystemTime) -> Answer<'_, Option<crate::store::Job>> {
+        self.inner.claim(o, l)
+    }
+    fn heartbeat(
+        &self,
+        o: InstanceId,
+        r: Vec<JobId>,
+        l: SystemTime,
+    ) -> Answer<'_, crate::store::Heartbeat> {
+        self.inner.heartbeat(o, r, l)
+    }
+    fn finish(
+        &self,
+        o: InstanceId,
+        id: JobId,
+        s: JobState,
+        d: String,
+    ) -> Answer<'_, crate::store::Finished> {
+        let left = self.failures.load(Ordering::SeqCst);
+        if left > 0 {
+            self.failures.store(left - 1, Ordering::SeqCst);
+            return async {
+                Err(crate::store::StoreError::Write(
+                    "database or disk is full".into(),
+                ))
+            }
+            .boxed();
+        }
+        self.inner.finish(o, id, s, d)
+    }
+    fn cancel(&self, id: JobId) -> Answer<'_, CancelResult> {
+        self.inner.cancel(id)
+    }
+    fn recover(&self, now: SystemTime) -> Answer<'_, Vec<crate::store::Job>> {
+        self.inner.recover(now)
+    }
+    fn requeue(&self, id: JobId) -> Answer<'_, JobId> {
+        self.inner.requeue(id)
+    }
+    fn get(&self, id: JobId) -> Answer<'_, Option<crate::store::Job>> {
+        self.inner.get(id)
+    }
+    fn job_events(&self, id: JobId) -> Answer<'_, Vec<crate::store::JobEvent>> {
+        self.inner.job_events(id)
+    }
+    fn list(&self, f: crate::store::JobFilter) -> Answer<'_, Vec<crate::store::Job>> {
+        self.inner.list(f)
+    }
+    fn events(&self, a: crate::store::Cursor, l: usize) -> Answer<'_, Vec<crate::store::JobEvent>> {
+        self.inner.events(a, l)
+    }
+    fn deliveries(
+        &self,
+        h: Option<String>,
+        l: usize,
+    ) -> Answer<'_, Vec<crate::store::DeliveryRecord>> {
+        self.inner.deliveries(h, l)
+    }
+    fn delivery_jobs(&self, h: String, d: String) -> Answer<'_, Option<Vec<JobId>>> {
+        self.inner.delivery_jobs(h, d)
+    }
+    fn secret(&self, n: String) -> Answer<'_, Vec<u8>> {
+        self.inner.secret(n)
+    }
+    fn count_by_state(&self) -> Answer<'_, Vec<(JobState, u64)>> {
+        self.inner.count_by_state()
+    }
+    fn prune(&self, r: crate::store::Retention) -> Answer<'_, Vec<JobId>> {
+        self.inner.prune(r)
+    }
+    fn ping(&self) -> Answer<'_, ()> {
+        self.inner.ping()
+    }
+    fn changed(&self) -> watch::Receiver<u64> {
+        self.inner.changed()
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+/// The end of a job that cannot be recorded (the disk is full) is tried again until it
+/// is, so the hook does not stay `running` for good, and the next job of the hook runs.
+#[tokio::test]
+async fn an_end_that_cannot_be_recorded_is_recorded_once_it_can() {
+    let s = setup(Commands::Succeed, false);
+    let flaky = Store::from_backend(Arc::new(FullDisk {
+        inner: s.store.clone(),
+        failures: AtomicUsize::new(3),
+    }));
+    let state_dir = s.config.get().server.state_dir.clone();
+    let worker = Worker::new(
+        Arc::clone(&s.config),
+        flaky,
+        JobLogs::open(&state_dir).unwrap(),
+        Arc::new(Metrics::default()),
+        s.parts.clone(),
+    );
+    let first = queue(&s.store, "h").await;
+    let second = queue(&s.store, "h").await;
+    assert_eq!(
+        worker.execute_one().await,
+        Step::Ran {
+            job: first,
+            state: JobState::Succeeded,
+            detail: "all commands succeeded".into()
+        }
+    );
+    assert_eq!(state_of(&s.store, first).await.0, JobState::Succeeded);
+    let Step::Ran { job, state, .. } = worker.execute_one().await else {
+        panic!("the hook's next job runs")
+    };
+    assert_eq!((job, state), (second, JobState::Succeeded));
 }
