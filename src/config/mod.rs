@@ -90,6 +90,8 @@ pub struct Server {
     pub public_url: Option<String>,
     /// `/metrics` needs the API token.
     pub metrics_auth: bool,
+    /// More host names the API answers to (lower case, no port).
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug)]

@@ -88,6 +88,10 @@ pub struct RawServer {
     /// the scheme and host the request came to.
     #[schemars(with = "Option<String>")]
     pub public_url: Option<Spanned<String>>,
+    /// The host names (without port) the API answers to besides loopback, the listen
+    /// address and `public_url`'s host; any other `Host` gets 421 (DNS rebinding).
+    #[schemars(with = "Option<Vec<String>>")]
+    pub allowed_hosts: Option<Spanned<Vec<Spanned<String>>>>,
     /// `/metrics` needs the API token too (it names every hook). Default false; the
     /// packaged config sets it.
     #[schemars(with = "Option<bool>")]

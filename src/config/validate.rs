@@ -230,6 +230,15 @@ impl Validator<'_> {
                 .unwrap_or_else(|| DEFAULT_COMMAND_USER.to_owned()),
             public_url: public_url.ok()?,
             metrics_auth: s.metrics_auth.is_some_and(Spanned::into_inner),
+            allowed_hosts: s
+                .allowed_hosts
+                .map(|h| {
+                    h.into_inner()
+                        .into_iter()
+                        .map(|n| n.into_inner().trim().to_ascii_lowercase())
+                        .collect()
+                })
+                .unwrap_or_default(),
         };
         Some(server)
     }

@@ -47,6 +47,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 pub(super) fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     let config = state.config.get();
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !host_allowed(host, &config.server) {
+        return Err(ApiError::MisdirectedHost(host_name(host).to_owned()));
+    }
     let token = config.server.api_token.as_ref().unwrap_or(&state.api_token);
     // The scheme name is case-insensitive (RFC 9110, 11.1).
     let given = req
@@ -64,6 +72,39 @@ pub(super) fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiEr
             "missing or wrong API token: send Authorization: Bearer <token>, the token in server.api_token_file (or, when that is not set, in state_dir/api-token); the CLI finds it through --config or takes --token-file".into(),
         ))
     }
+}
+
+/// `Host` without its port: `[::1]:9000` → `::1`, `deploy.example.com:443` →
+/// `deploy.example.com`.
+fn host_name(host: &str) -> &str {
+    let host = host.trim();
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("");
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+/// Whether an API request's `Host` names this daemon: loopback names, the listen
+/// address, `public_url`'s host and `allowed_hosts`. A page on another site that a
+/// browser reaches through DNS rebinding names that site, and is turned away (421)
+/// before the token is even looked at.
+fn host_allowed(host: &str, server: &crate::config::Server) -> bool {
+    let name = host_name(host);
+    let public = server.public_url.as_deref().map(|u| {
+        let rest = u.split_once("://").map_or(u, |(_, r)| r);
+        host_name(rest.split('/').next().unwrap_or(""))
+    });
+    ["localhost", "127.0.0.1", "::1"]
+        .into_iter()
+        .chain(public)
+        .chain(server.allowed_hosts.iter().map(String::as_str))
+        .any(|h| h.eq_ignore_ascii_case(name))
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| {
+            ip == server.listen.ip() || (ip.is_loopback() && server.listen.ip().is_loopback())
+        })
 }
 
 fn job_id(raw: &str) -> Result<JobId, ApiError> {
@@ -449,4 +490,41 @@ async fn deliveries(
         .map_err(unavailable)?;
     let deliveries: Vec<DeliveryView<'_>> = records.iter().map(DeliveryView::new).collect();
     Ok(HttpResponse::Ok().json(json!({ "deliveries": deliveries })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_hosts_are_loopback_the_listen_address_public_url_and_allowed_hosts() {
+        let text = "[server]\nlisten = \"10.1.2.3:9000\"\npublic_url = \"https://Deploy.Example.com:8443/x\"\nallowed_hosts = [\"ops.internal\"]\n";
+        let loaded =
+            crate::config::load_str(std::path::Path::new("/etc/hooks.toml"), text, &|_| None)
+                .unwrap_or_else(|e| panic!("{e}"));
+        let server = &loaded.config.server;
+        for ok in [
+            "localhost",
+            "127.0.0.1:9000",
+            "[::1]",
+            "10.1.2.3:9000",
+            "deploy.example.com",
+            "OPS.internal:1",
+        ] {
+            assert!(host_allowed(ok, server), "{ok}");
+        }
+        for no in [
+            "",
+            "evil.example",
+            "10.1.2.4",
+            "127.0.0.2",
+            "deploy.example.com.evil",
+            "[::2]:9000",
+        ] {
+            assert!(!host_allowed(no, server), "{no}");
+        }
+        assert_eq!(host_name("[::1]:9000"), "::1");
+        assert_eq!(host_name("name:443"), "name");
+        assert_eq!(host_name("name"), "name");
+    }
 }

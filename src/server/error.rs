@@ -40,6 +40,11 @@ pub enum ApiError {
     /// We could not record it; the sender should retry later.
     #[error("cannot record the delivery right now ({0}); retry later")]
     Unavailable(String),
+    /// An API request for a `Host` that is not this daemon's (421).
+    #[error(
+        "this daemon does not answer API requests for host {0:?}: add it to server.allowed_hosts (or set server.public_url) if that is its name"
+    )]
+    MisdirectedHost(String),
     /// The hook's queue is full (`max_queued`); the sender should retry later.
     #[error(
         "{waiting} jobs already wait for hook {hook:?} (max_queued): nothing was queued; send it again later"
@@ -64,6 +69,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::MisdirectedHost(_) => StatusCode::MISDIRECTED_REQUEST,
         }
     }
 

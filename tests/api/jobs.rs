@@ -393,7 +393,7 @@ fn the_api_requires_the_token_when_one_is_configured() {
     );
     let res = raw(
         app.addr,
-        format!("GET /api/jobs HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {SECRET}\r\n\r\n").as_bytes(),
+        format!("GET /api/jobs HTTP/1.1\r\nHost: localhost:9000\r\nConnection: close\r\nAuthorization: Bearer {SECRET}\r\n\r\n").as_bytes(),
     );
     assert_eq!(res.status, 200, "{}", res.body);
     // The scheme name is case-insensitive; the token is not.
@@ -405,7 +405,7 @@ fn the_api_requires_the_token_when_one_is_configured() {
     ] {
         let res = raw(
             app.addr,
-            format!("GET /api/jobs HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: {scheme} {token}\r\n\r\n").as_bytes(),
+            format!("GET /api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: {scheme} {token}\r\n\r\n").as_bytes(),
         );
         assert_eq!(res.status, status, "{scheme} {}", res.body);
     }
@@ -662,6 +662,22 @@ fn the_api_needs_a_token_even_from_loopback() {
         401
     );
     assert_eq!(ask("/healthz", ""), 200, "health stays anonymous");
+    // A page on another site that reaches the daemon by DNS rebinding names that site:
+    // 421, token or not; names the daemon answers to pass.
+    let with_host = |host: &str| {
+        let r = raw(
+            app.addr,
+            format!("GET /api/jobs HTTP/1.1\r\nHost: {host}\r\n{bearer}Connection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        (r.status, r.body)
+    };
+    let (status, body) = with_host("evil.example:9000");
+    assert_eq!(status, 421, "{body}");
+    assert!(body.contains("server.allowed_hosts"), "{body}");
+    for ok in ["localhost", "LOCALHOST:9000", "127.0.0.1:1", "[::1]:9000"] {
+        assert_eq!(with_host(ok).0, 200, "{ok}");
+    }
     // The CLI: with the config it finds the token; with a config that names nothing it
     // can read, the daemon's 401 says where the token is.
     let jobs = |config: &std::path::Path| {
