@@ -138,6 +138,8 @@ expect_eq "$(getent passwd deployhook | cut -d: -f6,7)" "$state:/usr/sbin/nologi
 getent passwd deployhook-run >/dev/null || fail "the package did not create the deployhook-run user"
 expect_eq "$(id -gn deployhook-run)" deployhook-run "deployhook-run's group"
 expect_stat "$state" deployhook:deployhook 750
+expect_stat "$state/api-token" deployhook:deployhook 600
+grep -Eqx '[0-9a-f]{64}' "$state/api-token" || fail "the installed API token is not 64 hex digits"
 expect_stat /etc/deployhook root:deployhook 750
 expect_stat /etc/deployhook/hooks.toml root:root 644
 cmp -s /usr/share/deployhook/hooks.schema.json packaging/hooks.schema.json ||
