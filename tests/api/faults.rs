@@ -695,3 +695,74 @@ fn a_full_queue_answers_429_and_loses_nothing() {
     assert_eq!(again.status, 202, "{}", again.body);
     assert_eq!(app.jobs().len(), 3);
 }
+
+/// Unmounts a tmpfs when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// A tmpfs of `size` at `dir` (made if missing). Tests run as root in CI; a mount that
+    /// fails fails the test.
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mount tmpfs (this test needs root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A job that fills the disk under `state_dir`: its end cannot be recorded, `/readyz`
+/// says so, and once space is freed the end is recorded and the hook's next job runs,
+/// without a restart.
+#[test]
+fn a_full_disk_does_not_wedge_the_hook() {
+    let repo = crate::gitrepo::Repo::new();
+    let v1 = repo.commit(&[("v", "1")], &[]);
+    let v2 = repo.commit(&[("v", "2")], &[]);
+    let out = tempfile::tempdir().unwrap();
+    let rules = "[[hook.rule]]\nbranches = [\"main\"]\nqueue = \"fifo\"\ncommands = [\"if [ \\\"$(cat v)\\\" = 1 ]; then head -c 8M /dev/zero > fill 2>/dev/null; fi; true\"]\n";
+    let dir = TestDir::new(&crate::jobs::config(
+        out.path(),
+        &crate::jobs::hook("site", &repo, rules),
+    ));
+    let state = dir.config_path().with_file_name("state");
+    let _disk = Tmpfs::mount(&state, "4m");
+    let app = TestApp::spawn_in(dir);
+    assert_eq!(get(app.addr, "/readyz").status, 200);
+    let first = job_id(&push_generic(
+        &app,
+        "site",
+        "refs/heads/main",
+        crate::jobs::ZERO,
+        &v1,
+    ));
+    let fill = state.join("work/site/fill");
+    wait_for(
+        "the disk to fill and /readyz to say so",
+        Duration::from_secs(60),
+        || (fill.exists() && get(app.addr, "/readyz").status == 503).then_some(()),
+    );
+    assert_eq!(
+        get(app.addr, &format!("/api/jobs/{first}")).json()["state"],
+        "running"
+    );
+    std::fs::remove_file(&fill).unwrap();
+    let job = wait_job(&app, first);
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(get(app.addr, "/readyz").status, 200);
+    let second = job_id(&push_generic(&app, "site", "refs/heads/main", &v1, &v2));
+    assert_eq!(wait_job(&app, second)["state"], "succeeded");
+}
