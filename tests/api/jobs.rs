@@ -40,6 +40,20 @@ pub(crate) fn spawn_site(out: &Path, repo: &Repo, rules: &str) -> TestApp {
     TestApp::spawn(&config(out, &hook("site", repo, rules)))
 }
 
+/// A `site` hook whose one rule runs `true`, with `server` added to `[server]`.
+fn spawn_true_site(repo: &Repo, out: &Path, server: &str) -> TestApp {
+    let text = config(
+        out,
+        &hook(
+            "site",
+            repo,
+            "[[hook.rule]]\nbranches = [\"main\"]\ncommands = [[\"true\"]]\n",
+        ),
+    )
+    .replace("[server]\n", &format!("[server]\n{server}\n"));
+    TestApp::spawn(&text)
+}
+
 pub(crate) fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
@@ -373,18 +387,8 @@ fn the_api_and_cli_list_show_log_and_deploy_by_hand() {
 
 #[test]
 fn the_api_requires_the_token_when_one_is_configured() {
-    let repo = Repo::new();
-    let out = tempfile::tempdir().unwrap();
-    let text = config(
-        out.path(),
-        &hook(
-            "site",
-            &repo,
-            "[[hook.rule]]\nbranches = [\"main\"]\ncommands = [[\"true\"]]\n",
-        ),
-    )
-    .replace("[server]\n", "[server]\napi_token_file = \"secret\"\n");
-    let app = TestApp::spawn(&text);
+    let (repo, out) = (Repo::new(), tempfile::tempdir().unwrap());
+    let app = spawn_true_site(&repo, out.path(), "api_token_file = \"secret\"");
     let res = get(app.addr, "/api/jobs");
     assert_eq!(res.status, 401);
     assert_eq!(
@@ -621,18 +625,8 @@ fn a_rollback_deploys_whether_force_pushed_or_by_hand() {
 /// `metrics_auth = true`.
 #[test]
 fn the_api_needs_a_token_even_from_loopback() {
-    let repo = Repo::new();
-    let out = tempfile::tempdir().unwrap();
-    let text = config(
-        out.path(),
-        &hook(
-            "site",
-            &repo,
-            "[[hook.rule]]\nbranches = [\"main\"]\ncommands = [[\"true\"]]\n",
-        ),
-    )
-    .replace("[server]\n", "[server]\nmetrics_auth = true\n");
-    let app = TestApp::spawn(&text);
+    let (repo, out) = (Repo::new(), tempfile::tempdir().unwrap());
+    let app = spawn_true_site(&repo, out.path(), "metrics_auth = true");
     let token_file = app.dir().config_path().with_file_name("state/api-token");
     let token = std::fs::read_to_string(&token_file).unwrap();
     assert_eq!(token.trim().len(), 64, "{token:?}");
