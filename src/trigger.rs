@@ -1,8 +1,9 @@
 //! `deployhook trigger`: a CI job's deploy in one line. Sends a signed generic push
-//! (Standard Webhooks), retrying a network error or a 5xx under the same `webhook-id` so a
-//! retry is never a second deploy; with `--wait`, follows the delivery's jobs through the
-//! `status_url` of the answer (no API token needed) until they end, and exits with a code
-//! that says how they ended. The secret is only ever used to sign.
+//! (Standard Webhooks), retrying a network error, a 429 (after its `Retry-After`) or a 5xx
+//! under the same `webhook-id`, so a retry is never a second deploy; with `--wait`, follows
+//! the delivery's jobs through the `status_url` of the answer (no API token needed) until
+//! they end, and exits with a code that says how they ended. The secret is only ever used
+//! to sign.
 
 use std::io::Write;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -163,8 +164,14 @@ impl Trigger {
                 let _ = writeln!(err, "POST {url} (delivery {delivery}, attempt {attempt})");
             }
             let why = match client.post(&url, &headers, &body) {
-                Ok(a) if a.status < 500 => return Some(a),
-                Ok(a) => format!("the daemon answered {}: {}", a.status, a.body.trim()),
+                // 429: the hook's queue is full; worth waiting for, as the daemon says.
+                Ok(a) if a.status < 500 && a.status != 429 => return Some(a),
+                Ok(a) => {
+                    if let Some(secs) = a.retry_after {
+                        backoff = backoff.max(Duration::from_secs(secs.min(300)));
+                    }
+                    format!("the daemon answered {}: {}", a.status, a.body.trim())
+                }
                 Err(ClientError::BadUrl(u)) => {
                     let _ = writeln!(
                         err,

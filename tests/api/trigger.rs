@@ -109,9 +109,14 @@ fn trigger_deploys_waits_and_exits_by_how_the_jobs_ended() {
     assert_eq!(app.jobs().len(), 2, "two deploys in all");
 }
 
-/// A front that passes the first request on to the daemon but answers it 503 (the
-/// answer lost on the way back), and passes everything after it through untouched.
-fn lossy_front(daemon: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
+/// A front that answers the first request with `answer` (after passing it on to the
+/// daemon, with `forward`: the daemon's own answer lost on the way back), and passes
+/// everything after it through untouched.
+fn front(
+    daemon: SocketAddr,
+    forward: bool,
+    answer: &'static [u8],
+) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(AtomicUsize::new(0));
@@ -121,14 +126,14 @@ fn lossy_front(daemon: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
             let Ok(mut client) = client else { return };
             if count.fetch_add(1, Ordering::SeqCst) == 0 {
                 let request = read_request(&mut client);
-                // Pass it on, closing after the answer, and drop the answer.
-                let text = String::from_utf8_lossy(&request).into_owned();
-                let closing = text.replacen("\r\n", "\r\nConnection: close\r\n", 1);
-                let answer = raw(daemon, closing.as_bytes());
-                assert_eq!(answer.status, 202, "{}", answer.body);
-                let _ = client.write_all(
-                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                );
+                if forward {
+                    // Pass it on, closing after the answer, and drop the answer.
+                    let text = String::from_utf8_lossy(&request).into_owned();
+                    let closing = text.replacen("\r\n", "\r\nConnection: close\r\n", 1);
+                    let answer = raw(daemon, closing.as_bytes());
+                    assert_eq!(answer.status, 202, "{}", answer.body);
+                }
+                let _ = client.write_all(answer);
                 continue;
             }
             let Ok(upstream) = TcpStream::connect(daemon) else {
@@ -177,7 +182,11 @@ fn a_retry_after_a_lost_answer_deploys_once() {
     let good = repo.commit(&[("v", "good")], &[]);
     let out = tempfile::tempdir().unwrap();
     let app = spawn_site(out.path(), &repo, RULES);
-    let (front, seen) = lossy_front(app.addr);
+    let (front, seen) = front(
+        app.addr,
+        true,
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
     let secret = app.dir().config_path().with_file_name("whsec");
     let (code, stdout, stderr) = trigger(
         &format!("http://{front}"),
@@ -195,6 +204,37 @@ fn a_retry_after_a_lost_answer_deploys_once() {
     assert!(stdout.contains("job 1 succeeded"), "{stdout}");
     assert!(seen.load(Ordering::SeqCst) >= 2, "it was sent again");
     assert_eq!(app.jobs().len(), 1, "one deploy");
+}
+
+/// A 429 (the hook's queue is full) is waited out as its `Retry-After` says, then sent
+/// again.
+#[test]
+fn a_429_is_retried_after_its_retry_after() {
+    let repo = Repo::new();
+    let good = repo.commit(&[("v", "good")], &[]);
+    let out = tempfile::tempdir().unwrap();
+    let app = spawn_site(out.path(), &repo, RULES);
+    let (front, seen) = front(
+        app.addr,
+        false,
+        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 2\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    let secret = app.dir().config_path().with_file_name("whsec");
+    let began = std::time::Instant::now();
+    let (code, stdout, stderr) = trigger(
+        &format!("http://{front}"),
+        &secret,
+        "refs/heads/main",
+        &good,
+        &["--wait"],
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stderr.contains("the daemon answered 429"), "{stderr}");
+    assert!(stderr.contains("trying again in 2s"), "{stderr}");
+    assert!(began.elapsed() >= std::time::Duration::from_secs(2));
+    assert!(stdout.contains("job 1 succeeded"), "{stdout}");
+    assert!(seen.load(Ordering::SeqCst) >= 2);
+    assert_eq!(app.jobs().len(), 1);
 }
 
 #[test]
