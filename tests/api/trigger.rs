@@ -176,49 +176,24 @@ fn read_request(s: &mut TcpStream) -> Vec<u8> {
     }
 }
 
-#[test]
-fn a_retry_after_a_lost_answer_deploys_once() {
-    let repo = Repo::new();
-    let good = repo.commit(&[("v", "good")], &[]);
-    let out = tempfile::tempdir().unwrap();
-    let app = spawn_site(out.path(), &repo, RULES);
-    let (front, seen) = front(
-        app.addr,
-        true,
-        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-    );
-    let secret = app.dir().config_path().with_file_name("whsec");
-    let (code, stdout, stderr) = trigger(
-        &format!("http://{front}"),
-        &secret,
-        "refs/heads/main",
-        &good,
-        &["--wait"],
-    );
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert!(stderr.contains("the daemon answered 503"), "{stderr}");
-    assert!(
-        stdout.contains("this delivery was already accepted (job 1)"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("job 1 succeeded"), "{stdout}");
-    assert!(seen.load(Ordering::SeqCst) >= 2, "it was sent again");
-    assert_eq!(app.jobs().len(), 1, "one deploy");
+/// What `trigger --wait` did through a [`front`] that answers its first request so.
+struct Retried {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    /// Requests the front saw.
+    seen: usize,
+    /// Jobs the daemon recorded.
+    jobs: usize,
+    took: std::time::Duration,
 }
 
-/// A 429 (the hook's queue is full) is waited out as its `Retry-After` says, then sent
-/// again.
-#[test]
-fn a_429_is_retried_after_its_retry_after() {
+fn through_front(forward: bool, answer: &'static [u8]) -> Retried {
     let repo = Repo::new();
     let good = repo.commit(&[("v", "good")], &[]);
     let out = tempfile::tempdir().unwrap();
     let app = spawn_site(out.path(), &repo, RULES);
-    let (front, seen) = front(
-        app.addr,
-        false,
-        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 2\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-    );
+    let (front, seen) = front(app.addr, forward, answer);
     let secret = app.dir().config_path().with_file_name("whsec");
     let began = std::time::Instant::now();
     let (code, stdout, stderr) = trigger(
@@ -228,13 +203,50 @@ fn a_429_is_retried_after_its_retry_after() {
         &good,
         &["--wait"],
     );
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert!(stderr.contains("the daemon answered 429"), "{stderr}");
-    assert!(stderr.contains("trying again in 2s"), "{stderr}");
-    assert!(began.elapsed() >= std::time::Duration::from_secs(2));
-    assert!(stdout.contains("job 1 succeeded"), "{stdout}");
-    assert!(seen.load(Ordering::SeqCst) >= 2);
-    assert_eq!(app.jobs().len(), 1);
+    Retried {
+        code,
+        stdout,
+        stderr,
+        seen: seen.load(Ordering::SeqCst),
+        jobs: app.jobs().len(),
+        took: began.elapsed(),
+    }
+}
+
+#[test]
+fn a_retry_after_a_lost_answer_deploys_once() {
+    let r = through_front(
+        true,
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("the daemon answered 503"), "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("this delivery was already accepted (job 1)"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("job 1 succeeded"), "{}", r.stdout);
+    assert!(r.seen >= 2, "it was sent again");
+    assert_eq!(r.jobs, 1, "one deploy");
+}
+
+/// A 429 (the hook's queue is full) is waited out as its `Retry-After` says, then sent
+/// again.
+#[test]
+fn a_429_is_retried_after_its_retry_after() {
+    let r = through_front(
+        false,
+        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 2\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("the daemon answered 429"), "{}", r.stderr);
+    assert!(r.stderr.contains("trying again in 2s"), "{}", r.stderr);
+    assert!(r.took >= std::time::Duration::from_secs(2));
+    assert!(r.stdout.contains("job 1 succeeded"), "{}", r.stdout);
+    assert!(r.seen >= 2);
+    assert_eq!(r.jobs, 1);
 }
 
 #[test]
