@@ -69,16 +69,11 @@ impl Target {
     }
 
     /// Sends a request; returns the answer with its body to be read as it comes.
-    fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Stream, CtlError> {
+    fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Stream, CtlError> {
         let mut headers = vec![("Content-Type".to_owned(), "application/json".to_owned())];
         if let Some(t) = &self.token {
             headers.push(("Authorization".to_owned(), format!("Bearer {t}")));
         }
-        let method = if method == "POST" {
-            Method::Post
-        } else {
-            Method::Get
-        };
         let body = body.map(|b| b.to_string().into_bytes());
         let url = format!("{}{path}", self.base);
         self.client
@@ -90,7 +85,7 @@ impl Target {
     }
 
     /// A request whose answer is JSON; API errors become `CtlError::Api`.
-    fn json(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, CtlError> {
+    fn json(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, CtlError> {
         let answer = self
             .send(method, path, body)?
             .read()
@@ -127,7 +122,7 @@ pub fn jobs(
     } else {
         format!("/api/jobs?{}", query.join("&"))
     };
-    let v = t.json("GET", &path, None)?;
+    let v = t.json(Method::Get, &path, None)?;
     let _ = writeln!(
         out,
         "{:>6}  {:<16} {:<11} {:<24} {:<12} DETAIL",
@@ -160,7 +155,7 @@ pub fn deliveries(
         path.push_str("&hook=");
         path.push_str(&encode(h));
     }
-    let v = t.json("GET", &path, None)?;
+    let v = t.json(Method::Get, &path, None)?;
     let _ = writeln!(
         out,
         "{:<20} {:<16} {:<24} {:<8} {:<24} {:<12} {:<11} {:<8} REASON",
@@ -215,7 +210,7 @@ pub fn logs(t: &Target, job: u64, follow: bool, out: &mut dyn Write) -> Result<(
     if !follow {
         return Ok(());
     }
-    let ended = t.json("GET", &format!("/api/jobs/{job}"), None)?;
+    let ended = t.json(Method::Get, &format!("/api/jobs/{job}"), None)?;
     let state = ended["state"].as_str().unwrap_or("?");
     if state == "succeeded" {
         let _ = writeln!(
@@ -239,7 +234,7 @@ fn copy_log(t: &Target, job: u64, follow: bool, out: &mut dyn Write) -> Result<(
     );
     let Stream {
         status, mut body, ..
-    } = t.send("GET", &path, None)?;
+    } = t.send(Method::Get, &path, None)?;
     if status >= 400 {
         let mut text = String::new();
         let _ = body.read_to_string(&mut text);
@@ -279,7 +274,7 @@ pub fn deploy(
         body["force"] = Value::from(true);
     }
     let v = t.json(
-        "POST",
+        Method::Post,
         &format!("/api/hooks/{}/deploy", encode(hook)),
         Some(&body),
     )?;
@@ -297,7 +292,7 @@ pub fn deploy(
 
 /// `deployhook cancel JOB`.
 pub fn cancel(t: &Target, job: u64, out: &mut dyn Write) -> Result<(), CtlError> {
-    let v = t.json("POST", &format!("/api/jobs/{job}/cancel"), None)?;
+    let v = t.json(Method::Post, &format!("/api/jobs/{job}/cancel"), None)?;
     let _ = writeln!(out, "job {job}: {}", v["state"].as_str().unwrap_or("?"));
     Ok(())
 }

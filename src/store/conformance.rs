@@ -271,6 +271,19 @@ async fn claim_runs_one_job_per_hook(s: &Store) {
     assert_eq!((second.hook.as_str(), second.sha.clone()), ("h", sha('b')));
 }
 
+/// `who` does not own job `id`: its heartbeat calls the job lost, its finish is refused.
+async fn not_ours(s: &Store, who: &str, id: JobId) {
+    let beat = s.heartbeat(owner(who), vec![id], hour()).await.unwrap();
+    assert_eq!(beat.lost, vec![id], "{who}");
+    assert_eq!(
+        s.finish(owner(who), id, JobState::Succeeded, "late".into())
+            .await
+            .unwrap(),
+        Finished::NotOwner,
+        "{who}"
+    );
+}
+
 async fn leases_fence_and_expire(s: &Store) {
     queue(s, "h", vec![job(0, Queue::Fifo, 'a')]).await;
     queue(s, "g", vec![job(0, Queue::Fifo, 'b')]).await;
@@ -278,17 +291,7 @@ async fn leases_fence_and_expire(s: &Store) {
     let live = s.claim(owner("live"), hour()).await.unwrap().unwrap();
     let dying = s.claim(owner("dying"), soon).await.unwrap().unwrap();
     // Only the owner renews, finishes and hears about its jobs.
-    let beat = s
-        .heartbeat(owner("other"), vec![live.id], hour())
-        .await
-        .unwrap();
-    assert_eq!(beat.lost, vec![live.id]);
-    assert_eq!(
-        s.finish(owner("other"), live.id, JobState::Failed, "no".into())
-            .await
-            .unwrap(),
-        Finished::NotOwner
-    );
+    not_ours(s, "other", live.id).await;
     assert_eq!(state(s, live.id).await, JobState::Running);
     // Recovery a minute from now: the dying owner's lease has run out, the live one's
     // (an hour) has not.
@@ -304,17 +307,7 @@ async fn leases_fence_and_expire(s: &Store) {
     assert_eq!(gone.state, JobState::Interrupted);
     assert!(gone.detail.unwrap().contains("dying"));
     // The dying owner comes back: its job is lost to it, and its late finish is refused.
-    let beat = s
-        .heartbeat(owner("dying"), vec![dying.id], hour())
-        .await
-        .unwrap();
-    assert_eq!(beat.lost, vec![dying.id]);
-    assert_eq!(
-        s.finish(owner("dying"), dying.id, JobState::Succeeded, "late".into())
-            .await
-            .unwrap(),
-        Finished::NotOwner
-    );
+    not_ours(s, "dying", dying.id).await;
     assert_eq!(state(s, dying.id).await, JobState::Interrupted);
     // A renewed lease outlives its first term.
     let beat = s
