@@ -28,6 +28,7 @@ fn job(n: usize) -> NewJob {
             delivery: None,
         },
         origin: Origin::Push,
+        notify: Vec::new(),
     }
 }
 

@@ -182,6 +182,11 @@ pub enum Command {
         api: ApiArgs,
         job: u64,
     },
+    /// Notification targets ([[notify]]).
+    Notify {
+        #[command(subcommand)]
+        action: NotifyAction,
+    },
     /// Internal, for packaging: write the man page, shell completions and the hooks.toml
     /// JSON Schema into a folder.
     #[command(hide = true)]
@@ -195,5 +200,18 @@ pub enum Command {
     SandboxExec {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyAction {
+    /// Send a test message to a [[notify]] target now and print what it answered (exit 0
+    /// only if it took the message).
+    Test {
+        /// The target's name.
+        name: String,
+        /// The hooks.toml that defines it.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
     },
 }

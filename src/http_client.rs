@@ -21,7 +21,19 @@ pub struct Answer {
     pub status: u16,
     /// `Retry-After`, in seconds, when the server sent one.
     pub retry_after: Option<u64>,
+    /// Every header, names in lower case.
+    pub headers: Vec<(String, String)>,
     pub body: String,
+}
+
+impl Answer {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// A request that got no answer.
@@ -39,6 +51,8 @@ pub struct Stream {
     pub status: u16,
     /// `Retry-After`, in seconds, when the server sent one.
     pub retry_after: Option<u64>,
+    /// Every header, names in lower case.
+    pub headers: Vec<(String, String)>,
     pub body: Box<dyn std::io::Read + Send>,
 }
 
@@ -47,12 +61,15 @@ pub struct Stream {
 pub enum Method {
     Get,
     Post,
+    Put,
 }
 
-fn builder() -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
+fn builder(
+    roots: ureq::tls::RootCerts,
+) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
     let tls = ureq::tls::TlsConfig::builder()
         .provider(ureq::tls::TlsProvider::Rustls)
-        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+        .root_certs(roots)
         .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .build();
     ureq::Agent::config_builder()
@@ -65,16 +82,40 @@ fn builder() -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
 impl Client {
     /// A client whose every request must be answered within `timeout` in all.
     pub fn new(timeout: Duration) -> Client {
-        let config = builder().timeout_global(Some(timeout)).build();
+        let config = builder(ureq::tls::RootCerts::PlatformVerifier)
+            .timeout_global(Some(timeout))
+            .build();
         Client {
             agent: ureq::Agent::new_with_config(config),
         }
     }
 
+    /// Like [`Client::new`], for a server whose certificate is signed by a private CA:
+    /// the certificates in `ca_pem` are the only roots trusted.
+    pub fn with_ca(timeout: Duration, ca_pem: &[u8]) -> Result<Client, String> {
+        let mut certs = Vec::new();
+        for item in ureq::tls::parse_pem(ca_pem) {
+            if let ureq::tls::PemItem::Certificate(c) =
+                item.map_err(|e| format!("not a PEM file: {e}"))?
+            {
+                certs.push(c);
+            }
+        }
+        if certs.is_empty() {
+            return Err("holds no PEM certificate".to_owned());
+        }
+        let config = builder(ureq::tls::RootCerts::new_with_certs(&certs))
+            .timeout_global(Some(timeout))
+            .build();
+        Ok(Client {
+            agent: ureq::Agent::new_with_config(config),
+        })
+    }
+
     /// A client for answers that take as long as they take (a log followed until its job
     /// ends): connecting and the answer's start each get `timeout`, the body no limit.
     pub fn for_streams(timeout: Duration) -> Client {
-        let config = builder()
+        let config = builder(ureq::tls::RootCerts::PlatformVerifier)
             .timeout_connect(Some(timeout))
             .timeout_send_request(Some(timeout))
             .timeout_recv_response(Some(timeout))
@@ -99,6 +140,7 @@ impl Client {
             .method(match method {
                 Method::Get => "GET",
                 Method::Post => "POST",
+                Method::Put => "PUT",
             })
             .uri(url);
         for (k, v) in headers {
@@ -116,9 +158,15 @@ impl Client {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok());
+        let headers = res
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
         Ok(Stream {
             status: res.status().as_u16(),
             retry_after,
+            headers,
             body: Box::new(res.into_body().into_reader()),
         })
     }
@@ -148,6 +196,7 @@ impl Stream {
         Ok(Answer {
             status: self.status,
             retry_after: self.retry_after,
+            headers: self.headers,
             body,
         })
     }

@@ -33,6 +33,7 @@
 //! - [`trigger`]: `deployhook trigger`, a CI job's signed push and wait for its result.
 //! - [`status_link`]: the per-delivery capability link a sender reads its jobs through.
 //! - [`http_client`]: outbound HTTP (ureq, rustls); the only module that makes requests.
+//! - [`notify`]: commit statuses, chat messages and signed webhooks, sent from the outbox.
 
 pub mod access;
 pub mod api_token;
@@ -47,6 +48,7 @@ pub mod http_client;
 pub mod intake;
 pub mod joblog;
 pub mod metrics;
+pub mod notify;
 pub mod reload;
 pub mod routing;
 pub mod runner;

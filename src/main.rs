@@ -31,6 +31,9 @@ fn main() -> ExitCode {
             delivery,
         } => sign(&forge, &secret_file, delivery),
         Command::Generate { out } => deployhook::assets::main(&out),
+        Command::Notify {
+            action: deployhook::cli::NotifyAction::Test { name, config },
+        } => notify_test(&config, &name),
         Command::Trigger {
             url,
             hook,
@@ -177,6 +180,49 @@ fn sign(forge: &str, secret_file: &Path, delivery: Option<String>) -> ExitCode {
     }
 }
 
+/// `deployhook notify test NAME`: sends a test message with the config's settings (its
+/// URL and secrets, which are never printed) and prints the target's answer.
+fn notify_test(path: &Path, name: &str) -> ExitCode {
+    let config = match config::load(path) {
+        Ok(Loaded { config, .. }) => config,
+        Err(invalid) => {
+            eprintln!("{invalid}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match deployhook::notify::send_test(&config, name) {
+        Ok(answer) => {
+            // The answer is the target's text: no terminal control sequences from it.
+            let body: String = answer
+                .body
+                .chars()
+                .take(2000)
+                .map(|c| {
+                    if c.is_control() && c != '\n' {
+                        '\u{fffd}'
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            println!("{name}: answered {}", answer.status);
+            if !body.trim().is_empty() {
+                println!("{}", body.trim_end());
+            }
+            if answer.delivered {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("{name}: the message was not taken (HTTP {})", answer.status);
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn check(path: &Path) -> ExitCode {
     match config::load(path) {
         Ok(Loaded { config, warnings }) => {
@@ -303,6 +349,8 @@ fn start(config: config::Config) -> Result<(), String> {
         Arc::clone(&metrics),
         worker::Parts::standard(Arc::clone(&git), launcher),
     );
+    let notifier =
+        deployhook::notify::Notifier::new(store.clone(), Arc::clone(&config), Arc::clone(&metrics));
     let reloader = Reloader::new(Arc::clone(&config), Arc::clone(&metrics), tls.clone());
     let state = AppState {
         config: Arc::clone(&config),
@@ -331,6 +379,9 @@ fn start(config: config::Config) -> Result<(), String> {
     actix_web::rt::System::new().block_on(async move {
         let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
         let worker = actix_web::rt::spawn(worker.run(jobs_stopped));
+        // Stopped after the worker, so that the statuses of the jobs it stopped go out.
+        let (stop_notifier, notifier_stopped) = tokio::sync::watch::channel(false);
+        let notifier = actix_web::rt::spawn(notifier.run(notifier_stopped));
         actix_web::rt::spawn(Arc::clone(&reloader).on_sighup());
         actix_web::rt::spawn(reloader.watch_file());
         let server = app.handle();
@@ -344,6 +395,8 @@ fn start(config: config::Config) -> Result<(), String> {
         let _ = sd_notify::notify("READY=1");
         let result = app.run().await;
         let _ = worker.await;
+        let _ = stop_notifier.send(true);
+        let _ = notifier.await;
         tracing::info!("stopped");
         result.map_err(|e| format!("server failed: {e}"))
     })

@@ -79,6 +79,12 @@ const METRICS: &[(&str, &str, &str, &[&str])] = &[
         &["hook"],
     ),
     (
+        "deployhook_notifications_total",
+        "counter",
+        "Commit statuses and notifications that were sent or given up on, by target, kind and result.",
+        &["target", "kind", "result"],
+    ),
+    (
         "deployhook_git_fetch_duration_seconds",
         "histogram",
         "How long fetching and checking out took.",
@@ -137,6 +143,19 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// A commit status or notification to `target` (of `kind`: `github`, `slack`...)
+    /// was sent (`sent`) or given up on (`failed`).
+    pub fn notification(&self, target: &str, kind: &str, sent: bool) {
+        *self
+            .lock()
+            .counters
+            .entry((
+                "deployhook_notifications_total",
+                labels(&[target, kind, if sent { "sent" } else { "failed" }]),
+            ))
+            .or_default() += 1;
+    }
+
     pub fn config_reload(&self, ok: bool) {
         *self
             .lock()
@@ -148,9 +167,15 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    /// The text exposition format. `jobs_by_state` and `queue_depth` are read from the
-    /// store at scrape time, so they are right across restarts.
-    pub fn render(&self, jobs_by_state: &[(String, i64)], queue_depth: i64) -> String {
+    /// The text exposition format. The gauges are read from the store at scrape time,
+    /// so they are right across restarts.
+    pub fn render(&self, gauges: &Gauges) -> String {
+        let Gauges {
+            jobs_by_state,
+            queue_depth,
+            outbox_pending,
+            outbox_oldest,
+        } = gauges;
         let inner = self.lock();
         let mut out = String::new();
         for (name, kind, help, names) in METRICS {
@@ -207,11 +232,30 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
+            "# HELP deployhook_outbox_pending Commit statuses and notifications waiting to be sent.\n# TYPE deployhook_outbox_pending gauge\ndeployhook_outbox_pending {outbox_pending}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP deployhook_outbox_oldest_pending_seconds How long the oldest of them has waited (0: none waits).\n# TYPE deployhook_outbox_oldest_pending_seconds gauge\ndeployhook_outbox_oldest_pending_seconds {:.3}",
+            outbox_oldest.as_secs_f64()
+        );
+        let _ = writeln!(
+            out,
             "# HELP deployhook_build_info The running version.\n# TYPE deployhook_build_info gauge\ndeployhook_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
         );
         out
     }
+}
+
+/// What `/metrics` reads from the store at scrape time.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    pub jobs_by_state: Vec<(String, i64)>,
+    pub queue_depth: i64,
+    pub outbox_pending: u64,
+    /// The age of the oldest pending outbox row.
+    pub outbox_oldest: Duration,
 }
 
 fn render_labels(names: &[&str], values: &[String], le: Option<&str>) -> String {
@@ -244,7 +288,24 @@ mod tests {
         m.delivery("site", "github", "queued");
         m.signature_failure("we\"ird");
         m.job_finished("site", "succeeded", Duration::from_millis(300));
-        let text = m.render(&[("queued".into(), 2)], 2);
+        m.notification("status", "github", true);
+        let text = m.render(&Gauges {
+            jobs_by_state: vec![("queued".into(), 2)],
+            queue_depth: 2,
+            outbox_pending: 3,
+            outbox_oldest: Duration::from_millis(1500),
+        });
+        assert!(
+            text.contains(
+                "deployhook_notifications_total{target=\"status\",kind=\"github\",result=\"sent\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("deployhook_outbox_pending 3\n"), "{text}");
+        assert!(
+            text.contains("deployhook_outbox_oldest_pending_seconds 1.500\n"),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "deployhook_deliveries_total{hook=\"site\",forge=\"github\",outcome=\"queued\"} 2\n"

@@ -1,6 +1,7 @@
 //! `deployhook sign`: the headers a forge would send with a body, so an operator can test
-//! a hook with curl. The counterpart of `verify`, kept apart from it so that the daemon's
-//! checking code never signs.
+//! a hook with curl; and the signatures of the daemon's own outgoing webhooks. The
+//! counterpart of `verify`, kept apart from it so that the daemon's checking code never
+//! signs.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -21,15 +22,31 @@ fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
 
 /// Standard Webhooks headers for `body`.
 fn standard_webhooks(key: &[u8], id: &str, now: u64, body: &[u8]) -> Vec<(String, String)> {
+    standard_webhooks_headers(&[key], id, now, body)
+}
+
+/// Standard Webhooks headers for `body`, signed with each of `keys` (the decoded
+/// `whsec_` secrets; several while one is rotated): `webhook-signature` lists one
+/// `v1,<base64>` per key, space-separated, as the specification allows. Also what the
+/// daemon's own outgoing webhooks carry (`notify`).
+pub fn standard_webhooks_headers(
+    keys: &[&[u8]],
+    id: &str,
+    now: u64,
+    body: &[u8],
+) -> Vec<(String, String)> {
     let ts = now.to_string();
-    let mac = hmac_sha256(key, &[id.as_bytes(), b".", ts.as_bytes(), b".", body]);
+    let signatures: Vec<String> = keys
+        .iter()
+        .map(|key| {
+            let mac = hmac_sha256(key, &[id.as_bytes(), b".", ts.as_bytes(), b".", body]);
+            format!("v1,{}", STANDARD.encode(mac))
+        })
+        .collect();
     vec![
         ("webhook-id".into(), id.into()),
         ("webhook-timestamp".into(), ts),
-        (
-            "webhook-signature".into(),
-            format!("v1,{}", STANDARD.encode(mac)),
-        ),
+        ("webhook-signature".into(), signatures.join(" ")),
     ]
 }
 

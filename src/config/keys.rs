@@ -10,7 +10,7 @@ use serde::de::{self, Visitor};
 use toml::de::{DeTable, DeValue};
 
 use super::diag::{Diagnostic, Source, did_you_mean};
-use super::raw::{RawConfig, RawHook, RawLimits, RawRule, RawServer, RawTls};
+use super::raw::{RawConfig, RawHook, RawLimits, RawNotify, RawRule, RawServer, RawStatus, RawTls};
 
 /// Removes unknown keys from the document and reports each one.
 pub fn strip_unknown(root: &mut DeTable<'_>, src: &Source<'_>) -> Vec<Diagnostic> {
@@ -34,6 +34,17 @@ pub fn strip_unknown(root: &mut DeTable<'_>, src: &Source<'_>) -> Vec<Diagnostic
                 continue;
             };
             check_table(hook, fields::<RawHook>(), "[[hook]]", src, &mut out);
+            if let Some(status) = hook.get_mut("status")
+                && let DeValue::Table(status) = status.get_mut()
+            {
+                check_table(
+                    status,
+                    fields::<RawStatus>(),
+                    "[hook.status]",
+                    src,
+                    &mut out,
+                );
+            }
             if let Some(rules) = hook.get_mut("rule")
                 && let DeValue::Array(rules) = rules.get_mut()
             {
@@ -47,6 +58,15 @@ pub fn strip_unknown(root: &mut DeTable<'_>, src: &Source<'_>) -> Vec<Diagnostic
                         }
                     }
                 }
+            }
+        }
+    }
+    if let Some(targets) = root.get_mut("notify")
+        && let DeValue::Array(targets) = targets.get_mut()
+    {
+        for t in targets.iter_mut() {
+            if let DeValue::Table(t) = t.get_mut() {
+                check_table(t, fields::<RawNotify>(), "[[notify]]", src, &mut out);
             }
         }
     }

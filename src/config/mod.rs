@@ -7,6 +7,7 @@ mod diag;
 mod keys;
 mod live;
 pub(crate) mod raw;
+mod targets;
 pub mod units;
 mod validate;
 
@@ -19,6 +20,7 @@ use globset::GlobSet;
 
 pub use diag::{Diagnostic, Severity};
 pub use live::LiveConfig;
+pub use targets::{NotifyTarget, Sending, StatusReport, TargetKind};
 pub use units::{parse_duration, parse_size};
 
 use crate::access::Cidr;
@@ -36,6 +38,8 @@ pub struct Config {
     pub path: PathBuf,
     pub server: Server,
     pub hooks: Vec<Hook>,
+    /// `[[notify]]` targets, by name.
+    pub notify: Vec<NotifyTarget>,
     /// Every file and folder the config names for the daemon's own use (the config's
     /// folder, secret, token, key and certificate files, the credentials folder, local
     /// clone URLs, `state_dir`): what a sandboxed command may never read.
@@ -45,6 +49,10 @@ pub struct Config {
 impl Config {
     pub fn hook(&self, id: &str) -> Option<&Hook> {
         self.hooks.iter().find(|h| h.id == id)
+    }
+
+    pub fn notify_target(&self, name: &str) -> Option<&NotifyTarget> {
+        self.notify.iter().find(|t| t.name == name)
     }
 
     /// Whether any rule runs its commands as `[server] command_user` (has no `run_as`).
@@ -117,6 +125,10 @@ pub struct Hook {
     pub checkout_limits: TreeLimits,
     /// Tried in order; the first that matches wins.
     pub rules: Vec<Rule>,
+    /// Commit statuses on the hook's forge.
+    pub status: Option<StatusReport>,
+    /// `[[notify]]` targets told about every rule's jobs.
+    pub notify: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -146,6 +158,8 @@ pub struct Rule {
     pub sandbox: bool,
     /// Absolute; readable in the sandbox besides the system directories.
     pub read_paths: Vec<PathBuf>,
+    /// More `[[notify]]` targets for this rule's jobs, besides the hook's.
+    pub notify: Vec<String>,
 }
 
 /// What a newer push does to a pending one of the same hook (the store's notion).

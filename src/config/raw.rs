@@ -20,6 +20,11 @@ pub struct RawConfig {
     #[serde(default)]
     #[schemars(with = "Vec<RawHook>")]
     pub hook: Vec<Spanned<RawHook>>,
+    /// `[[notify]]`: named places told how deploys went (chat, webhooks), which hooks and
+    /// rules subscribe to with `notify = ["name"]`.
+    #[serde(default)]
+    #[schemars(with = "Vec<RawNotify>")]
+    pub notify: Vec<Spanned<RawNotify>>,
 }
 
 /// `[server]`: every key is optional.
@@ -186,6 +191,13 @@ pub struct RawHook {
     /// waiting is answered 429 (with `Retry-After`) and queues nothing. Default 1000.
     #[schemars(with = "Option<i64>", range(min = 1))]
     pub max_queued: Option<Spanned<i64>>,
+    /// Report each deploy as a commit status on the pushed commit, through the hook's
+    /// forge (not for gogs and generic hooks).
+    #[schemars(with = "Option<RawStatus>")]
+    pub status: Option<Spanned<RawStatus>>,
+    /// `[[notify]]` targets told about every rule's jobs (a rule's own `notify` adds).
+    #[schemars(with = "Option<Vec<String>>")]
+    pub notify: Option<Spanned<Vec<Spanned<String>>>>,
     /// `[[hook.rule]]`s, tried in order: the first that matches a push wins.
     #[serde(default)]
     #[schemars(with = "Vec<RawRule>")]
@@ -243,6 +255,98 @@ pub struct RawRule {
     /// compare with, `~/.ssh` for a deploy key); relative to the config file's folder.
     #[schemars(with = "Option<Vec<String>>")]
     pub read_paths: Option<Spanned<Vec<Spanned<String>>>>,
+    /// More `[[notify]]` targets told about this rule's jobs, besides the hook's.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub notify: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// `[hook.status]`: the commit status of each deploy, on the hook's forge.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Status")]
+pub struct RawStatus {
+    /// A file holding the forge API token (`%d/NAME`: a systemd credential). One of
+    /// `token_file` and `token_env` is required.
+    #[schemars(with = "Option<String>")]
+    pub token_file: Option<Spanned<String>>,
+    /// An environment variable holding the forge API token.
+    #[schemars(with = "Option<String>")]
+    pub token_env: Option<Spanned<String>>,
+    /// The forge's API. Default per forge: `https://api.github.com`,
+    /// `https://gitlab.com/api/v4`, `https://api.bitbucket.org/2.0`; required for
+    /// self-hosted forges (Gitea and Forgejo: `https://host/api/v1`; Bitbucket Data
+    /// Center: `https://host`, told from Cloud by not ending in `/2.0`). `http://` only
+    /// for loopback addresses.
+    #[schemars(with = "Option<String>")]
+    pub api_url: Option<Spanned<String>>,
+    /// The status's name: `{hook}` and `{rule}` (the rule's index) are filled in.
+    /// Default `"deployhook/{hook}/{rule}"`.
+    #[schemars(with = "Option<String>")]
+    pub context: Option<Spanned<String>>,
+    /// When to post: `queued`, `started`, `final`. Default `["started", "final"]`.
+    #[schemars(with = "Option<Vec<String>>")]
+    #[schemars(extend("items" = {"enum": ["queued", "started", "final"]}))]
+    pub on: Option<Spanned<Vec<Spanned<String>>>>,
+    /// GitHub only: also a Deployment of the commit to this environment, with its
+    /// deployment statuses.
+    #[schemars(with = "Option<String>")]
+    pub deployment_environment: Option<Spanned<String>>,
+    /// A PEM file of the CA that signed the API's certificate (then the only one trusted).
+    #[schemars(with = "Option<String>")]
+    pub ca_file: Option<Spanned<String>>,
+    /// Each attempt's deadline. Default `"15s"`.
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Spanned<String>>,
+    /// Retried (with growing waits) until this long after the event. Default `"24h"`.
+    #[schemars(with = "Option<String>")]
+    pub give_up_after: Option<Spanned<String>>,
+}
+
+/// `[[notify]]`: one place told how deploys went.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Notify")]
+pub struct RawNotify {
+    /// Required: what hooks and rules call it in their `notify`.
+    #[schemars(with = "Option<String>")]
+    pub name: Option<Spanned<String>>,
+    /// Required: the kind of target.
+    #[schemars(with = "Option<String>")]
+    #[schemars(extend("enum" = ["slack", "discord", "teams", "matrix", "ntfy", "webhook"]))]
+    pub kind: Option<Spanned<String>>,
+    /// The URL to post to (a chat's webhook URL is a secret: prefer `url_file`).
+    #[schemars(with = "Option<String>")]
+    pub url: Option<Spanned<String>>,
+    /// A file holding the URL.
+    #[schemars(with = "Option<String>")]
+    pub url_file: Option<Spanned<String>>,
+    /// `webhook`: files holding `whsec_...` Standard Webhooks secrets; with several,
+    /// every message is signed with each (rotation).
+    #[schemars(with = "Option<StringList>")]
+    pub secret_file: Option<Spanned<StringList>>,
+    /// `matrix`: the homeserver's base URL.
+    #[schemars(with = "Option<String>")]
+    pub homeserver: Option<Spanned<String>>,
+    /// `matrix`: the room id, `!abc123:example.org`.
+    #[schemars(with = "Option<String>")]
+    pub room: Option<Spanned<String>>,
+    /// `matrix`: a file holding the access token (required); `ntfy`: an access token.
+    #[schemars(with = "Option<String>")]
+    pub token_file: Option<Spanned<String>>,
+    /// Which events: `"all"`, or a list of `queued`, `started`, `succeeded`, `failed`,
+    /// `timed_out`, `cancelled`, `superseded`, `interrupted`. Default: every final state
+    /// but `superseded`.
+    #[schemars(with = "Option<StringList>")]
+    pub on: Option<Spanned<StringList>>,
+    /// A PEM file of the CA that signed the target's certificate (then the only one trusted).
+    #[schemars(with = "Option<String>")]
+    pub ca_file: Option<Spanned<String>>,
+    /// Each attempt's deadline. Default `"15s"`.
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Spanned<String>>,
+    /// Retried (with growing waits) until this long after the event. Default `"24h"`.
+    #[schemars(with = "Option<String>")]
+    pub give_up_after: Option<Spanned<String>>,
 }
 
 /// `limits`: per-command resource limits.

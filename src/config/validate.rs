@@ -91,8 +91,10 @@ pub fn validate(
         env,
         diags,
         named: std::cell::RefCell::new(Vec::new()),
+        notify_names: Vec::new(),
     };
     let server = v.server(raw.server);
+    let notify = v.notify_targets(raw.notify);
     let hooks = v.hooks(raw.hook);
     let mut private_paths = v.named.into_inner();
     private_paths.push(v.base.clone());
@@ -111,29 +113,32 @@ pub fn validate(
             path: path.to_path_buf(),
             server: server.expect("no errors means the server section was valid"),
             hooks,
+            notify,
             private_paths,
         },
         warnings: diags,
     })
 }
 
-struct Validator<'a> {
+pub(super) struct Validator<'a> {
     src: &'a Source<'a>,
     base: PathBuf,
-    env: &'a dyn Fn(&str) -> Option<String>,
+    pub(super) env: &'a dyn Fn(&str) -> Option<String>,
     diags: Vec<Diagnostic>,
     /// Every path the config named and [`Validator::resolve`] resolved (the daemon's own
     /// files), for [`Config::private_paths`]; `read_paths` are resolved without it.
     named: std::cell::RefCell<Vec<PathBuf>>,
+    /// The `[[notify]]` names seen, for the hooks' and rules' `notify` lists.
+    pub(super) notify_names: Vec<String>,
 }
 
 impl Validator<'_> {
-    fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+    pub(super) fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
         let d = self.src.error(span, message);
         self.diags.push(d);
     }
 
-    fn warning(&mut self, span: Range<usize>, message: impl Into<String>) {
+    pub(super) fn warning(&mut self, span: Range<usize>, message: impl Into<String>) {
         let d = self.src.warning(span, message);
         self.diags.push(d);
     }
@@ -145,7 +150,7 @@ impl Validator<'_> {
             .count()
     }
 
-    fn resolve(&self, p: &str) -> PathBuf {
+    pub(super) fn resolve(&self, p: &str) -> PathBuf {
         let path = self.base.join(p);
         self.named.borrow_mut().push(path.clone());
         path
@@ -294,7 +299,7 @@ impl Validator<'_> {
 
     /// Parses an optional key with `parse`, reporting a failure at the key's value as
     /// `key: message`. `Ok(None)`: the key is absent; `Err(())`: a problem was reported.
-    fn field<S, T>(
+    pub(super) fn field<S, T>(
         &mut self,
         value: Option<Spanned<S>>,
         key: &str,
@@ -417,6 +422,8 @@ impl Validator<'_> {
             self.checkout_limits(h.max_checkout_size, h.max_checkout_files, h.max_tree_depth);
         let max_queued = self.field(h.max_queued, "max_queued", |n| positive(*n));
         let rules = self.rules(h.rule, &span);
+        let status = h.status.map(|s| self.status(s, forge));
+        let notify = self.notify_names(h.notify);
 
         if self.errors() > before {
             return None;
@@ -444,6 +451,8 @@ impl Validator<'_> {
                 usize::try_from(n).unwrap_or(usize::MAX)
             }),
             rules,
+            status: status.flatten(),
+            notify,
         })
     }
 
@@ -638,7 +647,7 @@ impl Validator<'_> {
 
     /// Reads a secret file; `%d/NAME` is a systemd credential (`LoadCredential=NAME:...`),
     /// read from `$CREDENTIALS_DIRECTORY` as systemd's own `%d` specifier means.
-    fn secret_from_file(&mut self, name: &str, span: &Range<usize>) -> Option<Vec<u8>> {
+    pub(super) fn secret_from_file(&mut self, name: &str, span: &Range<usize>) -> Option<Vec<u8>> {
         use std::os::unix::fs::PermissionsExt;
         let path = if let Some(credential) = name.strip_prefix("%d/") {
             let Some(dir) = (self.env)("CREDENTIALS_DIRECTORY") else {
@@ -794,6 +803,7 @@ impl Validator<'_> {
             },
         );
         let limits = r.limits.map(Spanned::into_inner).map(|l| self.limits(l));
+        let notify = self.notify_names(r.notify);
         let read_paths: Vec<PathBuf> = r
             .read_paths
             .map(Spanned::into_inner)
@@ -818,6 +828,7 @@ impl Validator<'_> {
             limits: limits.unwrap_or(Some(Limits::default()))?,
             sandbox: r.sandbox.is_some_and(Spanned::into_inner),
             read_paths,
+            notify,
         })
     }
 
@@ -1103,7 +1114,7 @@ fn nonzero_size(s: &str) -> Result<u64, String> {
     }
 }
 
-fn nonzero_duration(s: &str) -> Result<Duration, String> {
+pub(super) fn nonzero_duration(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d.is_zero() {
         Err("must be more than 0".to_owned())

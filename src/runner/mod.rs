@@ -19,6 +19,7 @@ pub mod identity;
 pub mod launcher;
 mod procs;
 mod sandbox;
+pub mod summary;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -103,6 +104,23 @@ pub struct RunSpec {
     pub log: LogFile,
 }
 
+/// What running a job's commands came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ran {
+    pub outcome: Outcome,
+    /// The line the commands left in `$DEPLOYHOOK_SUMMARY` (see [`summary`]).
+    pub summary: Option<String>,
+}
+
+impl From<Outcome> for Ran {
+    fn from(outcome: Outcome) -> Ran {
+        Ran {
+            outcome,
+            summary: None,
+        }
+    }
+}
+
 /// How a job ended. `command` is the index in [`RunSpec::commands`], from 0.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -165,20 +183,22 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 /// becomes `true`, the running command and everything it started are stopped (SIGTERM,
 /// SIGKILL after `kill_grace`) and the job ends as [`Outcome::Cancelled`]. If the
 /// returned future is dropped, the running command is stopped the same way.
-pub async fn run(spec: RunSpec, mut cancel: watch::Receiver<bool>) -> Outcome {
+pub async fn run(spec: RunSpec, mut cancel: watch::Receiver<bool>) -> Ran {
     let mut log = match spec.log.open() {
         Ok(log) => log,
         Err(e) => {
             return Outcome::Error(format!(
                 "cannot open the job log {}: {e}",
                 spec.log.display()
-            ));
+            ))
+            .into();
         }
     };
     let outcome = run_commands(&spec, &mut cancel, &mut log).await;
     if let Outcome::Error(message) = &outcome {
         log.note(&format!("error: {message}"));
     }
+    let summary = summary::read(&spec.tmp_dir);
     // The commands wrote it: emptied without following a link, at any depth.
     let removed = crate::wipe::empty_dir(&spec.tmp_dir, 0o700)
         .and_then(|_| std::fs::remove_dir(&spec.tmp_dir));
@@ -193,7 +213,7 @@ pub async fn run(spec: RunSpec, mut cancel: watch::Receiver<bool>) -> Outcome {
     if let Err(e) = log.finish() {
         tracing::warn!(log = %spec.log.display(), "cannot write the job log: {e}");
     }
-    outcome
+    Ran { outcome, summary }
 }
 
 async fn run_commands(
@@ -490,6 +510,7 @@ fn spawn_supervisor(
         .env_clear()
         .envs(spec.env.iter().filter(|(k, _)| k != "TMPDIR").cloned())
         .env("TMPDIR", &spec.tmp_dir)
+        .env("DEPLOYHOOK_SUMMARY", summary::path(&spec.tmp_dir))
         .current_dir(&spec.workdir)
         .stdin(report_writer)
         .stdout(Stdio::piped())

@@ -165,7 +165,12 @@ async fn show(
         return Err(no_job(id));
     };
     let events = state.store.job_events(id).await.map_err(unavailable)?;
-    Ok(HttpResponse::Ok().json(JobView::new(&job).with_events(&events)))
+    let notifications = state.store.notifications(id).await.map_err(unavailable)?;
+    Ok(HttpResponse::Ok().json(
+        JobView::new(&job)
+            .with_events(&events)
+            .with_notifications(&notifications),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -342,6 +347,7 @@ async fn deploy(
         queue: rule.queue,
         event,
         origin: Origin::Manual { force: body.force },
+        notify: crate::notify::subscriptions(&state.config.get(), hook, rule),
     };
     let accepted = state
         .store

@@ -145,6 +145,21 @@ async fn respond(
     }
 }
 
+/// The store's jobs for a push's matches, each with who is told about it.
+fn new_jobs(config: &crate::config::Config, hook: &Hook, jobs: Vec<JobSpec>) -> Vec<NewJob> {
+    jobs.into_iter()
+        .map(|spec| NewJob {
+            notify: hook.rules.get(spec.rule).map_or_else(Vec::new, |rule| {
+                crate::notify::subscriptions(config, hook, rule)
+            }),
+            rule: spec.rule,
+            queue: spec.queue,
+            event: spec.event,
+            origin: Origin::Push,
+        })
+        .collect()
+}
+
 /// Queues a delivery's jobs (unless it is a replay) and answers 202 with them and the
 /// delivery's status link.
 async fn queue(
@@ -178,14 +193,7 @@ async fn queue(
         .accept(
             seen,
             replay_keys,
-            jobs.into_iter()
-                .map(|spec| NewJob {
-                    rule: spec.rule,
-                    queue: spec.queue,
-                    event: spec.event,
-                    origin: Origin::Push,
-                })
-                .collect(),
+            new_jobs(&state.config.get(), hook, jobs),
             hook.max_queued,
         )
         .await

@@ -28,9 +28,19 @@ async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         .iter()
         .map(|(s, n)| (s.as_str().to_owned(), i64::try_from(*n).unwrap_or(i64::MAX)))
         .collect();
+    let outbox = state.store.outbox_depth().await.unwrap_or_default();
+    let gauges = crate::metrics::Gauges {
+        jobs_by_state: by_state,
+        queue_depth: queued,
+        outbox_pending: outbox.pending,
+        outbox_oldest: outbox
+            .oldest
+            .and_then(|t| t.elapsed().ok())
+            .unwrap_or_default(),
+    };
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render(&by_state, queued)))
+        .body(state.metrics.render(&gauges)))
 }
 
 async fn healthz() -> HttpResponse {

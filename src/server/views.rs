@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::store::{DeliveryOutcome, DeliveryRecord, Job, JobEvent, Origin};
+use crate::store::{DeliveryOutcome, DeliveryRecord, Job, JobEvent, Notification, Origin};
 
 /// Unix seconds.
 pub(super) fn secs(t: SystemTime) -> i64 {
@@ -54,9 +54,14 @@ pub struct JobView<'a> {
     /// The daemon process that runs (or ran) it.
     pub owner: Option<&'a str>,
     pub cancel_requested: bool,
+    /// The line its commands left in `$DEPLOYHOOK_SUMMARY`.
+    pub summary: Option<&'a str>,
     /// Its history, oldest first (in `/api/jobs/{id}` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<EventView<'a>>>,
+    /// Its commit statuses and notifications, oldest first (in `/api/jobs/{id}` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<Vec<NotificationView<'a>>>,
 }
 
 impl<'a> JobView<'a> {
@@ -83,8 +88,15 @@ impl<'a> JobView<'a> {
             detail: j.detail.as_deref(),
             owner: j.owner.as_ref().map(crate::store::InstanceId::as_str),
             cancel_requested: j.cancel_requested,
+            summary: j.summary.as_deref(),
             events: None,
+            notifications: None,
         }
+    }
+
+    pub fn with_notifications(mut self, rows: &'a [Notification]) -> JobView<'a> {
+        self.notifications = Some(rows.iter().map(NotificationView::new).collect());
+        self
     }
 
     pub fn with_events(mut self, events: &'a [JobEvent]) -> JobView<'a> {
@@ -117,6 +129,40 @@ impl<'a> EventView<'a> {
             kind: e.kind.as_str(),
             at: secs_ms(e.at),
             reason: &e.reason,
+        }
+    }
+}
+
+/// One commit status or notification of a job, and how sending it went. Never the
+/// target's URL or token: only its name.
+#[derive(Debug, Serialize)]
+pub struct NotificationView<'a> {
+    /// `status`, `deployment`, or `notify:<name>`.
+    pub target: &'a str,
+    /// The job event it tells of.
+    pub event: &'static str,
+    /// pending, sent, failed, or replaced (a newer state went instead).
+    pub state: &'static str,
+    pub attempts: u32,
+    pub last_error: Option<&'a str>,
+    /// Unix seconds, with milliseconds.
+    pub created_at: f64,
+    pub done_at: Option<f64>,
+    /// While pending: when it is tried next.
+    pub next_at: Option<f64>,
+}
+
+impl<'a> NotificationView<'a> {
+    pub fn new(n: &'a Notification) -> NotificationView<'a> {
+        NotificationView {
+            target: &n.target,
+            event: n.kind.as_str(),
+            state: n.state.as_str(),
+            attempts: n.attempts,
+            last_error: n.last_error.as_deref(),
+            created_at: secs_ms(n.created_at),
+            done_at: n.done_at.map(secs_ms),
+            next_at: (n.state == crate::store::OutboxState::Pending).then(|| secs_ms(n.next_at)),
         }
     }
 }

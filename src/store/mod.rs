@@ -22,9 +22,10 @@ use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
 pub use types::{
-    Acceptance, CancelResult, Cursor, Delivery, DeliveryOutcome, DeliveryRecord, EventKind,
-    Finished, Heartbeat, InstanceId, Job, JobEvent, JobFilter, JobId, JobState, NewJob, NotQueued,
-    Origin, Prior, Queue, Retention,
+    Acceptance, Attempt, CancelResult, Cursor, Delivery, DeliveryOutcome, DeliveryRecord,
+    EventKind, Finished, Heartbeat, InstanceId, Job, JobEvent, JobFilter, JobId, JobState, NewJob,
+    NotQueued, Notification, Origin, OutboxDepth, OutboxId, OutboxState, Outgoing, Prior, Queue,
+    Retention, Subscription,
 };
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -77,13 +78,15 @@ pub trait Backend: Send + Sync {
         running: Vec<JobId>,
         lease_until: SystemTime,
     ) -> Answer<'_, Heartbeat>;
-    /// Records how a running job ended, if `owner` still runs it.
+    /// Records how a running job ended, if `owner` still runs it, with the one-line
+    /// summary its commands left (`$DEPLOYHOOK_SUMMARY`).
     fn finish(
         &self,
         owner: InstanceId,
         id: JobId,
         state: JobState,
         detail: String,
+        summary: Option<String>,
     ) -> Answer<'_, Finished>;
     /// Cancels a queued job at once; for a running one, records the request.
     fn cancel(&self, id: JobId) -> Answer<'_, CancelResult>;
@@ -110,6 +113,20 @@ pub trait Backend: Send + Sync {
     /// Removes history older than `retention` allows (a slice at a time); returns the
     /// ids of the jobs removed, whose logs go too.
     fn prune(&self, retention: Retention) -> Answer<'_, Vec<JobId>>;
+    /// The oldest pending outbox row of each lane that is due by `now` (up to `limit`
+    /// lanes), leaving out `busy` lanes (being sent now).
+    fn outbox_due(
+        &self,
+        now: SystemTime,
+        busy: Vec<String>,
+        limit: usize,
+    ) -> Answer<'_, Vec<Outgoing>>;
+    /// Records how sending an outbox row went (nothing, if it was replaced meanwhile).
+    fn outbox_attempt(&self, id: OutboxId, attempt: Attempt) -> Answer<'_, ()>;
+    /// A job's outbox rows, oldest first.
+    fn notifications(&self, job: JobId) -> Answer<'_, Vec<Notification>>;
+    /// How many rows are pending, and since when the oldest.
+    fn outbox_depth(&self) -> Answer<'_, OutboxDepth>;
     /// Writes something and waits for it to be durable: the store can write (`/readyz`).
     fn ping(&self) -> Answer<'_, ()>;
     /// Changes whenever this store commits something; a hint to read events again

@@ -114,6 +114,20 @@ pub struct NewJob {
     pub queue: Queue,
     pub event: PushEvent,
     pub origin: Origin,
+    /// Who is told about the job's events (its outbox rows are written with them).
+    pub notify: Vec<Subscription>,
+}
+
+/// One target told about a job's events: a commit status, a chat, a webhook. The store
+/// writes an outbox row for each event in `on`, in the transaction of the event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// The sender's name for it (`status`, `notify:team-chat`).
+    pub target: String,
+    pub on: Vec<EventKind>,
+    /// Only the latest state matters (a commit status): a newer row replaces one of the
+    /// same job and target not yet sent.
+    pub latest_only: bool,
 }
 
 /// One job as recorded.
@@ -139,6 +153,8 @@ pub struct Job {
     pub finished_at: Option<SystemTime>,
     /// Why it ended: exit status, error, the job that superseded it.
     pub detail: Option<String>,
+    /// The one line its commands left in `$DEPLOYHOOK_SUMMARY`, if any.
+    pub summary: Option<String>,
     /// The process running it, while it runs (and after, who ran it).
     pub owner: Option<InstanceId>,
     /// An operator asked to cancel it while it ran; its owner stops it.
@@ -397,4 +413,96 @@ pub struct Retention {
     pub keep_jobs: usize,
     pub keep_for: Duration,
     pub at_most: usize,
+}
+
+/// An outbox row's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OutboxId(pub i64);
+
+/// Something to send: one event of one job, for one target. Rows of one lane (target
+/// and repository) are handed out one at a time, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub id: OutboxId,
+    pub job: JobId,
+    pub target: String,
+    /// The target and the job's repository: the unit of ordering.
+    pub lane: String,
+    pub event: JobEvent,
+    /// Attempts made so far.
+    pub attempts: u32,
+    pub created_at: SystemTime,
+    /// What the sender kept from an earlier send for this job and target (the id of a
+    /// GitHub deployment).
+    pub memo: Option<String>,
+}
+
+/// How an attempt to send an outbox row went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// Done; `memo` (if any) is kept for the job's next row to this target.
+    Sent { memo: Option<String> },
+    /// Try again at `at`; `memo` as for `Sent` (a deployment made before the attempt
+    /// failed is not made again).
+    Retry {
+        at: SystemTime,
+        error: String,
+        memo: Option<String>,
+    },
+    /// Given up on.
+    Failed { error: String },
+}
+
+/// Where an outbox row is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxState {
+    Pending,
+    Sent,
+    Failed,
+    /// A newer state of the same job for the same target was queued before it was sent.
+    Replaced,
+}
+
+impl OutboxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Pending => "pending",
+            OutboxState::Sent => "sent",
+            OutboxState::Failed => "failed",
+            OutboxState::Replaced => "replaced",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OutboxState> {
+        [
+            OutboxState::Pending,
+            OutboxState::Sent,
+            OutboxState::Failed,
+            OutboxState::Replaced,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+}
+
+/// One outbox row of a job, for the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub target: String,
+    pub kind: EventKind,
+    pub state: OutboxState,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at: SystemTime,
+    /// When it was sent, given up on or replaced.
+    pub done_at: Option<SystemTime>,
+    /// When it is tried next, while pending.
+    pub next_at: SystemTime,
+}
+
+/// How much waits in the outbox (for metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OutboxDepth {
+    pub pending: u64,
+    pub oldest: Option<SystemTime>,
 }

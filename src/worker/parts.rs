@@ -11,7 +11,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
 use crate::git::{Abort, CheckoutInfo, Git, GitError, OnRef, Remote};
-use crate::runner::{self, Outcome, RunSpec};
+use crate::runner::{self, Ran, RunSpec};
 
 /// Fetches a commit and checks it out into a work tree.
 pub trait Checkout: Send + Sync {
@@ -44,14 +44,14 @@ impl Checkout for Git {
 
 /// Runs a job's commands; stops them when `cancel` turns true.
 pub trait Run: Send + Sync {
-    fn run(&self, spec: RunSpec, cancel: watch::Receiver<bool>) -> BoxFuture<'static, Outcome>;
+    fn run(&self, spec: RunSpec, cancel: watch::Receiver<bool>) -> BoxFuture<'static, Ran>;
 }
 
 /// The real thing: each command a supervised, sandboxed child process.
 pub struct Processes;
 
 impl Run for Processes {
-    fn run(&self, spec: RunSpec, cancel: watch::Receiver<bool>) -> BoxFuture<'static, Outcome> {
+    fn run(&self, spec: RunSpec, cancel: watch::Receiver<bool>) -> BoxFuture<'static, Ran> {
         runner::run(spec, cancel).boxed()
     }
 }

@@ -62,6 +62,24 @@ pub fn git_cache(config: &Config) -> Arc<Git> {
     ))
 }
 
+/// How a job ended, as the worker records it.
+struct Ended {
+    state: JobState,
+    detail: String,
+    /// What its commands left in `$DEPLOYHOOK_SUMMARY`.
+    summary: Option<String>,
+}
+
+impl Ended {
+    fn new(state: JobState, detail: impl Into<String>) -> Ended {
+        Ended {
+            state,
+            detail: detail.into(),
+            summary: None,
+        }
+    }
+}
+
 /// What [`Worker::execute_one`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -292,7 +310,7 @@ impl Worker {
         let config = w.config.get();
         let work = async {
             match rule_of(&config, &job) {
-                None => (
+                None => Ended::new(
                     JobState::Failed,
                     format!(
                         "hook {:?} or its rule {} is no longer configured",
@@ -302,7 +320,12 @@ impl Worker {
                 Some((hook, rule)) => self.deploy(&config, &job, hook, rule, cancel).await,
             }
         };
-        let Some((state, detail)) = self.keep_lease(id, work).await else {
+        let Some(Ended {
+            state,
+            detail,
+            summary,
+        }) = self.keep_lease(id, work).await
+        else {
             tracing::warn!(job = id.0, hook = %job.hook, "job stopped: its lease was lost (another process recovered it); not recording how it ended");
             w.logs
                 .note(
@@ -328,7 +351,7 @@ impl Worker {
             .await;
         w.metrics
             .job_finished(&job.hook, state.as_str(), started.elapsed());
-        match self.record(id, state, &detail).await {
+        match self.record(id, state, &detail, summary).await {
             Ok(Finished::Recorded) => {
                 if state == JobState::Interrupted {
                     self.retry_if_wanted(&job).await;
@@ -361,13 +384,14 @@ impl Worker {
         id: JobId,
         state: JobState,
         detail: &str,
+        summary: Option<String>,
     ) -> Result<Finished, crate::store::StoreError> {
         let w = &self.0;
         let mut wait = Duration::from_millis(200);
         loop {
             match w
                 .store
-                .finish(w.me.clone(), id, state, detail.to_owned())
+                .finish(w.me.clone(), id, state, detail.to_owned(), summary.clone())
                 .await
             {
                 Err(e) if !w.handle.is_stopping() => {
@@ -421,7 +445,7 @@ impl Worker {
         hook: &Hook,
         rule: &Rule,
         mut cancel: watch::Receiver<bool>,
-    ) -> (JobState, String) {
+    ) -> Ended {
         let w = &self.0;
         let id = job.id;
         w.logs
@@ -466,15 +490,14 @@ impl Worker {
                     )
                     .await;
             }
-            Err(e @ GitError::TimedOut { .. }) => return (JobState::TimedOut, e.to_string()),
-            Err(e @ GitError::Cancelled) => return (JobState::Cancelled, e.to_string()),
-            Err(e) => return (JobState::Failed, format!("checkout failed: {e}")),
+            Err(e @ GitError::TimedOut { .. }) => {
+                return Ended::new(JobState::TimedOut, e.to_string());
+            }
+            Err(e @ GitError::Cancelled) => return Ended::new(JobState::Cancelled, e.to_string()),
+            Err(e) => return Ended::new(JobState::Failed, format!("checkout failed: {e}")),
         }
         if *cancel.borrow() {
-            return (
-                JobState::Cancelled,
-                "cancelled before its commands ran".to_owned(),
-            );
+            return Ended::new(JobState::Cancelled, "cancelled before its commands ran");
         }
         // A user of the commands' own, unless the rule names one or the daemon cannot
         // switch (serve said so at startup).
@@ -498,26 +521,36 @@ impl Worker {
             tmp_dir: state_dir.join("tmp").join(id.to_string()),
             log: w.logs.file(id, config.server.max_log_size),
         };
-        match w.parts.runner.run(spec, cancel).await {
-            Outcome::Succeeded => (JobState::Succeeded, "all commands succeeded".to_owned()),
-            Outcome::Failed { command, status } => (
-                JobState::Failed,
-                format!("command {} failed: {status}", command + 1),
+        ended(w.parts.runner.run(spec, cancel).await, rule)
+    }
+}
+
+/// How a job whose commands ran as `ran` ended.
+fn ended(ran: crate::runner::Ran, rule: &Rule) -> Ended {
+    let (state, detail) = match ran.outcome {
+        Outcome::Succeeded => (JobState::Succeeded, "all commands succeeded".to_owned()),
+        Outcome::Failed { command, status } => (
+            JobState::Failed,
+            format!("command {} failed: {status}", command + 1),
+        ),
+        Outcome::TimedOut { command } => (
+            JobState::TimedOut,
+            format!(
+                "command {} ran longer than {:?} and was killed",
+                command + 1,
+                rule.timeout
             ),
-            Outcome::TimedOut { command } => (
-                JobState::TimedOut,
-                format!(
-                    "command {} ran longer than {:?} and was killed",
-                    command + 1,
-                    rule.timeout
-                ),
-            ),
-            Outcome::Cancelled { command } => (
-                JobState::Cancelled,
-                format!("cancelled while command {} ran", command + 1),
-            ),
-            Outcome::Error(e) => (JobState::Failed, e),
-        }
+        ),
+        Outcome::Cancelled { command } => (
+            JobState::Cancelled,
+            format!("cancelled while command {} ran", command + 1),
+        ),
+        Outcome::Error(e) => (JobState::Failed, e),
+    };
+    Ended {
+        state,
+        detail,
+        summary: ran.summary,
     }
 }
 

@@ -18,7 +18,7 @@ use crate::event::{ChangedPaths, Forge, PushEvent, RefName, Sha};
 use crate::git::{Abort, CheckoutInfo, GitError, OnRef, Remote};
 use crate::joblog::JobLogs;
 use crate::metrics::Metrics;
-use crate::runner::{Outcome, RunSpec};
+use crate::runner::{Outcome, Ran, RunSpec};
 use crate::store::{
     Acceptance, CancelResult, Delivery, InstanceId, JobId, JobState, NewJob, Origin, Queue, Store,
 };
@@ -62,7 +62,7 @@ struct FakeRun {
 }
 
 impl Run for FakeRun {
-    fn run(&self, _: RunSpec, mut cancel: watch::Receiver<bool>) -> BoxFuture<'static, Outcome> {
+    fn run(&self, _: RunSpec, mut cancel: watch::Receiver<bool>) -> BoxFuture<'static, Ran> {
         self.started.fetch_add(1, Ordering::SeqCst);
         let does = self.does;
         async move {
@@ -77,6 +77,7 @@ impl Run for FakeRun {
                     Outcome::Cancelled { command: 0 }
                 }
             }
+            .into()
         }
         .boxed()
     }
@@ -182,6 +183,7 @@ async fn queue(store: &Store, hook: &str) -> JobId {
         queue: Queue::Fifo,
         event,
         origin: Origin::Push,
+        notify: Vec::new(),
     };
     match store
         .accept(delivery, Vec::new(), vec![job], 1_000)
@@ -444,6 +446,7 @@ impl crate::store::Backend for FullDisk {
         id: JobId,
         s: JobState,
         d: String,
+        summary: Option<String>,
     ) -> Answer<'_, crate::store::Finished> {
         let left = self.failures.load(Ordering::SeqCst);
         if left > 0 {
@@ -455,7 +458,7 @@ impl crate::store::Backend for FullDisk {
             }
             .boxed();
         }
-        self.inner.finish(o, id, s, d)
+        self.inner.finish(o, id, s, d, summary)
     }
     fn cancel(&self, id: JobId) -> Answer<'_, CancelResult> {
         self.inner.cancel(id)
@@ -496,6 +499,27 @@ impl crate::store::Backend for FullDisk {
     }
     fn prune(&self, r: crate::store::Retention) -> Answer<'_, Vec<JobId>> {
         self.inner.prune(r)
+    }
+    fn outbox_due(
+        &self,
+        now: SystemTime,
+        busy: Vec<String>,
+        limit: usize,
+    ) -> Answer<'_, Vec<crate::store::Outgoing>> {
+        self.inner.outbox_due(now, busy, limit)
+    }
+    fn outbox_attempt(
+        &self,
+        id: crate::store::OutboxId,
+        a: crate::store::Attempt,
+    ) -> Answer<'_, ()> {
+        self.inner.outbox_attempt(id, a)
+    }
+    fn notifications(&self, job: JobId) -> Answer<'_, Vec<crate::store::Notification>> {
+        self.inner.notifications(job)
+    }
+    fn outbox_depth(&self) -> Answer<'_, crate::store::OutboxDepth> {
+        self.inner.outbox_depth()
     }
     fn ping(&self) -> Answer<'_, ()> {
         self.inner.ping()

@@ -263,3 +263,74 @@ commands = [["true"]]
     }
     assert!(weak[0].contains("hooks.toml:2:"), "{}", weak[0]);
 }
+
+#[test]
+fn status_and_notify_tables_are_checked_with_every_problem_listed() {
+    let text = r#"[server]
+listen = "127.0.0.1:0"
+
+[[notify]]
+name = "chat"
+kind = "slack"
+url = "http://chat.example.com/hook"
+
+[[notify]]
+name = "room"
+kind = "matrix"
+homeserver = "https://matrix.example.org"
+room = "ops"
+
+[[notify]]
+name = "audit"
+kind = "webhook"
+url = "https://audit.example.com/"
+secret_file = "secret"
+on = ["finished"]
+
+[[hook]]
+id = "old"
+forge = "gogs"
+secret_file = "secret"
+repository = "acme/website"
+clone_url = "https://example.com/x.git"
+notify = ["chta"]
+[hook.status]
+token_file = "no-such-token"
+
+[[hook]]
+id = "self-hosted"
+forge = "gitea"
+secret_file = "secret"
+repository = "acme/website"
+clone_url = "https://example.com/x.git"
+[hook.status]
+token_file = "secret"
+api_url = "http://gitea.internal/api/v1"
+contxt = "x"
+
+[[hook.rule]]
+branches = ["main"]
+commands = [["true"]]
+"#;
+    let dir = TestDir::new(text);
+    let (code, _, stderr) = check(&dir);
+    assert_eq!(code, 1, "{stderr}");
+    let file = dir.config_path().display().to_string();
+    for expected in [
+        "7:7: warning: inline slack URL: whoever reads this file can post as deployhook; prefer url_file",
+        "7:7: the slack URL is http://, which would send the token and messages in the clear; use https:// (http:// is allowed only for loopback addresses)",
+        "13:8: room \"ops\" is not a room id like \"!abc123:example.org\"",
+        "19:15: secret does not hold a whsec_<base64> secret (Standard Webhooks)",
+        "20:6: on: unknown event \"finished\"",
+        "28:11: notify: no [[notify]] target is named `chta`; did you mean `chat`?",
+        "29:1: [hook.status]: forge = \"gogs\" has no commit status API",
+        "30:14: cannot read secret file",
+        "40:11: api_url: is http://",
+        "41:1: unknown key `contxt` in [hook.status]; did you mean `context`?",
+    ] {
+        assert!(
+            stderr.contains(&format!("{file}:{expected}")),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+}

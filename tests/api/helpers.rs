@@ -177,6 +177,8 @@ impl TestApp {
                     metrics.clone(),
                     Parts::standard(git.clone(), launcher),
                 );
+                let notifier =
+                    deployhook::notify::Notifier::new(store.clone(), cfg.clone(), metrics.clone());
                 let state = AppState {
                     config: cfg.clone(),
                     store,
@@ -194,9 +196,11 @@ impl TestApp {
                 let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
                 tx.send((app.local_addr(), app.handle(), stop_jobs))
                     .unwrap();
-                let worker = actix_web::rt::spawn(worker.run(jobs_stopped));
+                let worker = actix_web::rt::spawn(worker.run(jobs_stopped.clone()));
+                let notifier = actix_web::rt::spawn(notifier.run(jobs_stopped));
                 app.run().await.unwrap();
                 let _ = worker.await;
+                let _ = notifier.await;
             });
         });
         let (addr, handle, stop_jobs) = rx.recv_timeout(Duration::from_secs(30)).unwrap();

@@ -152,6 +152,7 @@ commands = [["perl", "-e", "open(my $f, '>', \"$ENV{OUT}/env\") or die; print $f
             "DEPLOYHOOK_REF",
             "DEPLOYHOOK_REPOSITORY",
             "DEPLOYHOOK_SHA",
+            "DEPLOYHOOK_SUMMARY",
             "DEPLOY_TARGET",
             "HOME",
             "LANG",
@@ -168,6 +169,10 @@ commands = [["perl", "-e", "open(my $f, '>', \"$ENV{OUT}/env\") or die; print $f
     assert_eq!(vars["DEPLOYHOOK_JOB_ID"], job["id"].to_string());
     assert_eq!(vars["DEPLOY_TARGET"], "production");
     assert!(vars["DEPLOYHOOK_DELIVERY"].starts_with("msg_site_"));
+    assert_eq!(
+        vars["DEPLOYHOOK_SUMMARY"],
+        format!("{}/deployhook-summary", vars["TMPDIR"])
+    );
 }
 
 #[test]

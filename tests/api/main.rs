@@ -1,6 +1,7 @@
 //! The integration tests: one binary, real servers bound to 127.0.0.1:0, requests sent as
 //! raw HTTP over TCP, signatures computed by openssl (an independent signer).
 
+mod fake;
 mod gitrepo;
 mod helpers;
 
@@ -13,6 +14,7 @@ mod fuzz_regressions;
 mod jobs;
 mod lifecycle;
 mod load;
+mod notify;
 mod operate;
 mod properties;
 mod rejections;

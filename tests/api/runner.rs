@@ -76,6 +76,10 @@ impl Job {
     }
 
     fn run(&self) -> Outcome {
+        self.ran().outcome
+    }
+
+    fn ran(&self) -> runner::Ran {
         let (_cancel, rx) = watch::channel(false);
         block_on(runner::run(self.spec.clone(), rx))
     }
@@ -84,7 +88,7 @@ impl Job {
     fn start(&self) -> Running {
         let (cancel, rx) = watch::channel(false);
         let spec = self.spec.clone();
-        let thread = std::thread::spawn(move || block_on(runner::run(spec, rx)));
+        let thread = std::thread::spawn(move || block_on(runner::run(spec, rx)).outcome);
         Running { cancel, thread }
     }
 }
@@ -205,6 +209,7 @@ fn the_command_sees_exactly_the_given_environment() {
         "DEPLOYHOOK_REF=refs/heads/main".into(),
         "RULE_VAR=a b = c".into(),
         format!("TMPDIR={tmp}"),
+        format!("DEPLOYHOOK_SUMMARY={tmp}/deployhook-summary"),
     ]
     .into();
     assert_eq!(seen, expected);
@@ -500,7 +505,7 @@ fn a_job_cancelled_before_it_starts_runs_nothing() {
     let (cancel, rx) = watch::channel(false);
     cancel.send(true).unwrap();
     assert_eq!(
-        block_on(runner::run(job.spec.clone(), rx)),
+        block_on(runner::run(job.spec.clone(), rx)).outcome,
         Outcome::Cancelled { command: 0 }
     );
     assert!(!job.work("ran").exists());
@@ -825,4 +830,29 @@ fn sandbox_support_says_what_is_in_force() {
         "{line}"
     );
     assert!(line.contains("bubblewrap"), "{line}");
+}
+
+#[test]
+fn a_command_leaves_a_summary_line_and_nothing_else_is_read() {
+    let job = Job::new(vec![
+        sh(
+            "echo 'deployed v1.2 to 3 hosts' > \"$DEPLOYHOOK_SUMMARY\"; echo second >> \"$DEPLOYHOOK_SUMMARY\"",
+        ),
+        sh(
+            "test -f \"$DEPLOYHOOK_SUMMARY\" && case \"$DEPLOYHOOK_SUMMARY\" in \"$TMPDIR\"/*) ;; *) exit 9;; esac",
+        ),
+    ]);
+    let ran = job.ran();
+    assert_eq!(ran.outcome, Outcome::Succeeded);
+    assert_eq!(ran.summary.as_deref(), Some("deployed v1.2 to 3 hosts"));
+    // A summary that is a link to a file the daemon can read is not followed.
+    let secret = job.work("secret");
+    std::fs::write(&secret, "the daemon's secret\n").unwrap();
+    let job = Job::new(vec![sh(&format!(
+        "ln -s {} \"$DEPLOYHOOK_SUMMARY\"",
+        secret.display()
+    ))]);
+    let ran = job.ran();
+    assert_eq!(ran.outcome, Outcome::Succeeded);
+    assert_eq!(ran.summary, None);
 }

@@ -60,7 +60,7 @@ pub(super) fn forge(s: &str) -> Result<Forge, ()> {
 
 const COLUMNS: &str = "id, hook, rule, state, queue, forge, repository, git_ref, before_sha, after_sha, \
      pusher, delivery, attempt, manual, created_at, started_at, finished_at, detail, force, \
-     owner, cancel_requested";
+     owner, cancel_requested, summary";
 
 fn job(r: &Row<'_>) -> rusqlite::Result<Job> {
     let (manual, force): (bool, bool) = (r.get(13)?, r.get(18)?);
@@ -91,6 +91,7 @@ fn job(r: &Row<'_>) -> rusqlite::Result<Job> {
             .get::<_, Option<String>>(19)?
             .map(|o| InstanceId::from_recorded(&o)),
         cancel_requested: r.get(20)?,
+        summary: r.get(21)?,
     })
 }
 
@@ -106,7 +107,7 @@ fn event(
         "INSERT INTO job_events (job, hook, kind, at, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![job.0, hook, kind.as_str(), now.ms, reason])?;
-    Ok(())
+    super::outbox::fan_out(conn, job, conn.last_insert_rowid(), kind, now)
 }
 
 /// At open, while this process holds the state directory alone: no lease can be live.
@@ -149,6 +150,7 @@ pub(super) fn insert(
         matches!(job.origin, Origin::Manual { force: true }),
     ])?;
     let id = JobId(conn.last_insert_rowid());
+    super::outbox::subscribe(conn, id, &job.notify)?;
     let why = match job.origin {
         Origin::Push => format!("push to {} at {}", e.git_ref, e.after),
         Origin::Manual { force: false } => {
@@ -326,6 +328,7 @@ pub(super) fn finish(
     id: JobId,
     state: JobState,
     detail: &str,
+    summary: Option<&str>,
     now: Now,
 ) -> rusqlite::Result<Finished> {
     let Some(kind) = EventKind::ended(state) else {
@@ -333,12 +336,19 @@ pub(super) fn finish(
     };
     let hook: Option<String> = conn
         .prepare_cached(
-            "UPDATE jobs SET state = ?2, finished_at = ?3, detail = ?4
+            "UPDATE jobs SET state = ?2, finished_at = ?3, detail = ?4, summary = ?6
              WHERE id = ?1 AND state = 'running' AND owner = ?5
              RETURNING hook",
         )?
         .query_row(
-            params![id.0, state.as_str(), now.secs, detail, owner.as_str()],
+            params![
+                id.0,
+                state.as_str(),
+                now.secs,
+                detail,
+                owner.as_str(),
+                summary
+            ],
             |r| r.get(0),
         )
         .optional()?;
@@ -419,6 +429,7 @@ pub(super) fn requeue(conn: &Connection, id: JobId, now: Now) -> rusqlite::Resul
         params![id.0, now.secs],
     )?;
     let retry = JobId(conn.last_insert_rowid());
+    super::outbox::copy_targets(conn, id, retry)?;
     event(
         conn,
         id,
@@ -512,7 +523,9 @@ pub(super) fn prune(conn: &Connection, keep: Retention, now: Now) -> rusqlite::R
             "SELECT id FROM (
                  SELECT id, created_at,
                         ROW_NUMBER() OVER (PARTITION BY hook ORDER BY id DESC) AS newer
-                 FROM jobs WHERE state NOT IN ('queued', 'running'))
+                 FROM jobs WHERE state NOT IN ('queued', 'running')
+                   AND NOT EXISTS (SELECT 1 FROM outbox
+                                   WHERE outbox.job = jobs.id AND outbox.state = 'pending'))
              WHERE newer > ?1 OR created_at < ?2
              ORDER BY id LIMIT ?3",
         )?
@@ -531,6 +544,7 @@ pub(super) fn prune(conn: &Connection, keep: Retention, now: Now) -> rusqlite::R
         for id in &ids {
             delete.execute(params![id])?;
             events.execute(params![id])?;
+            super::outbox::forget(conn, *id)?;
         }
     }
     super::deliveries::prune(conn, keep_jobs, cutoff, keep.at_most, now)?;

@@ -9,6 +9,7 @@
 
 mod deliveries;
 mod jobs;
+mod outbox;
 mod schema;
 
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
@@ -21,8 +22,9 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::{oneshot, watch};
 
 use super::types::{
-    Acceptance, CancelResult, Cursor, Delivery, DeliveryRecord, Finished, Heartbeat, InstanceId,
-    Job, JobEvent, JobFilter, JobId, JobState, NewJob, NotQueued, Retention,
+    Acceptance, Attempt, CancelResult, Cursor, Delivery, DeliveryRecord, Finished, Heartbeat,
+    InstanceId, Job, JobEvent, JobFilter, JobId, JobState, NewJob, NotQueued, Notification,
+    OutboxDepth, OutboxId, Outgoing, Retention,
 };
 use super::{Answer, Backend, StoreError, lock};
 
@@ -264,8 +266,11 @@ impl Backend for Sqlite {
         id: JobId,
         state: JobState,
         detail: String,
+        summary: Option<String>,
     ) -> Answer<'_, Finished> {
-        self.write(move |tx, now| jobs::finish(tx, &owner, id, state, &detail, now))
+        self.write(move |tx, now| {
+            jobs::finish(tx, &owner, id, state, &detail, summary.as_deref(), now)
+        })
     }
 
     fn cancel(&self, id: JobId) -> Answer<'_, CancelResult> {
@@ -314,6 +319,27 @@ impl Backend for Sqlite {
 
     fn prune(&self, retention: Retention) -> Answer<'_, Vec<JobId>> {
         self.write(move |tx, now| jobs::prune(tx, retention, now))
+    }
+
+    fn outbox_due(
+        &self,
+        now: SystemTime,
+        busy: Vec<String>,
+        limit: usize,
+    ) -> Answer<'_, Vec<Outgoing>> {
+        self.read(move |c| outbox::due(c, now, &busy, limit))
+    }
+
+    fn outbox_attempt(&self, id: OutboxId, attempt: Attempt) -> Answer<'_, ()> {
+        self.write(move |tx, now| outbox::attempt(tx, id, &attempt, now))
+    }
+
+    fn notifications(&self, job: JobId) -> Answer<'_, Vec<Notification>> {
+        self.read(move |c| outbox::of_job(c, job))
+    }
+
+    fn outbox_depth(&self) -> Answer<'_, OutboxDepth> {
+        self.read(outbox::depth)
     }
 
     fn ping(&self) -> Answer<'_, ()> {

@@ -84,6 +84,33 @@ const MIGRATIONS: &[&str] = &["
 ", "
     -- The claim's loose index scan over the hooks with queued jobs, and each one's oldest.
     CREATE INDEX jobs_by_state_hook ON jobs (state, hook, id);
+", "
+    ALTER TABLE jobs ADD COLUMN summary TEXT;   -- the line its commands left in $DEPLOYHOOK_SUMMARY
+    -- Who is told about a job's events, fixed when it is queued.
+    CREATE TABLE job_targets (
+        job         INTEGER NOT NULL,
+        target      TEXT    NOT NULL,   -- 'status', 'deployment', 'notify:<name>'
+        events      TEXT    NOT NULL,   -- the event kinds it hears about: ',started,failed,'
+        latest_only INTEGER NOT NULL,   -- 1: a newer row replaces one not yet sent
+        memo        TEXT,               -- what the sender keeps between sends (a deployment id)
+        PRIMARY KEY (job, target)
+    ) WITHOUT ROWID;
+    -- What is to be sent, written in the transaction of the event that causes it.
+    CREATE TABLE outbox (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        job        INTEGER NOT NULL,
+        target     TEXT    NOT NULL,
+        lane       TEXT    NOT NULL,   -- target and repository: rows of a lane go in order
+        event      INTEGER NOT NULL,   -- job_events.id
+        state      TEXT    NOT NULL,   -- pending sent failed replaced
+        created_at INTEGER NOT NULL,   -- unix ms
+        next_at    INTEGER NOT NULL,   -- unix ms: not tried before
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        done_at    INTEGER
+    );
+    CREATE INDEX outbox_pending ON outbox (lane, id) WHERE state = 'pending';
+    CREATE INDEX outbox_by_job ON outbox (job, id);
 "];
 
 /// Sets durability pragmas and applies any migrations not yet applied.

@@ -5,6 +5,8 @@
 
 use std::time::{Duration, SystemTime};
 
+mod outbox;
+
 use super::Store;
 use super::types::*;
 use crate::event::{ChangedPaths, DeliveryId, Forge, PushEvent, RefName, Sha};
@@ -27,6 +29,7 @@ pub async fn run(open: impl Fn() -> Store) {
     delivery_jobs_and_secrets(&open()).await;
     queue_limits(&open()).await;
     pruning(&open()).await;
+    outbox::run(&open).await;
 }
 
 pub fn sha(c: char) -> Sha {
@@ -49,6 +52,7 @@ pub fn job(rule: usize, queue: Queue, after: char) -> NewJob {
             delivery: None,
         },
         origin: Origin::Push,
+        notify: Vec::new(),
     }
 }
 
@@ -69,7 +73,7 @@ pub fn delivery(hook: &str) -> Delivery {
     }
 }
 
-async fn queue(s: &Store, hook: &str, jobs: Vec<NewJob>) -> Vec<JobId> {
+pub async fn queue(s: &Store, hook: &str, jobs: Vec<NewJob>) -> Vec<JobId> {
     match s
         .accept(delivery(hook), Vec::new(), jobs, ROOM)
         .await
@@ -86,11 +90,11 @@ async fn state(s: &Store, id: JobId) -> JobState {
     s.get(id).await.unwrap().unwrap().state
 }
 
-fn hour() -> SystemTime {
+pub fn hour() -> SystemTime {
     SystemTime::now() + Duration::from_secs(3600)
 }
 
-fn owner(name: &str) -> InstanceId {
+pub fn owner(name: &str) -> InstanceId {
     InstanceId::from_recorded(name)
 }
 
@@ -241,7 +245,7 @@ async fn fifo_runs_every_push_in_order(s: &Store) {
         let j = s.claim(owner("w"), hour()).await.unwrap().unwrap();
         assert_eq!((j.id, j.sha.clone()), (*id, sha(c)));
         assert_eq!(
-            s.finish(owner("w"), j.id, JobState::Succeeded, "ok".into())
+            s.finish(owner("w"), j.id, JobState::Succeeded, "ok".into(), None)
                 .await
                 .unwrap(),
             Finished::Recorded
@@ -264,9 +268,15 @@ async fn claim_runs_one_job_per_hook(s: &Store) {
         "g"
     );
     assert_eq!(s.claim(owner("v"), hour()).await.unwrap(), None);
-    s.finish(owner("w"), first.id, JobState::Succeeded, "exit 0".into())
-        .await
-        .unwrap();
+    s.finish(
+        owner("w"),
+        first.id,
+        JobState::Succeeded,
+        "exit 0".into(),
+        None,
+    )
+    .await
+    .unwrap();
     let second = s.claim(owner("v"), hour()).await.unwrap().unwrap();
     assert_eq!((second.hook.as_str(), second.sha.clone()), ("h", sha('b')));
 }
@@ -276,7 +286,7 @@ async fn not_ours(s: &Store, who: &str, id: JobId) {
     let beat = s.heartbeat(owner(who), vec![id], hour()).await.unwrap();
     assert_eq!(beat.lost, vec![id], "{who}");
     assert_eq!(
-        s.finish(owner(who), id, JobState::Succeeded, "late".into())
+        s.finish(owner(who), id, JobState::Succeeded, "late".into(), None)
             .await
             .unwrap(),
         Finished::NotOwner,
@@ -361,6 +371,7 @@ async fn cancel_queued_and_running(s: &Store) {
         running.id,
         JobState::Cancelled,
         "cancelled while command 1 ran".into(),
+        None,
     )
     .await
     .unwrap();
@@ -381,6 +392,7 @@ async fn events_in_commit_order(s: &Store) {
         b,
         JobState::Failed,
         "command 1 failed: exit status: 1".into(),
+        None,
     )
     .await
     .unwrap();
@@ -517,7 +529,7 @@ async fn pruning(s: &Store) {
     }
     for _ in 0..2 {
         let j = s.claim(owner("w"), hour()).await.unwrap().unwrap();
-        s.finish(owner("w"), j.id, JobState::Failed, "exit 1".into())
+        s.finish(owner("w"), j.id, JobState::Failed, "exit 1".into(), None)
             .await
             .unwrap();
     }
