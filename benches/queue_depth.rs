@@ -15,6 +15,8 @@ const MEASURED: usize = 3_000;
 fn job(n: usize) -> NewJob {
     NewJob {
         rule: 0,
+        rule_key: "0".into(),
+        per_rule: false,
         queue: Queue::Fifo,
         event: PushEvent {
             forge: Forge::Generic,

@@ -175,6 +175,10 @@ pub enum Command {
         /// Deploy --sha even if the ref does not contain it (recorded in the job).
         #[arg(long, requires = "sha")]
         force: bool,
+        /// The rule to deploy with (its name, or its index); default: the first whose
+        /// branches or tags match the ref.
+        #[arg(long)]
+        rule: Option<String>,
     },
     /// Cancel a queued or running job.
     Cancel {

@@ -264,9 +264,13 @@ pub fn deploy(
     git_ref: &str,
     sha: Option<&str>,
     force: bool,
+    rule: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<(), CtlError> {
     let mut body = serde_json::json!({ "ref": git_ref });
+    if let Some(r) = rule {
+        body["rule"] = Value::from(r);
+    }
     if let Some(s) = sha {
         body["sha"] = Value::from(s);
     }
@@ -281,10 +285,11 @@ pub fn deploy(
     for j in v["jobs"].as_array().into_iter().flatten() {
         let _ = writeln!(
             out,
-            "queued job {} for {} at {}",
+            "queued job {} for {} at {} (rule {})",
             j["id"],
             j["ref"].as_str().unwrap_or(""),
-            j["sha"].as_str().unwrap_or("")
+            j["sha"].as_str().unwrap_or(""),
+            j["rule_key"].as_str().unwrap_or("?")
         );
     }
     Ok(())

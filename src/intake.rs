@@ -5,10 +5,10 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{Hook, QueueMode};
+use crate::config::{Hook, Matching, QueueMode};
 use crate::event::{DeliveryId, PushEvent, RefName, Sha};
 use crate::forge::{self, DeliveryKind, ParseError};
-use crate::routing::{Route, route};
+use crate::routing::{NotDeployed, Route, route};
 use crate::verify::{self, Headers, Rejection, to_hex};
 
 /// What a delivery asks for, once it is known to be authentic and readable.
@@ -25,21 +25,31 @@ pub enum Decision {
         pushed: Option<(RefName, Sha)>,
         reason: String,
     },
-    /// Jobs to queue. `replay_keys` identify the delivery: if the store has seen any of
-    /// them for this hook before, it is a replay and must not run again.
-    Deploy {
-        delivery: Option<DeliveryId>,
-        replay_keys: Vec<String>,
-        jobs: Vec<JobSpec>,
-        /// Pushes in the same delivery that matched no rule, and why.
-        skipped: Vec<String>,
-    },
+    /// Jobs to queue.
+    Deploy(Deploy),
+}
+
+/// A delivery with jobs to queue. `replay_keys` identify it: if the store has seen any of
+/// them for this hook before, it is a replay and must not run again.
+#[derive(Debug)]
+pub struct Deploy {
+    pub delivery: Option<DeliveryId>,
+    pub replay_keys: Vec<String>,
+    pub jobs: Vec<JobSpec>,
+    /// Pushes in the same delivery that matched no rule, and why.
+    pub skipped: Vec<String>,
+    /// For each push that deploys, the rules that do not deploy it, and why.
+    pub not_deployed: Vec<(RefName, NotDeployed)>,
 }
 
 /// One push to deploy with one rule of the hook.
 #[derive(Debug, Clone)]
 pub struct JobSpec {
+    /// The rule's index, and its key (name or index).
     pub rule: usize,
+    pub rule_key: String,
+    /// The hook runs jobs of different rules at the same time (`match = "all"`).
+    pub per_rule: bool,
     pub queue: QueueMode,
     pub event: PushEvent,
 }
@@ -81,13 +91,21 @@ pub fn decide(
     let pushed = events.first().map(|e| (e.git_ref.clone(), e.after.clone()));
     let mut jobs = Vec::new();
     let mut skipped = Vec::new();
+    let mut not_deployed = Vec::new();
     for event in events {
         match route(hook, &event) {
-            Route::Deploy(rule) => jobs.push(JobSpec {
-                rule: rule.index,
-                queue: rule.queue,
-                event,
-            }),
+            Route::Deploy { rules, others } => {
+                not_deployed.extend(others.into_iter().map(|o| (event.git_ref.clone(), o)));
+                for rule in rules {
+                    jobs.push(JobSpec {
+                        rule: rule.index,
+                        rule_key: rule.key(),
+                        per_rule: hook.matching == Matching::All,
+                        queue: rule.queue,
+                        event: event.clone(),
+                    });
+                }
+            }
             Route::Ignore(why) => skipped.push(why.to_string()),
         }
     }
@@ -104,7 +122,7 @@ pub fn decide(
             reason,
         });
     }
-    Ok(Decision::Deploy {
+    Ok(Decision::Deploy(Deploy {
         replay_keys: replay_keys(
             delivery.id.as_ref(),
             verified.signed_id().is_some(),
@@ -113,7 +131,8 @@ pub fn decide(
         delivery: delivery.id,
         jobs,
         skipped,
-    })
+        not_deployed,
+    }))
 }
 
 /// The delivery id, and (unless the signature covers the id and a timestamp, as in

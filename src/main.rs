@@ -34,67 +34,7 @@ fn main() -> ExitCode {
         Command::Notify {
             action: deployhook::cli::NotifyAction::Test { name, config },
         } => notify_test(&config, &name),
-        Command::Trigger {
-            url,
-            hook,
-            secret_env,
-            secret_file,
-            repository,
-            git_ref,
-            sha,
-            before,
-            pusher,
-            paths_from,
-            wait,
-            timeout,
-            verbose,
-        } => {
-            let secret = match (secret_env, secret_file) {
-                (Some(name), _) => std::env::var(&name)
-                    .map_err(|_| format!("the environment variable {name} is not set")),
-                (None, Some(path)) => std::fs::read_to_string(&path)
-                    .map(|s| s.trim().to_owned())
-                    .map_err(|e| format!("cannot read {}: {e}", path.display())),
-                (None, None) => Err("give --secret-env or --secret-file".to_owned()),
-            };
-            let paths = paths_from
-                .map(|p| {
-                    std::fs::read_to_string(&p)
-                        .map(|t| {
-                            t.lines()
-                                .filter(|l| !l.is_empty())
-                                .map(str::to_owned)
-                                .collect()
-                        })
-                        .map_err(|e| format!("cannot read {}: {e}", p.display()))
-                })
-                .transpose();
-            let limit = deployhook::config::units::parse_duration(&timeout)
-                .map_err(|e| format!("--timeout: {e}"));
-            match (secret, paths, limit) {
-                (Ok(secret), Ok(paths), Ok(limit)) => {
-                    let t = deployhook::trigger::Trigger {
-                        url,
-                        hook,
-                        secret: deployhook::secret::Secret::new(secret),
-                        repository,
-                        git_ref,
-                        sha,
-                        before,
-                        pusher,
-                        paths,
-                        wait: wait.then_some(limit),
-                        verbose,
-                    };
-                    let exit = t.run(&mut std::io::stdout(), &mut std::io::stderr());
-                    ExitCode::from(exit as u8)
-                }
-                (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
-                    eprintln!("deployhook: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        c @ Command::Trigger { .. } => trigger(c),
         Command::SandboxExec { args } => deployhook::runner::launcher::main(args),
         Command::Jobs { api, hook, state } => ctl(&api, |t, out| {
             ctl::jobs(t, hook.as_deref(), state.as_deref(), out)
@@ -109,10 +49,87 @@ fn main() -> ExitCode {
             git_ref,
             sha,
             force,
+            rule,
         } => ctl(&api, |t, out| {
-            ctl::deploy(t, &hook, &git_ref, sha.as_deref(), force, out)
+            ctl::deploy(
+                t,
+                &hook,
+                &git_ref,
+                sha.as_deref(),
+                force,
+                rule.as_deref(),
+                out,
+            )
         }),
         Command::Cancel { api, job } => ctl(&api, |t, out| ctl::cancel(t, job, out)),
+    }
+}
+
+/// `deployhook trigger`: reads the secret and the paths, then hands over to `trigger`.
+fn trigger(command: Command) -> ExitCode {
+    let Command::Trigger {
+        url,
+        hook,
+        secret_env,
+        secret_file,
+        repository,
+        git_ref,
+        sha,
+        before,
+        pusher,
+        paths_from,
+        wait,
+        timeout,
+        verbose,
+    } = command
+    else {
+        unreachable!("called for trigger only")
+    };
+    let secret = match (secret_env, secret_file) {
+        (Some(name), _) => {
+            std::env::var(&name).map_err(|_| format!("the environment variable {name} is not set"))
+        }
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .map(|s| s.trim().to_owned())
+            .map_err(|e| format!("cannot read {}: {e}", path.display())),
+        (None, None) => Err("give --secret-env or --secret-file".to_owned()),
+    };
+    let paths = paths_from
+        .map(|p| {
+            std::fs::read_to_string(&p)
+                .map(|t| {
+                    t.lines()
+                        .filter(|l| !l.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .map_err(|e| format!("cannot read {}: {e}", p.display()))
+        })
+        .transpose();
+    let limit =
+        deployhook::config::units::parse_duration(&timeout).map_err(|e| format!("--timeout: {e}"));
+    match (secret, paths, limit) {
+        (Ok(secret), Ok(paths), Ok(limit)) => {
+            let t = deployhook::trigger::Trigger {
+                url,
+                hook,
+                secret: deployhook::secret::Secret::new(secret),
+                repository,
+                git_ref,
+                sha,
+                before,
+                pusher,
+                paths,
+                wait: wait.then_some(limit),
+                verbose,
+            };
+            let exit = t.run(&mut std::io::stdout(), &mut std::io::stderr());
+            ExitCode::from(exit as u8)
+        }
+        (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
+            eprintln!("deployhook: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

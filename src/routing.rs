@@ -1,14 +1,31 @@
 //! Picks what a push event deploys: the hook's first rule whose branch/tag globs and path
-//! globs match. Pure: it sees only the validated config and the normalized event.
+//! globs match (`match = "all"`: every such rule), and for every other rule why it does
+//! not deploy. Pure: it sees only the validated config and the normalized event.
 
-use crate::config::{Hook, Rule};
+use std::fmt::Write as _;
+
+use crate::config::{Globs, Hook, Matching, Rule};
 use crate::event::{ChangedPaths, PushEvent, RefKind};
 
 /// What to do with one push event.
 #[derive(Debug)]
 pub enum Route<'h> {
-    Deploy(&'h Rule),
+    /// Deploy with these rules (one unless `match = "all"`); `others` says why each other
+    /// rule does not.
+    Deploy {
+        rules: Vec<&'h Rule>,
+        others: Vec<NotDeployed>,
+    },
     Ignore(Ignored),
+}
+
+/// A rule that does not deploy a push, and why, for people: "no changed file matches
+/// services/web/**", "also matched; the first match wins".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotDeployed {
+    /// The rule's key (its name, or its index).
+    pub rule: String,
+    pub reason: String,
 }
 
 /// Why a push deploys nothing; answered 200 with this as the reason.
@@ -18,8 +35,26 @@ pub enum Ignored {
     OtherRepository { expected: String, got: String },
     #[error("{0} was deleted; there is nothing to deploy")]
     Deleted(String),
-    #[error("no rule matches {0}")]
-    NoRule(String),
+    /// The ref, and why each rule does not match it.
+    #[error("no rule matches {git_ref}{}", because(.rules))]
+    NoRule {
+        git_ref: String,
+        rules: Vec<NotDeployed>,
+    },
+}
+
+fn because(rules: &[NotDeployed]) -> String {
+    let mut out = String::new();
+    for (i, r) in rules.iter().enumerate() {
+        let _ = write!(
+            out,
+            "{} rule {}: {}",
+            if i == 0 { ":" } else { ";" },
+            r.rule,
+            r.reason
+        );
+    }
+    out
 }
 
 pub fn route<'h>(hook: &'h Hook, event: &PushEvent) -> Route<'h> {
@@ -34,24 +69,64 @@ pub fn route<'h>(hook: &'h Hook, event: &PushEvent) -> Route<'h> {
     if event.deleted() {
         return Route::Ignore(Ignored::Deleted(event.git_ref.to_string()));
     }
-    match hook.rules.iter().find(|r| matches(r, event)) {
-        Some(rule) => Route::Deploy(rule),
-        None => Route::Ignore(Ignored::NoRule(event.git_ref.to_string())),
+    let mut rules = Vec::new();
+    let mut others = Vec::new();
+    for rule in &hook.rules {
+        let reason = match why_not(rule, event) {
+            Some(reason) => reason,
+            None if rules.is_empty() || hook.matching == Matching::All => {
+                rules.push(rule);
+                continue;
+            }
+            None => "also matched; the first match wins (match = \"first\")".to_owned(),
+        };
+        others.push(NotDeployed {
+            rule: rule.key(),
+            reason,
+        });
+    }
+    if rules.is_empty() {
+        Route::Ignore(Ignored::NoRule {
+            git_ref: event.git_ref.to_string(),
+            rules: others,
+        })
+    } else {
+        Route::Deploy { rules, others }
     }
 }
 
 /// Whether `rule` matches `event`'s ref and changed files.
 pub fn matches(rule: &Rule, event: &PushEvent) -> bool {
-    let ref_ok = match event.git_ref.kind() {
-        RefKind::Branch(name) => rule.branches.as_ref().is_some_and(|g| g.is_match(name)),
-        RefKind::Tag(name) => rule.tags.as_ref().is_some_and(|g| g.is_match(name)),
-        RefKind::Other => false,
-    };
-    ref_ok
-        && match (&rule.paths, &event.paths) {
-            (None, _) | (Some(_), ChangedPaths::Unknown) => true,
-            (Some(globs), ChangedPaths::Known(paths)) => paths.iter().any(|p| globs.is_match(p)),
+    why_not(rule, event).is_none()
+}
+
+/// Why `rule` does not match `event`, or `None` when it does.
+pub fn why_not(rule: &Rule, event: &PushEvent) -> Option<String> {
+    let listed = |g: &Globs| g.patterns.join(", ");
+    match event.git_ref.kind() {
+        RefKind::Branch(name) => match &rule.branches {
+            None => return Some(format!("branch {name:?}: the rule deploys no branches")),
+            Some(g) if !g.is_match(name) => {
+                return Some(format!("branch {name:?} matches none of {}", listed(g)));
+            }
+            Some(_) => {}
+        },
+        RefKind::Tag(name) => match &rule.tags {
+            None => return Some(format!("tag {name:?}: the rule deploys no tags")),
+            Some(g) if !g.is_match(name) => {
+                return Some(format!("tag {name:?} matches none of {}", listed(g)));
+            }
+            Some(_) => {}
+        },
+        RefKind::Other => {
+            return Some(format!("{} is neither a branch nor a tag", event.git_ref));
         }
+    }
+    match (&rule.paths, &event.paths) {
+        (None, _) | (Some(_), ChangedPaths::Unknown) => None,
+        (Some(globs), ChangedPaths::Known(paths)) => (!paths.iter().any(|p| globs.is_match(p)))
+            .then(|| format!("no changed file matches {}", listed(globs))),
+    }
 }
 
 #[cfg(test)]
@@ -96,7 +171,7 @@ clone_url = "https://example.invalid/acme/website.git"
 
     fn rule_index(h: &Hook, e: &PushEvent) -> Option<usize> {
         match route(h, e) {
-            Route::Deploy(r) => Some(r.index),
+            Route::Deploy { rules, .. } => Some(rules[0].index),
             Route::Ignore(_) => None,
         }
     }
@@ -218,5 +293,80 @@ commands = [["second"]]
             route(&h, &deleted),
             Route::Ignore(Ignored::Deleted(_))
         ));
+    }
+
+    #[test]
+    fn every_rule_that_does_not_deploy_says_why() {
+        let rules = r#"
+[[hook.rule]]
+name = "api"
+branches = ["main"]
+paths = ["services/api/**"]
+commands = [["true"]]
+[[hook.rule]]
+name = "web"
+branches = ["main"]
+paths = ["services/web/**"]
+commands = [["true"]]
+[[hook.rule]]
+tags = ["v*"]
+commands = [["true"]]
+"#;
+        let both = push(
+            "refs/heads/main",
+            Some(&["services/api/x.go", "services/web/y.ts"]),
+        );
+        let h = hook(rules);
+        let Route::Deploy {
+            rules: first,
+            others,
+        } = route(&h, &both)
+        else {
+            panic!("deploys")
+        };
+        assert_eq!(first.iter().map(|r| r.key()).collect::<Vec<_>>(), ["api"]);
+        assert_eq!(
+            others,
+            [
+                NotDeployed {
+                    rule: "web".into(),
+                    reason: "also matched; the first match wins (match = \"first\")".into()
+                },
+                NotDeployed {
+                    rule: "2".into(),
+                    reason: "branch \"main\": the rule deploys no branches".into()
+                },
+            ]
+        );
+        let all = hook(&format!("match = \"all\"\n{rules}"));
+        let Route::Deploy {
+            rules: each,
+            others,
+        } = route(&all, &both)
+        else {
+            panic!("deploys")
+        };
+        assert_eq!(
+            each.iter().map(|r| r.key()).collect::<Vec<_>>(),
+            ["api", "web"]
+        );
+        assert_eq!(others.len(), 1);
+        let Route::Ignore(none) = route(&all, &push("refs/heads/main", Some(&["README.md"])))
+        else {
+            panic!("ignored")
+        };
+        assert_eq!(
+            none.to_string(),
+            "no rule matches refs/heads/main: rule api: no changed file matches services/api/**; \
+             rule web: no changed file matches services/web/**; rule 2: branch \"main\": the rule deploys no branches"
+        );
+        let Route::Ignore(tag) = route(&all, &push("refs/tags/x1", None)) else {
+            panic!("ignored")
+        };
+        assert!(
+            tag.to_string()
+                .ends_with("rule 2: tag \"x1\" matches none of v*"),
+            "{tag}"
+        );
     }
 }

@@ -123,18 +123,38 @@ pub struct Hook {
     pub max_queued: usize,
     /// `max_checkout_size`, `max_checkout_files`, `max_tree_depth`.
     pub checkout_limits: TreeLimits,
-    /// Tried in order; the first that matches wins.
+    /// Tried in order; the first that matches wins, unless `matching` is `All`.
     pub rules: Vec<Rule>,
+    pub matching: Matching,
     /// Commit statuses on the hook's forge.
     pub status: Option<StatusReport>,
     /// `[[notify]]` targets told about every rule's jobs.
     pub notify: Vec<String>,
 }
 
+/// Which of a hook's rules a push deploys with (`match`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Matching {
+    /// The first that matches; one job of the hook runs at a time.
+    First,
+    /// Every one that matches, each its own job; jobs of different rules run at once,
+    /// each in its own work tree.
+    All,
+}
+
+impl Hook {
+    /// The rule whose key (see [`Rule::key`]) is `key`.
+    pub fn rule(&self, key: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.key() == key)
+    }
+}
+
 #[derive(Debug)]
 pub struct Rule {
-    /// Position among the hook's rules, from 0; recorded with each job.
+    /// Position among the hook's rules, from 0.
     pub index: usize,
+    /// `name`, unique within the hook.
+    pub name: Option<String>,
     /// Globs on the branch name (without `refs/heads/`); `None`: no branch matches.
     pub branches: Option<Globs>,
     /// Globs on the tag name (without `refs/tags/`); `None`: no tag matches.
@@ -160,6 +180,15 @@ pub struct Rule {
     pub read_paths: Vec<PathBuf>,
     /// More `[[notify]]` targets for this rule's jobs, besides the hook's.
     pub notify: Vec<String>,
+}
+
+impl Rule {
+    /// What the rule is known by in job records, statuses, `DEPLOYHOOK_RULE` and the
+    /// supersede lane: its name, or else its index. A named rule is found again after a
+    /// reload that moves it; an unnamed one is its position.
+    pub fn key(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.index.to_string())
+    }
 }
 
 /// What a newer push does to a pending one of the same hook (the store's notion).

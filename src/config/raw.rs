@@ -198,7 +198,16 @@ pub struct RawHook {
     /// `[[notify]]` targets told about every rule's jobs (a rule's own `notify` adds).
     #[schemars(with = "Option<Vec<String>>")]
     pub notify: Option<Spanned<Vec<Spanned<String>>>>,
-    /// `[[hook.rule]]`s, tried in order: the first that matches a push wins.
+    /// `"first"` (default): the first rule that matches a push deploys it, and the hook
+    /// runs one job at a time. `"all"`: every rule that matches gets a job of its own
+    /// (a monorepo's services), and jobs of different rules run at the same time, each in
+    /// its own work tree (`state_dir/work/<hook>/<rule>/`).
+    #[serde(rename = "match")]
+    #[schemars(with = "Option<String>")]
+    #[schemars(extend("enum" = ["first", "all"]))]
+    pub match_mode: Option<Spanned<String>>,
+    /// `[[hook.rule]]`s, tried in order: the first that matches a push wins (unless
+    /// `match = "all"`).
     #[serde(default)]
     #[schemars(with = "Vec<RawRule>")]
     pub rule: Vec<Spanned<RawRule>>,
@@ -209,6 +218,12 @@ pub struct RawHook {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Rule")]
 pub struct RawRule {
+    /// The rule's name, unique within its hook (letters, digits, `-`, `_`, `.`; not only
+    /// digits): in job records, statuses, `DEPLOYHOOK_RULE` and the supersede lane. A
+    /// named rule keeps its queued jobs across a reload that reorders the rules. Default:
+    /// its index, from 0.
+    #[schemars(with = "Option<String>")]
+    pub name: Option<Spanned<String>>,
     /// Globs on the branch name (without `refs/heads/`): `*` stays within a `/` segment,
     /// `**` crosses them. Without it, no branch push matches the rule.
     #[schemars(with = "Option<Vec<String>>")]

@@ -18,8 +18,8 @@ use super::raw::{
 };
 use super::units::{parse_duration, parse_size};
 use super::{
-    Command, Config, Globs, Hook, Invalid, Limits, Loaded, QueueMode, RemoteAuth, Rule, Server,
-    Tls, TreeLimits, keys,
+    Command, Config, Globs, Hook, Invalid, Limits, Loaded, Matching, QueueMode, RemoteAuth, Rule,
+    Server, Tls, TreeLimits, keys,
 };
 use crate::access::Cidr;
 use crate::event::{Forge, is_valid_ref_path};
@@ -421,7 +421,8 @@ impl Validator<'_> {
         let checkout_limits =
             self.checkout_limits(h.max_checkout_size, h.max_checkout_files, h.max_tree_depth);
         let max_queued = self.field(h.max_queued, "max_queued", |n| positive(*n));
-        let rules = self.rules(h.rule, &span);
+        let matching = self.matching(h.match_mode);
+        let rules = self.rules(h.rule, &span, matching);
         let status = h.status.map(|s| self.status(s, forge));
         let notify = self.notify_names(h.notify);
 
@@ -451,9 +452,20 @@ impl Validator<'_> {
                 usize::try_from(n).unwrap_or(usize::MAX)
             }),
             rules,
+            matching,
             status: status.flatten(),
             notify,
         })
+    }
+
+    /// `match`; `First` when absent (or wrong, which is reported).
+    fn matching(&mut self, raw: Option<Spanned<String>>) -> Matching {
+        let matching = self.field(raw, "match", |m| match m.as_str() {
+            "first" => Ok(Matching::First),
+            "all" => Ok(Matching::All),
+            other => Err(format!("{other:?} is not a match mode: use \"first\" (the first rule that matches deploys) or \"all\" (every rule that matches, each a job of its own)")),
+        });
+        matching.ok().flatten().unwrap_or(Matching::First)
     }
 
     fn checkout_limits(
@@ -496,7 +508,12 @@ impl Validator<'_> {
         parsed
     }
 
-    fn rules(&mut self, raw: Vec<Spanned<RawRule>>, hook: &Range<usize>) -> Vec<Rule> {
+    fn rules(
+        &mut self,
+        raw: Vec<Spanned<RawRule>>,
+        hook: &Range<usize>,
+        matching: Matching,
+    ) -> Vec<Rule> {
         if raw.is_empty() {
             self.error(
                 hook.clone(),
@@ -507,11 +524,24 @@ impl Validator<'_> {
         for (i, r) in raw.into_iter().enumerate() {
             let span = r.span();
             if let Some(rule) = self.rule(i, r) {
+                if let Some(name) = &rule.name
+                    && let Some((_, first)) =
+                        rules.iter().find(|(_, o)| o.name.as_ref() == Some(name))
+                {
+                    let message = format!(
+                        "two rules are named `{name}` (the first is rule {}); a rule's name must be unique within its hook",
+                        first.index
+                    );
+                    self.error(span.clone(), message);
+                }
                 rules.push((span, rule));
             }
         }
-        for (span, message) in shadowed_rules(&rules) {
-            self.error(span, message);
+        // With `match = "all"` a rule that another covers still gets its own job.
+        if matching == Matching::First {
+            for (span, message) in shadowed_rules(&rules) {
+                self.error(span, message);
+            }
         }
         rules.into_iter().map(|(_, r)| r).collect()
     }
@@ -771,6 +801,13 @@ impl Validator<'_> {
         let span = raw.span();
         let r = raw.into_inner();
         let before = self.errors();
+        let name = self.field(r.name, "name", |n| {
+            if valid_hook_id(n) && !n.bytes().all(|b| b.is_ascii_digit()) {
+                Ok(n.clone())
+            } else {
+                Err(format!("rule name {n:?} must be 1 to 64 letters, digits, `-`, `_` or `.`, starting with a letter or digit, and not only digits (an unnamed rule is known by its index)"))
+            }
+        });
         let branches = r
             .branches
             .as_ref()
@@ -816,6 +853,7 @@ impl Validator<'_> {
         }
         Some(Rule {
             index,
+            name: name.ok()?,
             branches,
             tags,
             paths,

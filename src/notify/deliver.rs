@@ -96,7 +96,7 @@ pub fn attempt(
     job: &Job,
     link: Option<&str>,
 ) -> Outcome {
-    let rule = job.rule.to_string();
+    let rule = job.rule_key.clone();
     let notice = Notice {
         hook: &job.hook,
         rule: &rule,

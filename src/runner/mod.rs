@@ -15,6 +15,7 @@
 //!        end line ─► next command, or stop at the first that did not succeed
 //! ```
 
+pub mod changed;
 pub mod identity;
 pub mod launcher;
 mod procs;
@@ -99,6 +100,10 @@ pub struct RunSpec {
     /// A private temp dir for this job: created before the first command (owned by
     /// `run_as`, mode 0700), given as `TMPDIR`, removed after the last.
     pub tmp_dir: PathBuf,
+    /// The files the push changed, written to a file in `tmp_dir` named by
+    /// `$DEPLOYHOOK_CHANGED_FILES` (see [`changed`]); `None`: the forge listed none, and
+    /// the variable is not set.
+    pub changed_files: Option<Vec<String>>,
     /// The job's log, created or appended to, with its cap: past it output is dropped
     /// and counted, and one marker line says how much.
     pub log: LogFile,
@@ -265,6 +270,10 @@ fn prepare(spec: &RunSpec) -> Result<(), String> {
         .mode(0o700)
         .create(&spec.tmp_dir)
         .map_err(|e| format!("cannot create the temp dir {}: {e}", spec.tmp_dir.display()))?;
+    if let Some(paths) = &spec.changed_files {
+        changed::write(&spec.tmp_dir, paths)
+            .map_err(|e| format!("cannot write the changed files' list: {e}"))?;
+    }
     if let Some(user) = owner {
         nix::unistd::chown(&spec.tmp_dir, Some(user.uid), Some(user.gid)).map_err(|e| {
             format!(
@@ -511,6 +520,11 @@ fn spawn_supervisor(
         .envs(spec.env.iter().filter(|(k, _)| k != "TMPDIR").cloned())
         .env("TMPDIR", &spec.tmp_dir)
         .env("DEPLOYHOOK_SUMMARY", summary::path(&spec.tmp_dir))
+        .envs(
+            spec.changed_files
+                .as_ref()
+                .map(|_| ("DEPLOYHOOK_CHANGED_FILES", spec.tmp_dir.join(changed::FILE))),
+        )
         .current_dir(&spec.workdir)
         .stdin(report_writer)
         .stdout(Stdio::piped())
@@ -786,6 +800,7 @@ mod tests {
             read_paths: Vec::new(),
             private_paths: Vec::new(),
             tmp_dir: PathBuf::from("/t"),
+            changed_files: None,
             log: LogFile::nowhere(),
         };
         let c = confinement(&spec(Some(Duration::from_millis(1500))));

@@ -284,6 +284,9 @@ struct DeployRequest {
     /// Deploy `sha` even if it is not reachable from `ref` (recorded in the job).
     #[serde(default)]
     force: bool,
+    /// The rule (its name, or its index) to deploy with; default: the first whose
+    /// branch/tag globs match the ref.
+    rule: Option<String>,
 }
 
 /// A deploy by hand: the first rule of the hook whose branch/tag globs match the ref.
@@ -318,11 +321,29 @@ async fn deploy(
         delivery: None::<DeliveryId>,
     };
     let probe = by_ref(Sha::parse(&"0".repeat(40)).expect("zeros are a sha"));
-    let Some(rule) = hook.rules.iter().find(|r| routing::matches(r, &probe)) else {
-        return Err(ApiError::Unprocessable(format!(
-            "no rule of hook {:?} matches {}",
-            hook.id, probe.git_ref
-        )));
+    let rule = match &body.rule {
+        Some(key) => {
+            let rule = hook.rule(key).ok_or_else(|| {
+                ApiError::Unprocessable(format!("hook {:?} has no rule {key:?}", hook.id))
+            })?;
+            if let Some(why) = routing::why_not(rule, &probe) {
+                return Err(ApiError::Unprocessable(format!(
+                    "rule {key} of hook {:?} does not deploy {}: {why}",
+                    hook.id, probe.git_ref
+                )));
+            }
+            rule
+        }
+        None => hook
+            .rules
+            .iter()
+            .find(|r| routing::matches(r, &probe))
+            .ok_or_else(|| {
+                ApiError::Unprocessable(format!(
+                    "no rule of hook {:?} matches {}",
+                    hook.id, probe.git_ref
+                ))
+            })?,
     };
     let sha = if let Some(s) = &body.sha {
         Sha::parse(s).map_err(|e| ApiError::BadRequest(e.to_string()))?
@@ -344,6 +365,8 @@ async fn deploy(
     };
     let job = NewJob {
         rule: rule.index,
+        rule_key: rule.key(),
+        per_rule: hook.matching == crate::config::Matching::All,
         queue: rule.queue,
         event,
         origin: Origin::Manual { force: body.force },
@@ -371,7 +394,7 @@ async fn deploy(
     Ok(HttpResponse::Accepted().json(json!({
         "status": "queued",
         "hook": hook.id,
-        "jobs": [{ "id": ids[0].0, "rule": rule.index, "ref": git_ref, "sha": sha, "state": "queued" }],
+        "jobs": [{ "id": ids[0].0, "rule": rule.index, "rule_key": rule.key(), "ref": git_ref, "sha": sha, "state": "queued" }],
     })))
 }
 

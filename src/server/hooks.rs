@@ -14,7 +14,7 @@ use crate::access;
 use crate::config::Hook;
 use crate::event::{DeliveryId, RefName, Sha};
 use crate::forge;
-use crate::intake::{self, Decision, IntakeError, JobSpec};
+use crate::intake::{self, Decision, Deploy, IntakeError, JobSpec};
 use crate::store::{Acceptance, Delivery, NewJob, NotQueued, Origin, Prior};
 use crate::verify::Headers;
 
@@ -136,12 +136,7 @@ async fn respond(
                 "reason": reason,
             })))
         }
-        Decision::Deploy {
-            delivery,
-            replay_keys,
-            jobs,
-            skipped,
-        } => queue(state, req, hook, delivery, replay_keys, jobs, skipped).await,
+        Decision::Deploy(deploy) => queue(state, req, hook, deploy).await,
     }
 }
 
@@ -153,10 +148,20 @@ fn new_jobs(config: &crate::config::Config, hook: &Hook, jobs: Vec<JobSpec>) -> 
                 crate::notify::subscriptions(config, hook, rule)
             }),
             rule: spec.rule,
+            rule_key: spec.rule_key,
+            per_rule: spec.per_rule,
             queue: spec.queue,
             event: spec.event,
             origin: Origin::Push,
         })
+        .collect()
+}
+
+/// The rules that did not deploy a push, and why, as the 202 lists them.
+fn not_deployed_json(rules: &[(RefName, crate::routing::NotDeployed)]) -> Vec<serde_json::Value> {
+    rules
+        .iter()
+        .map(|(git_ref, n)| json!({ "rule": n.rule, "ref": git_ref.as_str(), "reason": n.reason }))
         .collect()
 }
 
@@ -166,16 +171,20 @@ async fn queue(
     state: &AppState,
     req: &HttpRequest,
     hook: &Hook,
-    delivery: Option<DeliveryId>,
-    replay_keys: Vec<String>,
-    jobs: Vec<JobSpec>,
-    skipped: Vec<String>,
+    deploy: Deploy,
 ) -> Result<HttpResponse, ApiError> {
+    let Deploy {
+        delivery,
+        replay_keys,
+        jobs,
+        skipped,
+        not_deployed,
+    } = deploy;
     let summary: Vec<_> = jobs
         .iter()
         .map(|j| {
             (
-                j.rule,
+                (j.rule, j.rule_key.clone()),
                 j.event.git_ref.to_string(),
                 j.event.after.to_string(),
             )
@@ -243,9 +252,9 @@ async fn queue(
             let jobs: Vec<_> = ids
                 .iter()
                 .zip(&summary)
-                .map(|(id, (rule, git_ref, sha))| {
-                    tracing::info!(hook = %hook.id, delivery = %show(delivery.as_ref()), job = id.0, rule, git_ref = %git_ref, sha = %sha, "job queued");
-                    json!({ "id": id.0, "rule": rule, "ref": git_ref, "sha": sha, "state": "queued" })
+                .map(|(id, ((rule, key), git_ref, sha))| {
+                    tracing::info!(hook = %hook.id, delivery = %show(delivery.as_ref()), job = id.0, rule = %key, git_ref = %git_ref, sha = %sha, "job queued");
+                    json!({ "id": id.0, "rule": rule, "rule_key": key, "ref": git_ref, "sha": sha, "state": "queued" })
                 })
                 .collect();
             let link = match delivery_str {
@@ -258,6 +267,7 @@ async fn queue(
                 "delivery": delivery_str,
                 "jobs": jobs,
                 "skipped": skipped,
+                "not_deployed": not_deployed_json(&not_deployed),
                 "status_url": link,
             })))
         }

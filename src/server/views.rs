@@ -29,7 +29,10 @@ fn secs_ms(t: SystemTime) -> f64 {
 pub struct JobView<'a> {
     pub id: i64,
     pub hook: &'a str,
+    /// The rule's index when the job was queued.
     pub rule: usize,
+    /// The rule's name, or its index: what the job runs with.
+    pub rule_key: &'a str,
     pub state: &'static str,
     pub queue: &'static str,
     pub forge: &'static str,
@@ -70,6 +73,7 @@ impl<'a> JobView<'a> {
             id: j.id.0,
             hook: &j.hook,
             rule: j.rule,
+            rule_key: &j.rule_key,
             state: j.state.as_str(),
             queue: j.queue.as_str(),
             forge: j.forge.as_str(),

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use crate::event::{DeliveryId, Forge, PushEvent, RefName, Sha};
+use crate::event::{ChangedPaths, DeliveryId, Forge, PushEvent, RefName, Sha};
 
 /// A job's id, as shown in responses and the jobs API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -109,8 +109,14 @@ pub enum Origin {
 /// A job to queue: one push, deployed with one rule of the hook.
 #[derive(Debug, Clone)]
 pub struct NewJob {
-    /// The rule's index in its hook.
+    /// The rule's index in its hook (as shown; it may move in a reload).
     pub rule: usize,
+    /// What the rule is known by (its name, or its index): the supersede lane is the
+    /// hook and this.
+    pub rule_key: String,
+    /// Jobs of the hook's other rules may run at the same time as this one (`match =
+    /// "all"`); else one job of the hook runs at a time.
+    pub per_rule: bool,
     pub queue: Queue,
     pub event: PushEvent,
     pub origin: Origin,
@@ -135,7 +141,12 @@ pub struct Subscription {
 pub struct Job {
     pub id: JobId,
     pub hook: String,
+    /// The rule's index when the job was queued.
     pub rule: usize,
+    /// The rule's name, or its index: how the worker finds the rule (see `NewJob`).
+    pub rule_key: String,
+    /// The files the push changed, as the forge listed them.
+    pub paths: ChangedPaths,
     pub state: JobState,
     pub queue: Queue,
     pub forge: Forge,

@@ -38,6 +38,53 @@ fn open_state_dir(state_dir: &Path, other_users: bool) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether commands run as users other than the daemon's (then the folders on the way to
+/// their work trees must let them through).
+fn other_users(config: &Config) -> bool {
+    CommandUser::resolve(&config.server.command_user)
+        .name()
+        .is_some()
+        || config
+            .hooks
+            .iter()
+            .any(|h| h.rules.iter().any(|r| r.run_as.is_some()))
+}
+
+/// A job's work tree: `state_dir/work/<hook>/<rule>/`, one per rule (its name or index),
+/// so that rules of a `match = "all"` hook can run at once.
+pub fn worktree(state_dir: &Path, hook: &Hook, rule: &Rule) -> PathBuf {
+    state_dir.join("work").join(&hook.id).join(rule.key())
+}
+
+/// Creates `dir` (a hook's folder of work trees) with the mode of `work/` itself.
+fn make_pass_through(dir: &Path, config: &Config) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(dir)?;
+    let mode = if other_users(config) { 0o751 } else { 0o750 };
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+}
+
+/// Before 0.2 a hook's work tree was `work/<hook>/` itself: such a checkout (known by its
+/// git directory) is emptied and forgotten, so that the rules' work trees below it start
+/// clean. Run before any job.
+fn retire_hook_worktrees(state_dir: &Path, git: &Git, hooks: &[String]) {
+    for hook in hooks {
+        let old = state_dir.join("work").join(hook);
+        let git_dir = git.git_dir_of(&old);
+        if !git_dir.exists() {
+            continue;
+        }
+        let emptied =
+            crate::wipe::empty_dir(&old, 0o750).and_then(|_| std::fs::remove_dir_all(&git_dir));
+        match emptied {
+            Ok(()) => {
+                tracing::info!(hook = %hook, "moved to per-rule work trees: the hook's old work tree was emptied");
+            }
+            Err(e) => tracing::warn!(hook = %hook, "cannot empty the hook's old work tree: {e}"),
+        }
+    }
+}
+
 /// The most finished jobs pruned on each tick, busy or not.
 const PRUNE_SLICE: usize = 200;
 
@@ -227,19 +274,16 @@ impl Worker {
     async fn prepare(&self) {
         let config = self.0.config.get();
         let state_dir = config.server.state_dir.clone();
-        let other_users = CommandUser::resolve(&config.server.command_user)
-            .name()
-            .is_some()
-            || config
-                .hooks
-                .iter()
-                .any(|h| h.rules.iter().any(|r| r.run_as.is_some()));
+        let other_users = other_users(&config);
+        let git = git_cache(&config);
+        let hooks: Vec<String> = config.hooks.iter().map(|h| h.id.clone()).collect();
         drop(config);
         let _ = tokio::task::spawn_blocking(move || {
             if let Err(e) = open_state_dir(&state_dir, other_users) {
                 tracing::error!(state_dir = %state_dir.display(), "cannot set the state directory's permissions: {e}");
             }
-            git::clear_stale_locks(&state_dir.join("git"))
+            git::clear_stale_locks(&state_dir.join("git"));
+            retire_hook_worktrees(&state_dir, &git, &hooks);
         })
         .await;
     }
@@ -314,7 +358,7 @@ impl Worker {
                     JobState::Failed,
                     format!(
                         "hook {:?} or its rule {} is no longer configured",
-                        job.hook, job.rule
+                        job.hook, job.rule_key
                     ),
                 ),
                 Some((hook, rule)) => self.deploy(&config, &job, hook, rule, cancel).await,
@@ -453,12 +497,20 @@ impl Worker {
                 id,
                 &format!(
                     "job {id} for hook {}: {} at {} (rule {}, attempt {})",
-                    hook.id, job.git_ref, job.sha, rule.index, job.attempt
+                    hook.id, job.git_ref, job.sha, job.rule_key, job.attempt
                 ),
             )
             .await;
         let state_dir = &config.server.state_dir;
-        let worktree = state_dir.join("work").join(&hook.id);
+        let worktree = worktree(state_dir, hook, rule);
+        if let Some(parent) = worktree.parent()
+            && let Err(e) = make_pass_through(parent, config)
+        {
+            return Ended::new(
+                JobState::Failed,
+                format!("cannot make the folder {}: {e}", parent.display()),
+            );
+        }
         let on_ref = if matches!(job.origin, Origin::Manual { force: true }) {
             OnRef::Unchecked
         } else {
@@ -519,6 +571,10 @@ impl Worker {
             read_paths: rule.read_paths.clone(),
             private_paths: config.private_paths.clone(),
             tmp_dir: state_dir.join("tmp").join(id.to_string()),
+            changed_files: match &job.paths {
+                crate::event::ChangedPaths::Known(list) => Some(list.clone()),
+                crate::event::ChangedPaths::Unknown => None,
+            },
             log: w.logs.file(id, config.server.max_log_size),
         };
         ended(w.parts.runner.run(spec, cancel).await, rule)
@@ -554,9 +610,11 @@ fn ended(ran: crate::runner::Ran, rule: &Rule) -> Ended {
     }
 }
 
+/// The hook and rule a job was queued for, found by the rule's key (its name, or its
+/// index), so that a reload that moves a named rule keeps its jobs on it.
 fn rule_of<'c>(config: &'c Config, job: &Job) -> Option<(&'c Hook, &'c Rule)> {
     let hook = config.hook(&job.hook)?;
-    let rule = hook.rules.get(job.rule)?;
+    let rule = hook.rule(&job.rule_key)?;
     Some((hook, rule))
 }
 
@@ -659,6 +717,7 @@ pub fn environment(
     };
     let push = [
         ("DEPLOYHOOK_HOOK", hook.id.as_str()),
+        ("DEPLOYHOOK_RULE", &rule.key()),
         ("DEPLOYHOOK_JOB_ID", &job.id.to_string()),
         ("DEPLOYHOOK_FORGE", job.forge.as_str()),
         ("DEPLOYHOOK_REPOSITORY", job.repository.as_str()),

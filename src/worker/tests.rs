@@ -180,6 +180,8 @@ async fn queue(store: &Store, hook: &str) -> JobId {
     };
     let job = NewJob {
         rule: 0,
+        rule_key: "0".into(),
+        per_rule: false,
         queue: Queue::Fifo,
         event,
         origin: Origin::Push,

@@ -334,3 +334,54 @@ commands = [["true"]]
         );
     }
 }
+
+#[test]
+fn a_covered_rule_is_an_error_only_when_the_first_match_wins() {
+    let text = |matching: &str| {
+        format!(
+            r#"[server]
+listen = "127.0.0.1:0"
+
+[[hook]]
+id = "platform"
+forge = "generic"
+secret_file = "whsec"
+repository = "acme/platform"
+clone_url = "https://example.com/x.git"
+{matching}
+
+[[hook.rule]]
+name = "everything"
+branches = ["main"]
+commands = [["true"]]
+
+[[hook.rule]]
+name = "api"
+branches = ["main"]
+paths = ["services/api/**"]
+commands = [["true"]]
+
+[[hook.rule]]
+name = "api"
+tags = ["v*"]
+commands = [["true"]]
+"#
+        )
+    };
+    let dir = TestDir::new(&text(""));
+    let (code, _, stderr) = check(&dir);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("17:1: this rule can never match"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("23:1: two rules are named `api` (the first is rule 1)"),
+        "{stderr}"
+    );
+    let dir = TestDir::new(&text("match = \"all\""));
+    let (code, _, stderr) = check(&dir);
+    assert_eq!(code, 1);
+    assert!(!stderr.contains("never match"), "{stderr}");
+    assert!(stderr.contains("two rules are named `api`"), "{stderr}");
+}

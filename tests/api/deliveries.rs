@@ -376,9 +376,17 @@ fn paths_filter_and_unmatched_refs_answer_why_nothing_runs() {
     );
     let res = send("refs/heads/docs", &["src/main.rs"], "p2");
     assert_eq!(res.status, 200);
-    assert_eq!(res.json()["reason"], "no rule matches refs/heads/docs");
+    assert_eq!(
+        res.json()["reason"],
+        "no rule matches refs/heads/docs: rule 0: branch \"docs\" matches none of main, release/*; \
+         rule 1: branch \"docs\": the rule deploys no branches; rule 2: no changed file matches docs/**"
+    );
     let res = send("refs/heads/feature/x", &[], "p3");
-    assert_eq!(res.json()["reason"], "no rule matches refs/heads/feature/x");
+    let reason = res.json()["reason"].as_str().unwrap().to_owned();
+    assert!(
+        reason.starts_with("no rule matches refs/heads/feature/x: rule 0: branch \"feature/x\" matches none of main, release/*;"),
+        "{reason}"
+    );
 
     let other = serde_json::json!({
         "repository": "acme/other", "ref": "refs/heads/main", "before": BEFORE, "after": AFTER,

@@ -502,7 +502,7 @@ fn deployhook_run() -> &'static str {
 /// Run by a daemon that can switch users (root), with no `run_as` and no
 /// `command_user`: the command runs as `deployhook-run`, may write its work tree and
 /// `TMPDIR`, and can neither read the daemon's secret (`whsec`, three folders up from
-/// the work tree `state/work/site`), database or logs, nor signal its supervisor.
+/// the work tree `state/work/site/0`), database or logs, nor signal its supervisor.
 /// (Before, it ran as root and could do all of that.)
 #[test]
 fn commands_run_as_a_user_of_their_own_by_default() {

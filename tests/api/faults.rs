@@ -749,7 +749,7 @@ fn a_full_disk_does_not_wedge_the_hook() {
         crate::jobs::ZERO,
         &v1,
     ));
-    let fill = state.join("work/site/fill");
+    let fill = state.join("work/site/0/fill");
     wait_for(
         "the disk to fill and /readyz to say so",
         Duration::from_secs(60),

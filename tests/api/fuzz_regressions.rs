@@ -73,7 +73,8 @@ fn gitea_body_replay_keys_cover_what_was_signed_not_how_it_was_sent() {
             ("X-Gogs-Delivery", format!("d-{content_type}")),
         ];
         match decide(hook, &headers, body, std::time::SystemTime::now()) {
-            Ok(Decision::Deploy { replay_keys, .. }) => replay_keys
+            Ok(Decision::Deploy(d)) => d
+                .replay_keys
                 .into_iter()
                 .find(|k| k.starts_with("body:"))
                 .expect("a body key: the delivery id is not signed"),

@@ -151,6 +151,7 @@ commands = [["perl", "-e", "open(my $f, '>', \"$ENV{OUT}/env\") or die; print $f
             "DEPLOYHOOK_PUSHER",
             "DEPLOYHOOK_REF",
             "DEPLOYHOOK_REPOSITORY",
+            "DEPLOYHOOK_RULE",
             "DEPLOYHOOK_SHA",
             "DEPLOYHOOK_SUMMARY",
             "DEPLOY_TARGET",
@@ -168,6 +169,7 @@ commands = [["perl", "-e", "open(my $f, '>', \"$ENV{OUT}/env\") or die; print $f
     assert_eq!(vars["DEPLOYHOOK_FORGE"], "generic");
     assert_eq!(vars["DEPLOYHOOK_JOB_ID"], job["id"].to_string());
     assert_eq!(vars["DEPLOY_TARGET"], "production");
+    assert_eq!(vars["DEPLOYHOOK_RULE"], "0");
     assert!(vars["DEPLOYHOOK_DELIVERY"].starts_with("msg_site_"));
     assert_eq!(
         vars["DEPLOYHOOK_SUMMARY"],

@@ -14,6 +14,7 @@ mod fuzz_regressions;
 mod jobs;
 mod lifecycle;
 mod load;
+mod monorepo;
 mod notify;
 mod operate;
 mod properties;

@@ -755,3 +755,125 @@ fn a_slow_target_times_out_is_retried_and_never_holds_up_deploys() {
         "the same message again"
     );
 }
+
+/// A CA and a certificate it signed for 127.0.0.1 (with its key), made by openssl.
+fn private_ca(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl must be installed (.ci/run installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-days",
+                "2",
+                "-subj",
+                "/CN=deployhook test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "leaf.csr",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+        "-out",
+        "cert.pem",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    )
+}
+
+#[test]
+fn a_target_behind_a_private_ca_is_reached_with_its_ca_file_only() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = private_ca(certs.path());
+    // Another deployhook serving HTTPS with that certificate stands in for the target.
+    let server = TestDir::new(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nstate_dir = \"state\"\n{}\n[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        own_command_user(),
+        cert.display(),
+        key.display()
+    ));
+    let (_https, addr) = start_daemon(&server.config_path());
+    let target = |ca_file: &str| {
+        let dir = TestDir::new(&format!(
+            "[[notify]]\nname = \"hook\"\nkind = \"ntfy\"\nurl = \"https://127.0.0.1:{}/hooks/none\"\n{ca_file}\n",
+            addr.port()
+        ));
+        let o = Command::new(env!("CARGO_BIN_EXE_deployhook"))
+            .args(["notify", "test", "hook", "--config"])
+            .arg(dir.config_path())
+            .output()
+            .unwrap();
+        (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    // Through the CA: TLS holds, and the server's own answer comes back (no such hook).
+    let (stdout, stderr) = target(&format!("ca_file = \"{}\"", ca.display()));
+    assert!(stdout.starts_with("hook: answered 404"), "{stdout}{stderr}");
+    // With the platform's roots only, the certificate is refused: no answer at all.
+    let (stdout, stderr) = target("");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("hook: no answer"), "{stderr}");
+    assert!(
+        stderr.to_ascii_lowercase().contains("certificate"),
+        "{stderr}"
+    );
+}

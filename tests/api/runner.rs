@@ -53,6 +53,7 @@ impl Job {
             read_paths: Vec::new(),
             private_paths: Vec::new(),
             tmp_dir: dir.path().join("tmp-job"),
+            changed_files: None,
             log: JobLogs::open(dir.path()).unwrap().file(JobId(1), 1 << 20),
         };
         Job { dir, spec }

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, SystemTime};
 
+mod lanes;
 mod outbox;
 
 use super::Store;
@@ -30,6 +31,7 @@ pub async fn run(open: impl Fn() -> Store) {
     queue_limits(&open()).await;
     pruning(&open()).await;
     outbox::run(&open).await;
+    lanes::run(&open).await;
 }
 
 pub fn sha(c: char) -> Sha {
@@ -39,6 +41,8 @@ pub fn sha(c: char) -> Sha {
 pub fn job(rule: usize, queue: Queue, after: char) -> NewJob {
     NewJob {
         rule,
+        rule_key: rule.to_string(),
+        per_rule: false,
         queue,
         event: PushEvent {
             forge: Forge::Generic,
@@ -86,7 +90,7 @@ pub async fn queue(s: &Store, hook: &str, jobs: Vec<NewJob>) -> Vec<JobId> {
     }
 }
 
-async fn state(s: &Store, id: JobId) -> JobState {
+pub async fn state(s: &Store, id: JobId) -> JobState {
     s.get(id).await.unwrap().unwrap().state
 }
 

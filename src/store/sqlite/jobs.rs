@@ -6,7 +6,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{Now, from_ms, from_secs};
-use crate::event::{DeliveryId, Forge, RefName, Sha};
+use crate::event::{ChangedPaths, DeliveryId, Forge, RefName, Sha};
 use crate::store::types::{
     CancelResult, Cursor, EventKind, Finished, Heartbeat, InstanceId, Job, JobEvent, JobFilter,
     JobId, JobState, NewJob, Origin, Queue, Retention,
@@ -60,7 +60,7 @@ pub(super) fn forge(s: &str) -> Result<Forge, ()> {
 
 const COLUMNS: &str = "id, hook, rule, state, queue, forge, repository, git_ref, before_sha, after_sha, \
      pusher, delivery, attempt, manual, created_at, started_at, finished_at, detail, force, \
-     owner, cancel_requested, summary";
+     owner, cancel_requested, summary, rule_key, changed_paths";
 
 fn job(r: &Row<'_>) -> rusqlite::Result<Job> {
     let (manual, force): (bool, bool) = (r.get(13)?, r.get(18)?);
@@ -92,6 +92,13 @@ fn job(r: &Row<'_>) -> rusqlite::Result<Job> {
             .map(|o| InstanceId::from_recorded(&o)),
         cancel_requested: r.get(20)?,
         summary: r.get(21)?,
+        rule_key: r.get(22)?,
+        paths: match r.get::<_, Option<String>>(23)? {
+            None => ChangedPaths::Unknown,
+            Some(list) => ChangedPaths::Known(
+                serde_json::from_str(&list).map_err(|_| corrupt(23, "changed paths", &list))?,
+            ),
+        },
     })
 }
 
@@ -129,10 +136,16 @@ pub(super) fn insert(
 ) -> rusqlite::Result<JobId> {
     let e = &job.event;
     let rule = i64::try_from(job.rule).unwrap_or(i64::MAX);
+    let lane = if job.per_rule {
+        format!("{hook}\u{1f}{}", job.rule_key)
+    } else {
+        hook.to_owned()
+    };
     conn.prepare_cached(
         "INSERT INTO jobs (hook, rule, state, queue, forge, repository, git_ref, before_sha, after_sha,
-                           pusher, delivery, attempt, manual, created_at, force)
-         VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, ?11, ?12, ?13)",
+                           pusher, delivery, attempt, manual, created_at, force, rule_key, lane,
+                           changed_paths)
+         VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?
     .execute(params![
         hook,
@@ -148,6 +161,12 @@ pub(super) fn insert(
         matches!(job.origin, Origin::Manual { .. }),
         now.secs,
         matches!(job.origin, Origin::Manual { force: true }),
+        job.rule_key,
+        lane,
+        match &e.paths {
+            ChangedPaths::Known(list) => Some(serde_json::to_string(list).unwrap_or_default()),
+            ChangedPaths::Unknown => None,
+        },
     ])?;
     let id = JobId(conn.last_insert_rowid());
     super::outbox::subscribe(conn, id, &job.notify)?;
@@ -165,7 +184,7 @@ pub(super) fn insert(
     if job.queue == Queue::Supersede {
         // An operator's deploy is never "older" than anything: it runs.
         let later = match job.origin {
-            Origin::Push => later_push(conn, hook, rule, job, id)?,
+            Origin::Push => later_push(conn, hook, &job.rule_key, job, id)?,
             Origin::Manual { .. } => None,
         };
         match later {
@@ -177,7 +196,7 @@ pub(super) fn insert(
                 .execute(params![id.0, now.secs, why])?;
                 event(conn, id, hook, EventKind::Superseded, now, &why)?;
             }
-            None => supersede_older(conn, hook, rule, id, now)?,
+            None => supersede_older(conn, hook, &job.rule_key, id, now)?,
         }
     }
     Ok(id)
@@ -192,7 +211,7 @@ pub(super) fn insert(
 fn later_push(
     conn: &Connection,
     hook: &str,
-    rule: i64,
+    rule: &str,
     job: &NewJob,
     id: JobId,
 ) -> rusqlite::Result<Option<i64>> {
@@ -200,7 +219,7 @@ fn later_push(
     let later: Option<i64> = conn
         .prepare_cached(
             "SELECT id FROM jobs
-         WHERE hook = ?1 AND before_sha = ?2 AND rule = ?3 AND git_ref = ?4
+         WHERE hook = ?1 AND before_sha = ?2 AND rule_key = ?3 AND git_ref = ?4
            AND after_sha <> ?5 AND id < ?6
          LIMIT 1",
         )?
@@ -234,7 +253,7 @@ fn later_push(
 fn supersede_older(
     conn: &Connection,
     hook: &str,
-    rule: i64,
+    rule: &str,
     newer: JobId,
     now: Now,
 ) -> rusqlite::Result<()> {
@@ -242,7 +261,7 @@ fn supersede_older(
     let replaced: Vec<i64> = conn
         .prepare_cached(
             "UPDATE jobs SET state = 'superseded', finished_at = ?4, detail = ?5
-             WHERE hook = ?1 AND rule = ?2 AND state = 'queued' AND queue = 'supersede' AND id < ?3
+             WHERE hook = ?1 AND rule_key = ?2 AND state = 'queued' AND queue = 'supersede' AND id < ?3
              RETURNING id",
         )?
         .query_map(params![hook, rule, newer.0, now.secs, why], |r| r.get(0))?
@@ -259,26 +278,33 @@ pub(super) fn claim(
     lease_until: i64,
     now: Now,
 ) -> rusqlite::Result<Option<Job>> {
-    // The oldest queued job of each hook with nothing running, oldest first: the hooks
-    // with queued jobs are walked one index step each (a loose index scan), so the cost
-    // grows with the number of hooks, not of queued jobs.
+    // The oldest queued job of each lane (a hook, or a hook's rule) with nothing running,
+    // oldest first: the lanes with queued jobs are walked one index step each (a loose
+    // index scan), so the cost grows with the number of lanes, not of queued jobs.
     let next: Option<(i64, String)> = conn
         .prepare_cached(
-            "WITH RECURSIVE waiting(hook) AS (
-                 SELECT (SELECT hook FROM jobs WHERE state = 'queued' ORDER BY hook LIMIT 1)
+            "WITH RECURSIVE waiting(lane) AS (
+                 SELECT (SELECT lane FROM jobs WHERE state = 'queued' ORDER BY lane LIMIT 1)
                  UNION ALL
-                 SELECT (SELECT hook FROM jobs WHERE state = 'queued' AND hook > waiting.hook
-                         ORDER BY hook LIMIT 1)
-                 FROM waiting WHERE waiting.hook IS NOT NULL)
-             SELECT (SELECT id FROM jobs WHERE state = 'queued' AND hook = waiting.hook
-                     ORDER BY id LIMIT 1) AS first, hook
+                 SELECT (SELECT lane FROM jobs WHERE state = 'queued' AND lane > waiting.lane
+                         ORDER BY lane LIMIT 1)
+                 FROM waiting WHERE waiting.lane IS NOT NULL)
+             SELECT (SELECT id FROM jobs WHERE state = 'queued' AND lane = waiting.lane
+                     ORDER BY id LIMIT 1) AS first
              FROM waiting
-             WHERE hook IS NOT NULL
-               AND NOT EXISTS (SELECT 1 FROM jobs WHERE state = 'running' AND hook = waiting.hook)
+             WHERE lane IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM jobs WHERE state = 'running' AND lane = waiting.lane)
              ORDER BY first LIMIT 1",
         )?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+        .query_row([], |r| r.get::<_, i64>(0))
+        .optional()?
+        .map(|id| -> rusqlite::Result<(i64, String)> {
+            let hook = conn
+                .prepare_cached("SELECT hook FROM jobs WHERE id = ?1")?
+                .query_row([id], |r| r.get(0))?;
+            Ok((id, hook))
+        })
+        .transpose()?;
     let Some((id, hook)) = next else {
         return Ok(None);
     };
@@ -422,9 +448,11 @@ pub(super) fn requeue(conn: &Connection, id: JobId, now: Now) -> rusqlite::Resul
         conn.query_row("SELECT hook FROM jobs WHERE id = ?1", [id.0], |r| r.get(0))?;
     conn.execute(
         "INSERT INTO jobs (hook, rule, state, queue, forge, repository, git_ref, before_sha, after_sha,
-                               pusher, delivery, attempt, manual, created_at, detail, force)
+                               pusher, delivery, attempt, manual, created_at, detail, force,
+                               rule_key, lane, changed_paths)
              SELECT hook, rule, 'queued', queue, forge, repository, git_ref, before_sha, after_sha,
-                    pusher, delivery, attempt + 1, manual, ?2, 'retry of interrupted job ' || id, force
+                    pusher, delivery, attempt + 1, manual, ?2, 'retry of interrupted job ' || id, force,
+                    rule_key, lane, changed_paths
              FROM jobs WHERE id = ?1",
         params![id.0, now.secs],
     )?;

@@ -111,6 +111,16 @@ const MIGRATIONS: &[&str] = &["
     );
     CREATE INDEX outbox_pending ON outbox (lane, id) WHERE state = 'pending';
     CREATE INDEX outbox_by_job ON outbox (job, id);
+", "
+    -- Rules by name (or index), and what runs one at a time: the hook, or (match = all)
+    -- the hook's rule.
+    ALTER TABLE jobs ADD COLUMN rule_key TEXT NOT NULL DEFAULT '';
+    ALTER TABLE jobs ADD COLUMN lane TEXT NOT NULL DEFAULT '';
+    ALTER TABLE jobs ADD COLUMN changed_paths TEXT;   -- a JSON list; NULL: the forge listed none
+    UPDATE jobs SET rule_key = CAST(rule AS TEXT), lane = hook;
+    DROP INDEX jobs_by_state_hook;
+    CREATE INDEX jobs_by_state_lane ON jobs (state, lane, id);
+    CREATE INDEX jobs_by_rule ON jobs (hook, rule_key, state, id);
 "];
 
 /// Sets durability pragmas and applies any migrations not yet applied.

@@ -1,0 +1,57 @@
+//! Lanes: what runs one at a time (a hook, or with `per_rule` a hook's rule) and what
+//! supersedes what (the hook and the rule's key, whatever the rule's index now).
+
+use super::{hour, job, owner, queue, state};
+use crate::store::Store;
+use crate::store::types::*;
+
+fn ruled(key: &str, index: usize, per_rule: bool, queue: Queue, after: char) -> NewJob {
+    let mut j = job(index, queue, after);
+    key.clone_into(&mut j.rule_key);
+    j.per_rule = per_rule;
+    j
+}
+
+pub async fn run(open: &impl Fn() -> Store) {
+    rules_of_one_hook_run_at_once_per_rule(&open()).await;
+    supersede_follows_the_rule_key(&open()).await;
+}
+
+async fn rules_of_one_hook_run_at_once_per_rule(s: &Store) {
+    let api = queue(s, "mono", vec![ruled("api", 0, true, Queue::Fifo, 'a')]).await[0];
+    let web = queue(s, "mono", vec![ruled("web", 1, true, Queue::Fifo, 'a')]).await[0];
+    let api2 = queue(s, "mono", vec![ruled("api", 0, true, Queue::Fifo, 'b')]).await[0];
+    let first = s.claim(owner("w"), hour()).await.unwrap().unwrap();
+    let second = s.claim(owner("w"), hour()).await.unwrap().unwrap();
+    assert_eq!((first.id, second.id), (api, web), "two rules, two lanes");
+    assert_eq!(second.rule_key, "web");
+    assert!(
+        s.claim(owner("w"), hour()).await.unwrap().is_none(),
+        "the api rule's second job waits for its first"
+    );
+    s.finish(owner("w"), api, JobState::Succeeded, "ok".into(), None)
+        .await
+        .unwrap();
+    let third = s.claim(owner("w"), hour()).await.unwrap().unwrap();
+    assert_eq!(third.id, api2);
+    // Without per_rule, the hook is the lane: one job at a time whatever its rule.
+    queue(s, "one", vec![ruled("a", 0, false, Queue::Fifo, 'a')]).await;
+    queue(s, "one", vec![ruled("b", 1, false, Queue::Fifo, 'a')]).await;
+    assert_eq!(
+        s.claim(owner("w"), hour()).await.unwrap().unwrap().rule_key,
+        "a"
+    );
+    assert!(s.claim(owner("w"), hour()).await.unwrap().is_none());
+}
+
+async fn supersede_follows_the_rule_key(s: &Store) {
+    // Rule `web` was rule 1, and after a reload that reordered the rules it is rule 0: a
+    // newer push for it still replaces the older one, and never one of `api`'s.
+    let old_web = queue(s, "h", vec![ruled("web", 1, false, Queue::Supersede, 'a')]).await[0];
+    let api = queue(s, "h", vec![ruled("api", 0, false, Queue::Supersede, 'a')]).await[0];
+    let new_web = queue(s, "h", vec![ruled("web", 0, false, Queue::Supersede, 'b')]).await[0];
+    assert_eq!(state(s, old_web).await, JobState::Superseded);
+    assert_eq!(state(s, api).await, JobState::Queued);
+    let j = s.get(new_web).await.unwrap().unwrap();
+    assert_eq!((j.rule, j.rule_key.as_str()), (0, "web"));
+}
