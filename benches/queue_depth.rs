@@ -17,6 +17,7 @@ fn job(n: usize) -> NewJob {
         rule: 0,
         rule_key: "0".into(),
         per_rule: false,
+        lock: None,
         queue: Queue::Fifo,
         event: PushEvent {
             forge: Forge::Generic,

@@ -7,6 +7,7 @@ mod diag;
 mod keys;
 mod live;
 pub(crate) mod raw;
+mod rule_parts;
 mod targets;
 pub mod units;
 mod validate;
@@ -180,6 +181,14 @@ pub struct Rule {
     pub read_paths: Vec<PathBuf>,
     /// More `[[notify]]` targets for this rule's jobs, besides the hook's.
     pub notify: Vec<String>,
+    /// Variables read from files when a job starts (absolute paths), masked in its log.
+    pub secrets: Vec<(String, PathBuf)>,
+    /// Jobs holding the same lock never run at once.
+    pub lock: Option<String>,
+    /// After a failed or timed-out command.
+    pub on_failure: Vec<Command>,
+    /// Last, always.
+    pub finally: Vec<Command>,
 }
 
 impl Rule {

@@ -273,6 +273,24 @@ pub struct RawRule {
     /// More `[[notify]]` targets told about this rule's jobs, besides the hook's.
     #[schemars(with = "Option<Vec<String>>")]
     pub notify: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Environment variables whose values are read, when a job starts, from these files
+    /// (`"%d/NAME"`: a systemd credential): `{ AWS_SECRET_ACCESS_KEY = "secrets/aws" }`.
+    /// Every value is masked (`***`) in the job log, whatever the commands print.
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
+    pub secrets: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+    /// Jobs (of any hook) that hold the same lock never run at the same time: a job
+    /// waits, queued, while another holds it.
+    #[schemars(with = "Option<String>")]
+    pub lock: Option<Spanned<String>>,
+    /// Run when a command failed or timed out (not when the job was cancelled or
+    /// superseded), with `DEPLOYHOOK_RESULT` and `DEPLOYHOOK_FAILED_COMMAND`; their
+    /// result is logged, and the job stays failed.
+    #[schemars(with = "Option<Vec<RawCommand>>")]
+    pub on_failure: Option<Spanned<Vec<Spanned<RawCommand>>>>,
+    /// Run last, always, even after a cancel or a timeout (then with `kill_grace` at most),
+    /// with `DEPLOYHOOK_RESULT`.
+    #[schemars(with = "Option<Vec<RawCommand>>")]
+    pub finally: Option<Spanned<Vec<Spanned<RawCommand>>>>,
 }
 
 /// `[hook.status]`: the commit status of each deploy, on the hook's forge.

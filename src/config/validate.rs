@@ -143,7 +143,7 @@ impl Validator<'_> {
         self.diags.push(d);
     }
 
-    fn errors(&self) -> usize {
+    pub(super) fn errors(&self) -> usize {
         self.diags
             .iter()
             .filter(|d| d.severity == Severity::Error)
@@ -679,18 +679,7 @@ impl Validator<'_> {
     /// read from `$CREDENTIALS_DIRECTORY` as systemd's own `%d` specifier means.
     pub(super) fn secret_from_file(&mut self, name: &str, span: &Range<usize>) -> Option<Vec<u8>> {
         use std::os::unix::fs::PermissionsExt;
-        let path = if let Some(credential) = name.strip_prefix("%d/") {
-            let Some(dir) = (self.env)("CREDENTIALS_DIRECTORY") else {
-                self.error(
-                    span.clone(),
-                    format!("{name} names a systemd credential, but $CREDENTIALS_DIRECTORY is not set: add LoadCredential={credential}:<file> to the unit"),
-                );
-                return None;
-            };
-            PathBuf::from(dir).join(credential)
-        } else {
-            self.resolve(name)
-        };
+        let path = self.secret_file_path(name, span)?;
         match std::fs::read(&path) {
             Ok(bytes) => {
                 let trimmed = bytes.trim_ascii().to_vec();
@@ -721,6 +710,23 @@ impl Validator<'_> {
                 );
                 None
             }
+        }
+    }
+
+    /// Where the secret file `name` is: `%d/NAME` in `$CREDENTIALS_DIRECTORY`, else
+    /// resolved against the config's folder. `None` once reported.
+    pub(super) fn secret_file_path(&mut self, name: &str, span: &Range<usize>) -> Option<PathBuf> {
+        if let Some(credential) = name.strip_prefix("%d/") {
+            let Some(dir) = (self.env)("CREDENTIALS_DIRECTORY") else {
+                self.error(
+                    span.clone(),
+                    format!("{name} names a systemd credential, but $CREDENTIALS_DIRECTORY is not set: add LoadCredential={credential}:<file> to the unit"),
+                );
+                return None;
+            };
+            Some(PathBuf::from(dir).join(credential))
+        } else {
+            Some(self.resolve(name))
         }
     }
 
@@ -841,6 +847,16 @@ impl Validator<'_> {
         );
         let limits = r.limits.map(Spanned::into_inner).map(|l| self.limits(l));
         let notify = self.notify_names(r.notify);
+        let secrets = self.rule_secrets(r.secrets, env.as_ref());
+        let lock = self.lock(r.lock);
+        let on_failure = r
+            .on_failure
+            .map(|l| self.command_list(l.into_inner()))
+            .unwrap_or_default();
+        let finally = r
+            .finally
+            .map(|l| self.command_list(l.into_inner()))
+            .unwrap_or_default();
         let read_paths: Vec<PathBuf> = r
             .read_paths
             .map(Spanned::into_inner)
@@ -867,6 +883,10 @@ impl Validator<'_> {
             sandbox: r.sandbox.is_some_and(Spanned::into_inner),
             read_paths,
             notify,
+            secrets: secrets?,
+            lock: lock.ok()?,
+            on_failure,
+            finally,
         })
     }
 
@@ -878,12 +898,7 @@ impl Validator<'_> {
         let before = self.errors();
         for (k, v) in raw.map(Spanned::into_inner).unwrap_or_default() {
             let name = k.get_ref();
-            let valid = name
-                .bytes()
-                .next()
-                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-            if !valid {
+            if !valid_var_name(name) {
                 self.error(k.span(), format!("env: {name:?} is not a valid variable name (letters, digits and _, not starting with a digit)"));
             } else if name.starts_with("DEPLOYHOOK_") {
                 self.error(
@@ -896,6 +911,12 @@ impl Validator<'_> {
                     format!("env: the value of {name} contains a NUL character"),
                 );
             } else {
+                if looks_secret(name) {
+                    self.warning(
+                        k.span(),
+                        format!("env: {name} looks like a secret, and env values are in hooks.toml for anyone who reads it; put it in a file and name it in secrets = {{ {name} = \"secrets/...\" }} (masked in job logs)"),
+                    );
+                }
                 out.push((name.clone(), v.into_inner()));
             }
         }
@@ -1082,8 +1103,13 @@ impl Validator<'_> {
             );
             return None;
         };
+        Some(self.command_list(list.into_inner()))
+    }
+
+    /// Commands as written, each checked; the bad ones reported and left out.
+    pub(super) fn command_list(&mut self, list: Vec<Spanned<RawCommand>>) -> Vec<Command> {
         let mut out = Vec::new();
-        for c in list.into_inner() {
+        for c in list {
             let span = c.span();
             match c.into_inner() {
                 RawCommand::Argv(argv) if argv.first().is_none_or(String::is_empty) => {
@@ -1099,7 +1125,7 @@ impl Validator<'_> {
                 RawCommand::Shell(s) => out.push(Command::Shell(s)),
             }
         }
-        Some(out)
+        out
     }
 }
 
@@ -1159,6 +1185,24 @@ pub(super) fn nonzero_duration(s: &str) -> Result<Duration, String> {
     } else {
         Ok(d)
     }
+}
+
+/// Letters, digits and `_`, not starting with a digit.
+pub(super) fn valid_var_name(name: &str) -> bool {
+    name.bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// A variable name like `*_TOKEN`, `*_KEY`, `*_SECRET` or `*PASSWORD*`.
+fn looks_secret(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    ["_TOKEN", "_KEY", "_SECRET"]
+        .iter()
+        .any(|s| upper.ends_with(s))
+        || upper.contains("PASSWORD")
+        || ["TOKEN", "SECRET"].contains(&upper.as_str())
 }
 
 fn valid_hook_id(id: &str) -> bool {

@@ -3,6 +3,7 @@
 //! output through [`JobLog`], the worker its own lines through [`JobLogs::note`], and the
 //! API reads from a byte offset through [`JobLogs::read`]; nothing else opens them.
 
+mod mask;
 mod writer;
 
 use std::io;
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 
 use crate::store::JobId;
+pub use mask::Mask;
 pub(crate) use writer::{JobLog, Lines, Stream, timestamp};
 
 /// The folder of job logs.
@@ -25,13 +27,14 @@ pub struct JobLogs {
 pub struct LogFile {
     path: PathBuf,
     cap: u64,
+    mask: Mask,
 }
 
 impl LogFile {
     /// Opens (creating, 0640, or appending to) the log; what is in it counts towards
     /// the cap.
     pub(crate) fn open(&self) -> io::Result<JobLog> {
-        JobLog::open(&self.path, self.cap)
+        JobLog::open(&self.path, self.cap, self.mask.clone())
     }
 
     /// For messages about the file.
@@ -45,7 +48,15 @@ impl LogFile {
         LogFile {
             path: PathBuf::from("/dev/null"),
             cap: 0,
+            mask: Mask::default(),
         }
+    }
+
+    /// The same log, with `mask`'s values written as `***`.
+    #[must_use]
+    pub fn masking(mut self, mask: Mask) -> LogFile {
+        self.mask = mask;
+        self
     }
 }
 
@@ -70,6 +81,7 @@ impl JobLogs {
         LogFile {
             path: self.path(id),
             cap,
+            mask: Mask::default(),
         }
     }
 

@@ -92,12 +92,14 @@ pub(crate) struct JobLog {
     capped: bool,
     /// The first write error; later writes are skipped so that the pipes keep draining.
     failed: Option<io::Error>,
+    /// Secret values, written as `***`.
+    mask: super::mask::Mask,
 }
 
 impl JobLog {
     /// Opens (creating or appending to) the log at `path`. What is already in the file
     /// counts towards `cap`.
-    pub fn open(path: &Path, cap: u64) -> io::Result<JobLog> {
+    pub fn open(path: &Path, cap: u64, mask: super::mask::Mask) -> io::Result<JobLog> {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -111,6 +113,7 @@ impl JobLog {
             dropped: 0,
             capped: size >= cap,
             failed: None,
+            mask,
         })
     }
 
@@ -120,7 +123,8 @@ impl JobLog {
         let mut line = format!("{} job| ", timestamp(SystemTime::now()));
         escape_into(&mut line, text);
         line.push('\n');
-        self.write(line.as_bytes());
+        let line = self.mask.apply(line.as_bytes()).into_owned();
+        self.write(&line);
         self.flush();
     }
 
@@ -133,7 +137,8 @@ impl JobLog {
             return;
         }
         let prefix = format!("{} {} ", timestamp(SystemTime::now()), stream.tag());
-        let payload = escape_controls(payload);
+        let masked = self.mask.apply(payload);
+        let payload = escape_controls(&masked);
         let len = (prefix.len() + payload.len() + 1) as u64;
         if self.size + len > self.cap {
             self.capped = true;
@@ -303,7 +308,7 @@ mod tests {
     fn lines_are_split_tagged_and_partial_lines_kept() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let mut log = JobLog::open(&path, 1 << 20).unwrap();
+        let mut log = JobLog::open(&path, 1 << 20, super::super::mask::Mask::default()).unwrap();
         let mut out = Lines::new(Stream::Out);
         let mut err = Lines::new(Stream::Err);
         out.feed(b"one\ntw", &mut log);
@@ -331,7 +336,7 @@ mod tests {
     fn control_characters_in_output_are_stored_escaped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let mut log = JobLog::open(&path, 1 << 20).unwrap();
+        let mut log = JobLog::open(&path, 1 << 20, super::super::mask::Mask::default()).unwrap();
         let mut out = Lines::new(Stream::Out);
         out.feed(
             b"fake\r2026-12-01T00:00:00.000Z job| job 1 succeeded\n\x1b]0;owned\x07\x1b[2J\tok \xc2\x9b31m caf\xc3\xa9 \xff\x7f\n",
@@ -363,7 +368,7 @@ mod tests {
     fn long_lines_are_cut_into_pieces() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let mut log = JobLog::open(&path, 1 << 20).unwrap();
+        let mut log = JobLog::open(&path, 1 << 20, super::super::mask::Mask::default()).unwrap();
         let mut out = Lines::new(Stream::Out);
         out.feed(&vec![b'a'; MAX_LINE * 2 + 10], &mut log);
         out.finish(&mut log);
@@ -377,7 +382,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
         std::fs::write(&path, "earlier\n").unwrap();
-        let mut log = JobLog::open(&path, 200).unwrap();
+        let mut log = JobLog::open(&path, 200, super::super::mask::Mask::default()).unwrap();
         let mut out = Lines::new(Stream::Out);
         // Each line is 24 (timestamp) + 1 + 4 (tag) + 1 + 9 + 1 = 40 bytes: 8 + 4*40 = 168
         // fit, the fifth does not.

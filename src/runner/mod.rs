@@ -16,6 +16,7 @@
 //! ```
 
 pub mod changed;
+mod cleanup;
 pub mod identity;
 pub mod launcher;
 mod procs;
@@ -72,6 +73,10 @@ pub struct RunSpec {
     pub launcher: PathBuf,
     /// Run in order; the first that does not succeed ends the job.
     pub commands: Vec<Command>,
+    /// Run after a command failed or timed out (not after a cancel); see [`cleanup`].
+    pub on_failure: Vec<Command>,
+    /// Run last, always; see [`cleanup`].
+    pub finally: Vec<Command>,
     /// The job's work tree: each command's working directory.
     pub workdir: PathBuf,
     /// The complete environment of the commands (PATH, HOME, LANG, the rule's env,
@@ -231,12 +236,23 @@ async fn run_commands(
     }
     // Once per job: the sandbox's readable paths are read off the file system.
     let confinement = confinement(spec);
+    let outcome = commands(spec, &confinement, cancel, log).await;
+    cleanup::run(spec, &confinement, &outcome, cancel, log).await;
+    outcome
+}
+
+async fn commands(
+    spec: &RunSpec,
+    confinement: &launcher::Confinement,
+    cancel: &mut watch::Receiver<bool>,
+    log: &mut JobLog,
+) -> Outcome {
     for (index, command) in spec.commands.iter().enumerate() {
         if *cancel.borrow_and_update() {
             log.note(&format!("cancelled before command {index} started"));
             return Outcome::Cancelled { command: index };
         }
-        match run_command(spec, &confinement, index, command, cancel, log).await {
+        match run_command(spec, confinement, index, command, cancel, log).await {
             Outcome::Succeeded => {}
             other => return other,
         }
@@ -787,6 +803,8 @@ mod tests {
         let spec = |cpu| RunSpec {
             launcher: PathBuf::new(),
             commands: Vec::new(),
+            on_failure: Vec::new(),
+            finally: Vec::new(),
             workdir: PathBuf::from("/w"),
             env: Vec::new(),
             timeout: Duration::from_secs(1),

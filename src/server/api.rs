@@ -166,11 +166,20 @@ async fn show(
     };
     let events = state.store.job_events(id).await.map_err(unavailable)?;
     let notifications = state.store.notifications(id).await.map_err(unavailable)?;
-    Ok(HttpResponse::Ok().json(
-        JobView::new(&job)
-            .with_events(&events)
-            .with_notifications(&notifications),
-    ))
+    let mut view = JobView::new(&job)
+        .with_events(&events)
+        .with_notifications(&notifications);
+    if job.state == crate::store::JobState::Queued
+        && let Some(lock) = &job.lock
+        && let Some(holder) = state
+            .store
+            .lock_holder(lock.clone())
+            .await
+            .map_err(unavailable)?
+    {
+        view.waiting_for = Some(format!("lock {lock}, held by job {holder}"));
+    }
+    Ok(HttpResponse::Ok().json(view))
 }
 
 #[derive(Deserialize)]
@@ -289,6 +298,37 @@ struct DeployRequest {
     rule: Option<String>,
 }
 
+/// The rule a deploy by hand runs with: the one asked for (which must deploy the ref), or
+/// the first whose branch/tag globs match it.
+fn pick_rule<'h>(
+    hook: &'h crate::config::Hook,
+    key: Option<&str>,
+    probe: &PushEvent,
+) -> Result<&'h crate::config::Rule, ApiError> {
+    let Some(key) = key else {
+        return hook
+            .rules
+            .iter()
+            .find(|r| routing::matches(r, probe))
+            .ok_or_else(|| {
+                ApiError::Unprocessable(format!(
+                    "no rule of hook {:?} matches {}",
+                    hook.id, probe.git_ref
+                ))
+            });
+    };
+    let rule = hook.rule(key).ok_or_else(|| {
+        ApiError::Unprocessable(format!("hook {:?} has no rule {key:?}", hook.id))
+    })?;
+    match routing::why_not(rule, probe) {
+        Some(why) => Err(ApiError::Unprocessable(format!(
+            "rule {key} of hook {:?} does not deploy {}: {why}",
+            hook.id, probe.git_ref
+        ))),
+        None => Ok(rule),
+    }
+}
+
 /// A deploy by hand: the first rule of the hook whose branch/tag globs match the ref.
 async fn deploy(
     req: HttpRequest,
@@ -321,30 +361,7 @@ async fn deploy(
         delivery: None::<DeliveryId>,
     };
     let probe = by_ref(Sha::parse(&"0".repeat(40)).expect("zeros are a sha"));
-    let rule = match &body.rule {
-        Some(key) => {
-            let rule = hook.rule(key).ok_or_else(|| {
-                ApiError::Unprocessable(format!("hook {:?} has no rule {key:?}", hook.id))
-            })?;
-            if let Some(why) = routing::why_not(rule, &probe) {
-                return Err(ApiError::Unprocessable(format!(
-                    "rule {key} of hook {:?} does not deploy {}: {why}",
-                    hook.id, probe.git_ref
-                )));
-            }
-            rule
-        }
-        None => hook
-            .rules
-            .iter()
-            .find(|r| routing::matches(r, &probe))
-            .ok_or_else(|| {
-                ApiError::Unprocessable(format!(
-                    "no rule of hook {:?} matches {}",
-                    hook.id, probe.git_ref
-                ))
-            })?,
-    };
+    let rule = pick_rule(hook, body.rule.as_deref(), &probe)?;
     let sha = if let Some(s) = &body.sha {
         Sha::parse(s).map_err(|e| ApiError::BadRequest(e.to_string()))?
     } else {
@@ -367,6 +384,7 @@ async fn deploy(
         rule: rule.index,
         rule_key: rule.key(),
         per_rule: hook.matching == crate::config::Matching::All,
+        lock: rule.lock.clone(),
         queue: rule.queue,
         event,
         origin: Origin::Manual { force: body.force },

@@ -147,6 +147,7 @@ fn new_jobs(config: &crate::config::Config, hook: &Hook, jobs: Vec<JobSpec>) -> 
             notify: hook.rules.get(spec.rule).map_or_else(Vec::new, |rule| {
                 crate::notify::subscriptions(config, hook, rule)
             }),
+            lock: hook.rules.get(spec.rule).and_then(|r| r.lock.clone()),
             rule: spec.rule,
             rule_key: spec.rule_key,
             per_rule: spec.per_rule,

@@ -59,6 +59,11 @@ pub struct JobView<'a> {
     pub cancel_requested: bool,
     /// The line its commands left in `$DEPLOYHOOK_SUMMARY`.
     pub summary: Option<&'a str>,
+    /// The rule's `lock`, which it holds while it runs.
+    pub lock: Option<&'a str>,
+    /// Queued behind a lock: "lock prod-web, held by job 12" (in `/api/jobs/{id}` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
     /// Its history, oldest first (in `/api/jobs/{id}` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<EventView<'a>>>,
@@ -93,6 +98,8 @@ impl<'a> JobView<'a> {
             owner: j.owner.as_ref().map(crate::store::InstanceId::as_str),
             cancel_requested: j.cancel_requested,
             summary: j.summary.as_deref(),
+            lock: j.lock.as_deref(),
+            waiting_for: None,
             events: None,
             notifications: None,
         }

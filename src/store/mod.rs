@@ -96,6 +96,8 @@ pub trait Backend: Send + Sync {
     /// Queues a copy of an interrupted job (attempt + 1).
     fn requeue(&self, id: JobId) -> Answer<'_, JobId>;
     fn get(&self, id: JobId) -> Answer<'_, Option<Job>>;
+    /// The running job that holds `lock` (a rule's `lock`), if one does.
+    fn lock_holder(&self, lock: String) -> Answer<'_, Option<JobId>>;
     /// A job's events, oldest first.
     fn job_events(&self, id: JobId) -> Answer<'_, Vec<JobEvent>>;
     fn list(&self, filter: JobFilter) -> Answer<'_, Vec<Job>>;

@@ -117,6 +117,8 @@ pub struct NewJob {
     /// Jobs of the hook's other rules may run at the same time as this one (`match =
     /// "all"`); else one job of the hook runs at a time.
     pub per_rule: bool,
+    /// Jobs holding the same lock (of any hook) never run at the same time.
+    pub lock: Option<String>,
     pub queue: Queue,
     pub event: PushEvent,
     pub origin: Origin,
@@ -147,6 +149,8 @@ pub struct Job {
     pub rule_key: String,
     /// The files the push changed, as the forge listed them.
     pub paths: ChangedPaths,
+    /// The lock it holds while it runs.
+    pub lock: Option<String>,
     pub state: JobState,
     pub queue: Queue,
     pub forge: Forge,

@@ -64,6 +64,27 @@ pub enum Auth {
     StandardWebhooks { keys: Vec<Secret> },
 }
 
+impl Auth {
+    /// The secrets as they are written in their files, for masking in job logs (a
+    /// Standard Webhooks key as `whsec_<base64>` and as its base64 alone).
+    pub fn secret_texts(&self) -> Vec<Vec<u8>> {
+        use base64::Engine as _;
+        match self {
+            Auth::Github { secrets, .. }
+            | Auth::Gitea { secrets, .. }
+            | Auth::Bitbucket { secrets } => secrets.iter().map(|s| s.expose().to_vec()).collect(),
+            Auth::GitlabToken { tokens } => tokens.iter().map(|s| s.expose().to_vec()).collect(),
+            Auth::StandardWebhooks { keys } => keys
+                .iter()
+                .flat_map(|k| {
+                    let b64 = base64::engine::general_purpose::STANDARD.encode(k.expose());
+                    [format!("whsec_{b64}").into_bytes(), b64.into_bytes()]
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The body of a delivery whose signature checked out. Only `verify` can make one, so a
 /// payload parser (and through it a job) can only ever see authenticated bytes.
 #[derive(Debug)]

@@ -6,6 +6,7 @@
 mod handle;
 mod parts;
 mod run;
+mod secrets;
 #[cfg(test)]
 mod tests;
 

@@ -558,11 +558,20 @@ impl Worker {
                 .name()
                 .map(str::to_owned)
         });
+        let secrets = match super::secrets::read(rule) {
+            Ok(s) => s,
+            Err(e) => return Ended::new(JobState::Failed, e),
+        };
+        let mask = super::secrets::mask(config, hook, rule, &secrets);
+        let mut env = environment(job, hook, rule, run_as.as_deref());
+        env.extend(secrets);
         let spec = RunSpec {
             launcher: w.parts.launcher.clone(),
             commands: rule.commands.clone(),
+            on_failure: rule.on_failure.clone(),
+            finally: rule.finally.clone(),
             workdir: worktree,
-            env: environment(job, hook, rule, run_as.as_deref()),
+            env,
             timeout: rule.timeout,
             kill_grace: config.server.kill_grace,
             limits: rule.limits.clone(),
@@ -575,7 +584,7 @@ impl Worker {
                 crate::event::ChangedPaths::Known(list) => Some(list.clone()),
                 crate::event::ChangedPaths::Unknown => None,
             },
-            log: w.logs.file(id, config.server.max_log_size),
+            log: w.logs.file(id, config.server.max_log_size).masking(mask),
         };
         ended(w.parts.runner.run(spec, cancel).await, rule)
     }

@@ -182,6 +182,7 @@ async fn queue(store: &Store, hook: &str) -> JobId {
         rule: 0,
         rule_key: "0".into(),
         per_rule: false,
+        lock: None,
         queue: Queue::Fifo,
         event,
         origin: Origin::Push,
@@ -470,6 +471,9 @@ impl crate::store::Backend for FullDisk {
     }
     fn requeue(&self, id: JobId) -> Answer<'_, JobId> {
         self.inner.requeue(id)
+    }
+    fn lock_holder(&self, lock: String) -> Answer<'_, Option<JobId>> {
+        self.inner.lock_holder(lock)
     }
     fn get(&self, id: JobId) -> Answer<'_, Option<crate::store::Job>> {
         self.inner.get(id)

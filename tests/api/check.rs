@@ -385,3 +385,48 @@ commands = [["true"]]
     assert!(!stderr.contains("never match"), "{stderr}");
     assert!(stderr.contains("two rules are named `api`"), "{stderr}");
 }
+
+#[test]
+fn secrets_locks_and_steps_are_checked() {
+    let text = r#"[server]
+listen = "127.0.0.1:0"
+
+[[hook]]
+id = "site"
+forge = "generic"
+secret_file = "whsec"
+repository = "acme/site"
+clone_url = "https://example.com/x.git"
+
+[[hook.rule]]
+branches = ["main"]
+env = { API_TOKEN = "inline", REGION = "eu" }
+secrets = { AWS_KEY = "readable-by-all", DB_PASSWORD = "missing", DEPLOYHOOK_X = "whsec", REGION = "whsec" }
+lock = ""
+commands = [["true"]]
+on_failure = [[]]
+finally = ["./release.sh"]
+"#;
+    let dir = TestDir::new(text);
+    let open = dir.dir.path().join("readable-by-all");
+    std::fs::write(&open, "k").unwrap();
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let (code, _, stderr) = check(&dir);
+    assert_eq!(code, 1, "{stderr}");
+    let file = dir.config_path().display().to_string();
+    for expected in [
+        "13:9: warning: env: API_TOKEN looks like a secret",
+        "14:23: warning: secret file",
+        "14:56: cannot read secret file",
+        "14:67: secrets: DEPLOYHOOK_X is set by deployhook itself for every job",
+        "14:91: secrets: REGION is in env as well; set it in one of them",
+        "15:8: lock: must be a name of 1 to 128 characters",
+        "17:15: command is an empty argv list",
+    ] {
+        assert!(
+            stderr.contains(&format!("{file}:{expected}")),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+    assert!(!stderr.contains("REGION looks like"), "{stderr}");
+}

@@ -22,4 +22,5 @@ mod rejections;
 mod replay;
 mod runner;
 mod serve;
+mod steps;
 mod trigger;

@@ -39,6 +39,8 @@ impl Job {
         let spec = RunSpec {
             launcher: PathBuf::from(env!("CARGO_BIN_EXE_deployhook-sandbox")),
             commands,
+            on_failure: Vec::new(),
+            finally: Vec::new(),
             workdir: work,
             env: vec![
                 ("PATH".into(), PATH.into()),

@@ -15,6 +15,7 @@ fn ruled(key: &str, index: usize, per_rule: bool, queue: Queue, after: char) -> 
 pub async fn run(open: &impl Fn() -> Store) {
     rules_of_one_hook_run_at_once_per_rule(&open()).await;
     supersede_follows_the_rule_key(&open()).await;
+    a_lock_is_held_by_one_job_of_any_hook(&open()).await;
 }
 
 async fn rules_of_one_hook_run_at_once_per_rule(s: &Store) {
@@ -54,4 +55,33 @@ async fn supersede_follows_the_rule_key(s: &Store) {
     assert_eq!(state(s, api).await, JobState::Queued);
     let j = s.get(new_web).await.unwrap().unwrap();
     assert_eq!((j.rule, j.rule_key.as_str()), (0, "web"));
+}
+
+async fn a_lock_is_held_by_one_job_of_any_hook(s: &Store) {
+    let locked = |queue: Queue, after: char| {
+        let mut j = ruled("0", 0, false, queue, after);
+        j.lock = Some("prod-web".into());
+        j
+    };
+    let app = queue(s, "app", vec![locked(Queue::Fifo, 'a')]).await[0];
+    let config = queue(s, "config", vec![locked(Queue::Supersede, 'a')]).await[0];
+    let free = queue(s, "other", vec![job(0, Queue::Fifo, 'a')]).await[0];
+    let first = s.claim(owner("w"), hour()).await.unwrap().unwrap();
+    assert_eq!((first.id, first.lock.as_deref()), (app, Some("prod-web")));
+    assert_eq!(s.lock_holder("prod-web".into()).await.unwrap(), Some(app));
+    // The config repo's job waits for the lock; a hook without it runs meanwhile.
+    let second = s.claim(owner("w"), hour()).await.unwrap().unwrap();
+    assert_eq!(second.id, free);
+    assert!(s.claim(owner("w"), hour()).await.unwrap().is_none());
+    // Supersede still applies while it waits.
+    let newer = queue(s, "config", vec![locked(Queue::Supersede, 'b')]).await[0];
+    assert_eq!(state(s, config).await, JobState::Superseded);
+    s.finish(owner("w"), app, JobState::Succeeded, "ok".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(s.lock_holder("prod-web".into()).await.unwrap(), None);
+    assert_eq!(
+        s.claim(owner("w"), hour()).await.unwrap().unwrap().id,
+        newer
+    );
 }

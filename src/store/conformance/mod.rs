@@ -43,6 +43,7 @@ pub fn job(rule: usize, queue: Queue, after: char) -> NewJob {
         rule,
         rule_key: rule.to_string(),
         per_rule: false,
+        lock: None,
         queue,
         event: PushEvent {
             forge: Forge::Generic,

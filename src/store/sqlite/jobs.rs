@@ -60,7 +60,7 @@ pub(super) fn forge(s: &str) -> Result<Forge, ()> {
 
 const COLUMNS: &str = "id, hook, rule, state, queue, forge, repository, git_ref, before_sha, after_sha, \
      pusher, delivery, attempt, manual, created_at, started_at, finished_at, detail, force, \
-     owner, cancel_requested, summary, rule_key, changed_paths";
+     owner, cancel_requested, summary, rule_key, changed_paths, lock";
 
 fn job(r: &Row<'_>) -> rusqlite::Result<Job> {
     let (manual, force): (bool, bool) = (r.get(13)?, r.get(18)?);
@@ -99,6 +99,7 @@ fn job(r: &Row<'_>) -> rusqlite::Result<Job> {
                 serde_json::from_str(&list).map_err(|_| corrupt(23, "changed paths", &list))?,
             ),
         },
+        lock: r.get(24)?,
     })
 }
 
@@ -144,8 +145,9 @@ pub(super) fn insert(
     conn.prepare_cached(
         "INSERT INTO jobs (hook, rule, state, queue, forge, repository, git_ref, before_sha, after_sha,
                            pusher, delivery, attempt, manual, created_at, force, rule_key, lane,
-                           changed_paths)
-         VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, ?11, ?12, ?13, ?14, ?15, ?16)",
+                           changed_paths, lock)
+         VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, ?11, ?12, ?13, ?14, ?15, ?16,
+                 ?17)",
     )?
     .execute(params![
         hook,
@@ -167,6 +169,7 @@ pub(super) fn insert(
             ChangedPaths::Known(list) => Some(serde_json::to_string(list).unwrap_or_default()),
             ChangedPaths::Unknown => None,
         },
+        job.lock,
     ])?;
     let id = JobId(conn.last_insert_rowid());
     super::outbox::subscribe(conn, id, &job.notify)?;
@@ -289,11 +292,15 @@ pub(super) fn claim(
                  SELECT (SELECT lane FROM jobs WHERE state = 'queued' AND lane > waiting.lane
                          ORDER BY lane LIMIT 1)
                  FROM waiting WHERE waiting.lane IS NOT NULL)
-             SELECT (SELECT id FROM jobs WHERE state = 'queued' AND lane = waiting.lane
-                     ORDER BY id LIMIT 1) AS first
-             FROM waiting
-             WHERE lane IS NOT NULL
-               AND NOT EXISTS (SELECT 1 FROM jobs WHERE state = 'running' AND lane = waiting.lane)
+             SELECT first FROM (
+                 SELECT (SELECT id FROM jobs WHERE state = 'queued' AND lane = waiting.lane
+                         ORDER BY id LIMIT 1) AS first
+                 FROM waiting
+                 WHERE lane IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM jobs WHERE state = 'running' AND lane = waiting.lane))
+             WHERE NOT EXISTS (SELECT 1 FROM jobs held, jobs wanted
+                               WHERE wanted.id = first AND wanted.lock IS NOT NULL
+                                 AND held.state = 'running' AND held.lock = wanted.lock)
              ORDER BY first LIMIT 1",
         )?
         .query_row([], |r| r.get::<_, i64>(0))
@@ -449,10 +456,10 @@ pub(super) fn requeue(conn: &Connection, id: JobId, now: Now) -> rusqlite::Resul
     conn.execute(
         "INSERT INTO jobs (hook, rule, state, queue, forge, repository, git_ref, before_sha, after_sha,
                                pusher, delivery, attempt, manual, created_at, detail, force,
-                               rule_key, lane, changed_paths)
+                               rule_key, lane, changed_paths, lock)
              SELECT hook, rule, 'queued', queue, forge, repository, git_ref, before_sha, after_sha,
                     pusher, delivery, attempt + 1, manual, ?2, 'retry of interrupted job ' || id, force,
-                    rule_key, lane, changed_paths
+                    rule_key, lane, changed_paths, lock
              FROM jobs WHERE id = ?1",
         params![id.0, now.secs],
     )?;
@@ -475,6 +482,13 @@ pub(super) fn requeue(conn: &Connection, id: JobId, now: Now) -> rusqlite::Resul
         &format!("retry of interrupted job {id}"),
     )?;
     Ok(retry)
+}
+
+/// The running job that holds `lock`, if one does.
+pub(super) fn lock_holder(conn: &Connection, lock: &str) -> rusqlite::Result<Option<JobId>> {
+    conn.prepare_cached("SELECT id FROM jobs WHERE state = 'running' AND lock = ?1 LIMIT 1")?
+        .query_row([lock], |r| r.get(0).map(JobId))
+        .optional()
 }
 
 pub(super) fn get(conn: &Connection, id: JobId) -> rusqlite::Result<Option<Job>> {

@@ -289,6 +289,10 @@ impl Backend for Sqlite {
         self.read(move |c| jobs::get(c, id))
     }
 
+    fn lock_holder(&self, lock: String) -> Answer<'_, Option<JobId>> {
+        self.read(move |c| jobs::lock_holder(c, &lock))
+    }
+
     fn job_events(&self, id: JobId) -> Answer<'_, Vec<JobEvent>> {
         self.read(move |c| jobs::events_of(c, id))
     }

@@ -121,6 +121,8 @@ const MIGRATIONS: &[&str] = &["
     DROP INDEX jobs_by_state_hook;
     CREATE INDEX jobs_by_state_lane ON jobs (state, lane, id);
     CREATE INDEX jobs_by_rule ON jobs (hook, rule_key, state, id);
+", "
+    ALTER TABLE jobs ADD COLUMN lock TEXT;   -- jobs holding the same lock never run at once
 "];
 
 /// Sets durability pragmas and applies any migrations not yet applied.
