@@ -18,6 +18,7 @@ fn job(n: usize) -> NewJob {
         rule_key: "0".into(),
         per_rule: false,
         lock: None,
+        reason: None,
         queue: Queue::Fifo,
         event: PushEvent {
             forge: Forge::Generic,

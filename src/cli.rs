@@ -16,8 +16,23 @@ pub const DEFAULT_CONFIG: &str = "/etc/deployhook/hooks.toml";
     about = "GitOps deploy daemon: verified forge push webhooks become sandboxed deploys"
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub conn: Conn,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Where the daemon is, for the commands that talk to it: before or after the command.
+#[derive(Debug, clap::Args)]
+pub struct Conn {
+    /// The daemon's address (for trigger: as the CI job reaches it). Default for the
+    /// API commands: http://127.0.0.1:9000.
+    #[arg(long, global = true, env = "DEPLOYHOOK_URL")]
+    pub url: Option<String>,
+    /// The file holding the API token. Default: the token the config names (its
+    /// api_token_file, or state_dir/api-token).
+    #[arg(long, global = true, env = "DEPLOYHOOK_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// `deployhook trigger --help`'s example, as the README gives it.
@@ -32,20 +47,25 @@ pub enum LogFormat {
     Json,
 }
 
-/// How the API commands reach the daemon.
+/// Where the API commands find the daemon's token (with `--url` and `--token-file`).
 #[derive(Debug, clap::Args)]
 pub struct ApiArgs {
-    /// The daemon's address.
-    #[arg(long, default_value = "http://127.0.0.1:9000")]
-    pub url: String,
-    /// The file holding the API token. Default: $DEPLOYHOOK_TOKEN_FILE, else the token the
-    /// config names (its api_token_file, or state_dir/api-token).
-    #[arg(long)]
-    pub token_file: Option<PathBuf>,
     /// The daemon's config, to find its API token in (default: ./hooks.toml, then
     /// /etc/deployhook/hooks.toml).
     #[arg(long)]
     pub config: Option<PathBuf>,
+}
+
+/// `--wait` for the commands that queue a job.
+#[derive(Debug, clap::Args)]
+pub struct WaitArgs {
+    /// Follow the job until it ends; exit 0 only if it succeeded (3 failed, 4 timed out,
+    /// 5 cancelled/superseded/interrupted, 7 still running at --timeout).
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits.
+    #[arg(long, default_value = "15m", requires = "wait")]
+    pub timeout: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,9 +102,6 @@ pub enum Command {
     /// until they end.
     #[command(after_help = TRIGGER_EXAMPLE)]
     Trigger {
-        /// The daemon's address, as the CI job reaches it.
-        #[arg(long)]
-        url: String,
         /// The generic hook to trigger.
         #[arg(long)]
         hook: String,
@@ -128,16 +145,39 @@ pub enum Command {
         #[arg(long, short)]
         verbose: bool,
     },
-    /// List recent jobs.
+    /// List recent jobs: when they started, how long they ran, what they deployed.
     Jobs {
         #[command(flatten)]
         api: ApiArgs,
         /// Only this hook's jobs.
         #[arg(long)]
         hook: Option<String>,
-        /// Only jobs in this state (queued, running, succeeded, failed, timed_out, cancelled, superseded, interrupted).
+        /// Only jobs in this state (queued, held, running, succeeded, failed, timed_out, cancelled, superseded, interrupted).
         #[arg(long)]
         state: Option<String>,
+        /// How many, newest first.
+        #[arg(long, default_value_t = 30)]
+        limit: usize,
+        /// The API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One job: what it deployed, its events, its notifications.
+    Show {
+        #[command(flatten)]
+        api: ApiArgs,
+        job: u64,
+        /// The API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The hooks, each with what is live now, what runs and waits, and whether it is paused.
+    Hooks {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The API's JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// What became of the latest verified deliveries, and why: "why did my push not
     /// deploy?".
@@ -179,6 +219,67 @@ pub enum Command {
         /// branches or tags match the ref.
         #[arg(long)]
         rule: Option<String>,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Deploy the commit that deployed successfully before the current one (or --to).
+    Rollback {
+        #[command(flatten)]
+        api: ApiArgs,
+        hook: String,
+        /// The rule whose deploys to roll back (default: that of the last good deploy).
+        #[arg(long)]
+        rule: Option<String>,
+        /// The commit to go back to (a prefix will do); it must have deployed before.
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Deploy a job's exact commit again.
+    Redeploy {
+        #[command(flatten)]
+        api: ApiArgs,
+        job: u64,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Hold a hook's deploys: deliveries are still verified, recorded and answered, and
+    /// their jobs wait (held) until `resume`.
+    Pause {
+        #[command(flatten)]
+        api: ApiArgs,
+        hook: String,
+        /// Why (shown with the held jobs).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Release a paused hook's held jobs.
+    Resume {
+        #[command(flatten)]
+        api: ApiArgs,
+        hook: String,
+    },
+    /// Re-read hooks.toml (as SIGHUP does).
+    Reload {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Why a push did or did not deploy, rule by rule, without deploying anything: a
+    /// recorded delivery (--delivery), or a payload on stdin (from the forge's delivery
+    /// page) read against the config.
+    Explain {
+        hook: String,
+        /// A recorded delivery's id (asks the daemon).
+        #[arg(long)]
+        delivery: Option<String>,
+        /// The payload's event, as the forge names it (push, Push Hook, repo:push...).
+        #[arg(long, default_value = "push")]
+        event: String,
+        /// The config to read the hook from (for a payload on stdin; also where the API
+        /// token is found).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Cancel a queued or running job.
     Cancel {

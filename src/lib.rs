@@ -28,6 +28,7 @@
 //! - [`cli`]: command-line definition; `main.rs` only dispatches.
 //! - [`assets`]: generates the man page, shell completions and hooks.toml JSON Schema.
 //! - [`ctl`]: the CLI commands that talk to a running daemon's API.
+//! - [`explain`]: why a push did or did not deploy, rule by rule (`deployhook explain`).
 //! - [`api_token`]: the API token the daemon makes when the config names none, and how
 //!   the CLI finds it.
 //! - [`trigger`]: `deployhook trigger`, a CI job's signed push and wait for its result.
@@ -42,6 +43,7 @@ pub mod cli;
 pub mod config;
 pub mod ctl;
 pub mod event;
+pub mod explain;
 pub mod forge;
 pub mod git;
 pub mod http_client;

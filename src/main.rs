@@ -1,12 +1,12 @@
 //! The `deployhook` binary: parse the command line, run the command, turn failure into
 //! an exit code (0 ok, 1 failure, 2 usage) with the cause on stderr.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use deployhook::cli::{ApiArgs, Cli, Command, LogFormat};
+use deployhook::cli::{Cli, Command, LogFormat};
 use deployhook::config::LiveConfig;
 use deployhook::config::{self, Loaded};
 use deployhook::ctl;
@@ -22,7 +22,11 @@ use deployhook::worker::{self, Worker};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let command = match ctl::commands::run(&cli.conn, cli.command) {
+        Ok(code) => return ExitCode::from(code),
+        Err(local) => *local,
+    };
+    match command {
         Command::Check { config } => check(&config),
         Command::Serve { config, log_format } => serve(&config, log_format),
         Command::Sign {
@@ -34,41 +38,75 @@ fn main() -> ExitCode {
         Command::Notify {
             action: deployhook::cli::NotifyAction::Test { name, config },
         } => notify_test(&config, &name),
-        c @ Command::Trigger { .. } => trigger(c),
-        Command::SandboxExec { args } => deployhook::runner::launcher::main(args),
-        Command::Jobs { api, hook, state } => ctl(&api, |t, out| {
-            ctl::jobs(t, hook.as_deref(), state.as_deref(), out)
-        }),
-        Command::Deliveries { api, hook, limit } => ctl(&api, |t, out| {
-            ctl::deliveries(t, hook.as_deref(), limit, out)
-        }),
-        Command::Logs { api, job, follow } => ctl(&api, |t, out| ctl::logs(t, job, follow, out)),
-        Command::Deploy {
-            api,
+        Command::Explain {
             hook,
-            git_ref,
-            sha,
-            force,
-            rule,
-        } => ctl(&api, |t, out| {
-            ctl::deploy(
-                t,
-                &hook,
-                &git_ref,
-                sha.as_deref(),
-                force,
-                rule.as_deref(),
-                out,
-            )
-        }),
-        Command::Cancel { api, job } => ctl(&api, |t, out| ctl::cancel(t, job, out)),
+            event,
+            config,
+            ..
+        } => explain(&hook, &event, config.as_deref()),
+        c @ Command::Trigger { .. } => trigger(cli.conn.url, c),
+        Command::SandboxExec { args } => deployhook::runner::launcher::main(args),
+        other => {
+            eprintln!("deployhook: {other:?} is not a command of this binary");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `deployhook explain HOOK < payload.json`: what each rule makes of a payload, read
+/// against the config (`--config`, else ./hooks.toml, then the packaged one).
+fn explain(hook: &str, event: &str, config: Option<&Path>) -> ExitCode {
+    use std::io::Read;
+    let path = config.map_or_else(
+        || {
+            let here = Path::new("hooks.toml");
+            if here.exists() {
+                here.to_path_buf()
+            } else {
+                PathBuf::from(deployhook::cli::DEFAULT_CONFIG)
+            }
+        },
+        Path::to_path_buf,
+    );
+    let config = match config::load(&path) {
+        Ok(Loaded { config, .. }) => config,
+        Err(invalid) => {
+            eprintln!("{invalid}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(h) = config.hook(hook) else {
+        eprintln!("deployhook: {} has no hook {hook:?}", path.display());
+        return ExitCode::FAILURE;
+    };
+    let mut body = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut body) {
+        eprintln!("deployhook: cannot read the payload from stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    match deployhook::explain::payload(h, event, &body) {
+        Ok(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("deployhook: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
 /// `deployhook trigger`: reads the secret and the paths, then hands over to `trigger`.
-fn trigger(command: Command) -> ExitCode {
+fn trigger(url: Option<String>, command: Command) -> ExitCode {
+    let Some(url) = url else {
+        eprintln!(
+            "deployhook: trigger needs --url (or $DEPLOYHOOK_URL): the daemon's address as this job reaches it"
+        );
+        return ExitCode::from(1);
+    };
     let Command::Trigger {
-        url,
         hook,
         secret_env,
         secret_file,
@@ -127,27 +165,6 @@ fn trigger(command: Command) -> ExitCode {
             ExitCode::from(exit as u8)
         }
         (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
-            eprintln!("deployhook: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn ctl(
-    api: &ApiArgs,
-    run: impl FnOnce(&ctl::Target, &mut dyn std::io::Write) -> Result<(), ctl::CtlError>,
-) -> ExitCode {
-    // Asked for (a flag, the environment): it must be readable. Found by looking in the
-    // default configs: used when readable.
-    let asked = api.token_file.is_some()
-        || api.config.is_some()
-        || std::env::var_os(deployhook::api_token::ENV).is_some_and(|v| !v.is_empty());
-    let token = deployhook::api_token::for_cli(api.token_file.as_deref(), api.config.as_deref());
-    let result = ctl::Target::new(&api.url, token.as_deref(), asked)
-        .and_then(|t| run(&t, &mut std::io::stdout().lock()));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
             eprintln!("deployhook: {e}");
             ExitCode::FAILURE
         }

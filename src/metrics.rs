@@ -175,6 +175,7 @@ impl Metrics {
             queue_depth,
             outbox_pending,
             outbox_oldest,
+            paused,
         } = gauges;
         let inner = self.lock();
         let mut out = String::new();
@@ -239,6 +240,12 @@ impl Metrics {
             "# HELP deployhook_outbox_oldest_pending_seconds How long the oldest of them has waited (0: none waits).\n# TYPE deployhook_outbox_oldest_pending_seconds gauge\ndeployhook_outbox_oldest_pending_seconds {:.3}",
             outbox_oldest.as_secs_f64()
         );
+        out.push_str(
+            "# HELP deployhook_hook_paused Hooks an operator paused (their jobs are held).\n# TYPE deployhook_hook_paused gauge\n",
+        );
+        for hook in paused {
+            let _ = writeln!(out, "deployhook_hook_paused{{hook=\"{}\"}} 1", escape(hook));
+        }
         let _ = writeln!(
             out,
             "# HELP deployhook_build_info The running version.\n# TYPE deployhook_build_info gauge\ndeployhook_build_info{{version=\"{}\"}} 1",
@@ -256,6 +263,8 @@ pub struct Gauges {
     pub outbox_pending: u64,
     /// The age of the oldest pending outbox row.
     pub outbox_oldest: Duration,
+    /// Hooks an operator paused.
+    pub paused: Vec<String>,
 }
 
 fn render_labels(names: &[&str], values: &[String], le: Option<&str>) -> String {
@@ -294,7 +303,12 @@ mod tests {
             queue_depth: 2,
             outbox_pending: 3,
             outbox_oldest: Duration::from_millis(1500),
+            paused: vec!["site".into()],
         });
+        assert!(
+            text.contains("deployhook_hook_paused{hook=\"site\"} 1\n"),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "deployhook_notifications_total{target=\"status\",kind=\"github\",result=\"sent\"} 1\n"

@@ -264,7 +264,8 @@ fn wait(
 
 impl Exit {
     /// The worse of `self` and how a job that ended in `state` ends the run.
-    fn max_with(self, state: &str) -> Exit {
+    #[must_use]
+    pub fn max_with(self, state: &str) -> Exit {
         let this = match state {
             "succeeded" => Exit::Succeeded,
             "failed" => Exit::Failed,

@@ -334,7 +334,9 @@ fn context(s: &StatusReport, hook: &Hook, rule: &str) -> String {
 /// How a job event shows on a forge.
 pub fn phase(kind: EventKind) -> Phase {
     match kind {
-        EventKind::Queued | EventKind::Requeued => Phase::Queued,
+        EventKind::Queued | EventKind::Requeued | EventKind::Held | EventKind::Released => {
+            Phase::Queued
+        }
         EventKind::Started => Phase::Running,
         EventKind::Succeeded => Phase::Succeeded,
         EventKind::Failed | EventKind::TimedOut => Phase::Failed,
@@ -357,7 +359,10 @@ fn description(n: &Notice<'_>) -> String {
         .map(|d| format!(" in {}", human(d)))
         .unwrap_or_default();
     match n.kind {
-        EventKind::Queued | EventKind::Requeued => format!("Queued as job {}", n.job),
+        EventKind::Queued | EventKind::Requeued | EventKind::Released => {
+            format!("Queued as job {}", n.job)
+        }
+        EventKind::Held => format!("Held: {}", n.reason),
         EventKind::Started => format!("Deploying (job {})", n.job),
         EventKind::Succeeded => format!("Deployed{took}"),
         EventKind::Failed => format!("Deploy failed{took}: {}", n.reason),

@@ -1,5 +1,5 @@
 //! The jobs API under `/api`: list, show (with its events), log (with follow), cancel,
-//! manual deploy, the event stream (JSON pages or Server-Sent Events) and delivery
+//! the event stream (JSON pages or Server-Sent Events) and delivery
 //! records. Every request needs the bearer token: `server.api_token_file`'s, or the one the
 //! daemon made in `state_dir/api-token` (see `api_token`). Loopback is not a credential.
 
@@ -16,11 +16,7 @@ use subtle::ConstantTimeEq;
 
 use super::views::{DeliveryView, EventView, JobView};
 use super::{ApiError, AppState};
-use crate::event::{ChangedPaths, DeliveryId, PushEvent, RefName, Sha};
-use crate::routing;
-use crate::store::{
-    Acceptance, CancelResult, Cursor, Delivery, JobFilter, JobId, JobState, NewJob, Origin,
-};
+use crate::store::{CancelResult, Cursor, JobFilter, JobId, JobState};
 
 /// How often a followed log is checked for more output.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
@@ -40,7 +36,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/jobs/{id}", web::get().to(show))
         .route("/api/jobs/{id}/log", web::get().to(log))
         .route("/api/jobs/{id}/cancel", web::post().to(cancel))
-        .route("/api/hooks/{id}/deploy", web::post().to(deploy))
         .route("/api/events", web::get().to(events))
         .route("/api/deliveries", web::get().to(deliveries));
 }
@@ -107,17 +102,28 @@ fn host_allowed(host: &str, server: &crate::config::Server) -> bool {
         })
 }
 
-fn job_id(raw: &str) -> Result<JobId, ApiError> {
+pub(super) fn job_id(raw: &str) -> Result<JobId, ApiError> {
     raw.parse::<i64>()
         .map(JobId)
         .map_err(|_| ApiError::NotFoundWhat(format!("no job {raw:?}: job ids are numbers")))
+}
+
+/// The job a path names, or 404.
+pub(super) async fn job_or_404(state: &AppState, raw: &str) -> Result<crate::store::Job, ApiError> {
+    let id = job_id(raw)?;
+    state
+        .store
+        .get(id)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| no_job(id))
 }
 
 fn no_job(id: JobId) -> ApiError {
     ApiError::NotFoundWhat(format!("no job {}", id.0))
 }
 
-fn unavailable(e: impl std::fmt::Display) -> ApiError {
+pub(super) fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::Unavailable(e.to_string())
 }
 
@@ -160,16 +166,20 @@ async fn show(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
-    let id = job_id(&id)?;
-    let Some(job) = state.store.get(id).await.map_err(unavailable)? else {
-        return Err(no_job(id));
-    };
+    let job = job_or_404(&state, &id).await?;
+    let id = job.id;
     let events = state.store.job_events(id).await.map_err(unavailable)?;
     let notifications = state.store.notifications(id).await.map_err(unavailable)?;
     let mut view = JobView::new(&job)
         .with_events(&events)
         .with_notifications(&notifications);
-    if job.state == crate::store::JobState::Queued
+    if job.state == JobState::Held {
+        let pauses = state.store.pauses().await.map_err(unavailable)?;
+        view.waiting_for = Some(match pauses.iter().find(|p| p.hook == job.hook) {
+            Some(p) if !p.reason.is_empty() => format!("hook {} is paused: {}", job.hook, p.reason),
+            _ => format!("hook {} is paused", job.hook),
+        });
+    } else if job.state == JobState::Queued
         && let Some(lock) = &job.lock
         && let Some(holder) = state
             .store
@@ -195,10 +205,7 @@ async fn log(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
-    let id = job_id(&id)?;
-    if state.store.get(id).await.map_err(unavailable)?.is_none() {
-        return Err(no_job(id));
-    }
+    let id = job_or_404(&state, &id).await?.id;
     let mut text = HttpResponse::Ok();
     text.content_type("text/plain; charset=utf-8");
     let logs = state.logs.clone();
@@ -280,140 +287,6 @@ async fn cancel(
         ))),
         CancelResult::NotFound => Err(no_job(id)),
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeployRequest {
-    /// A full ref (`refs/tags/v1.2`) or a branch name (`main`).
-    #[serde(rename = "ref")]
-    git_ref: String,
-    /// The commit to deploy; without it, the ref's current commit on the remote.
-    sha: Option<String>,
-    /// Deploy `sha` even if it is not reachable from `ref` (recorded in the job).
-    #[serde(default)]
-    force: bool,
-    /// The rule (its name, or its index) to deploy with; default: the first whose
-    /// branch/tag globs match the ref.
-    rule: Option<String>,
-}
-
-/// The rule a deploy by hand runs with: the one asked for (which must deploy the ref), or
-/// the first whose branch/tag globs match it.
-fn pick_rule<'h>(
-    hook: &'h crate::config::Hook,
-    key: Option<&str>,
-    probe: &PushEvent,
-) -> Result<&'h crate::config::Rule, ApiError> {
-    let Some(key) = key else {
-        return hook
-            .rules
-            .iter()
-            .find(|r| routing::matches(r, probe))
-            .ok_or_else(|| {
-                ApiError::Unprocessable(format!(
-                    "no rule of hook {:?} matches {}",
-                    hook.id, probe.git_ref
-                ))
-            });
-    };
-    let rule = hook.rule(key).ok_or_else(|| {
-        ApiError::Unprocessable(format!("hook {:?} has no rule {key:?}", hook.id))
-    })?;
-    match routing::why_not(rule, probe) {
-        Some(why) => Err(ApiError::Unprocessable(format!(
-            "rule {key} of hook {:?} does not deploy {}: {why}",
-            hook.id, probe.git_ref
-        ))),
-        None => Ok(rule),
-    }
-}
-
-/// A deploy by hand: the first rule of the hook whose branch/tag globs match the ref.
-async fn deploy(
-    req: HttpRequest,
-    id: web::Path<String>,
-    body: web::Json<DeployRequest>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    authorize(&req, &state)?;
-    let config = state.config.get();
-    let hook = config
-        .hook(&id)
-        .ok_or_else(|| ApiError::UnknownHook(id.into_inner()))?;
-    let full = if body.git_ref.starts_with("refs/") {
-        body.git_ref.clone()
-    } else {
-        format!("refs/heads/{}", body.git_ref)
-    };
-    let git_ref = RefName::parse(&full).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    // Pick the rule by the ref alone first: no point asking the remote for a ref that no
-    // rule would deploy.
-    let by_ref = |sha: Sha| PushEvent {
-        forge: hook.forge,
-        repository: hook.repository.clone(),
-        git_ref: git_ref.clone(),
-        before: Sha::parse(&"0".repeat(sha.as_str().len())).expect("zeros are a sha"),
-        after: sha,
-        forced: false,
-        paths: ChangedPaths::Unknown,
-        pusher: Some("manual".to_owned()),
-        delivery: None::<DeliveryId>,
-    };
-    let probe = by_ref(Sha::parse(&"0".repeat(40)).expect("zeros are a sha"));
-    let rule = pick_rule(hook, body.rule.as_deref(), &probe)?;
-    let sha = if let Some(s) = &body.sha {
-        Sha::parse(s).map_err(|e| ApiError::BadRequest(e.to_string()))?
-    } else {
-        let resolved = crate::worker::resolve_ref(state.git.clone(), hook, &git_ref)
-            .await
-            .map_err(ApiError::BadGateway)?;
-        Sha::parse(&resolved).map_err(|e| ApiError::BadGateway(e.to_string()))?
-    };
-    let event = by_ref(sha);
-    let (git_ref, sha) = (event.git_ref.to_string(), event.after.to_string());
-    let asked = Delivery {
-        hook: hook.id.clone(),
-        delivery: None,
-        forge: hook.forge,
-        event: Some("manual".to_owned()),
-        git_ref: Some(event.git_ref.clone()),
-        after: Some(event.after.clone()),
-    };
-    let job = NewJob {
-        rule: rule.index,
-        rule_key: rule.key(),
-        per_rule: hook.matching == crate::config::Matching::All,
-        lock: rule.lock.clone(),
-        queue: rule.queue,
-        event,
-        origin: Origin::Manual { force: body.force },
-        notify: crate::notify::subscriptions(&state.config.get(), hook, rule),
-    };
-    let accepted = state
-        .store
-        .accept(asked, Vec::new(), vec![job], hook.max_queued)
-        .await
-        .map_err(unavailable)?;
-    let ids = match accepted {
-        Acceptance::Queued(ids) => ids,
-        Acceptance::Full { waiting } => {
-            return Err(ApiError::QueueFull {
-                hook: hook.id.clone(),
-                waiting,
-            });
-        }
-        Acceptance::Duplicate(_) => {
-            return Err(ApiError::Unavailable("the store refused the job".into()));
-        }
-    };
-    state.worker.wake();
-    tracing::info!(hook = %hook.id, job = ids[0].0, git_ref = %git_ref, sha = %sha, force = body.force, "manual deploy queued");
-    Ok(HttpResponse::Accepted().json(json!({
-        "status": "queued",
-        "hook": hook.id,
-        "jobs": [{ "id": ids[0].0, "rule": rule.index, "rule_key": rule.key(), "ref": git_ref, "sha": sha, "state": "queued" }],
-    })))
 }
 
 #[derive(Deserialize)]

@@ -148,6 +148,7 @@ fn new_jobs(config: &crate::config::Config, hook: &Hook, jobs: Vec<JobSpec>) -> 
                 crate::notify::subscriptions(config, hook, rule)
             }),
             lock: hook.rules.get(spec.rule).and_then(|r| r.lock.clone()),
+            reason: None,
             rule: spec.rule,
             rule_key: spec.rule_key,
             per_rule: spec.per_rule,

@@ -3,6 +3,7 @@
 //! only module that knows actix.
 
 mod api;
+mod controls;
 mod error;
 mod hooks;
 mod ops;
@@ -72,6 +73,7 @@ impl Application {
                     error::ApiError::BadRequest(format!("invalid JSON body: {e}")).into()
                 }))
                 .configure(api::routes)
+                .configure(controls::routes)
                 .configure(ops::routes)
                 .configure(status::routes)
                 .service(

@@ -37,6 +37,14 @@ async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
             .oldest
             .and_then(|t| t.elapsed().ok())
             .unwrap_or_default(),
+        paused: state
+            .store
+            .pauses()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| p.hook)
+            .collect(),
     };
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

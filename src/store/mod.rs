@@ -24,8 +24,8 @@ use tokio::sync::watch;
 pub use types::{
     Acceptance, Attempt, CancelResult, Cursor, Delivery, DeliveryOutcome, DeliveryRecord,
     EventKind, Finished, Heartbeat, InstanceId, Job, JobEvent, JobFilter, JobId, JobState, NewJob,
-    NotQueued, Notification, Origin, OutboxDepth, OutboxId, OutboxState, Outgoing, Prior, Queue,
-    Retention, Subscription,
+    NotQueued, Notification, Origin, OutboxDepth, OutboxId, OutboxState, Outgoing, Pause, Prior,
+    Queue, Retention, Subscription,
 };
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -96,6 +96,13 @@ pub trait Backend: Send + Sync {
     /// Queues a copy of an interrupted job (attempt + 1).
     fn requeue(&self, id: JobId) -> Answer<'_, JobId>;
     fn get(&self, id: JobId) -> Answer<'_, Option<Job>>;
+    /// Pauses `hook`: its queued jobs, and every job queued until it is resumed, are held.
+    /// Pausing a paused hook replaces the reason. Returns the jobs it held.
+    fn pause(&self, hook: String, reason: String) -> Answer<'_, Vec<JobId>>;
+    /// Resumes `hook`: its held jobs are queued again (`None`: it was not paused).
+    fn resume(&self, hook: String) -> Answer<'_, Option<Vec<JobId>>>;
+    /// The paused hooks.
+    fn pauses(&self) -> Answer<'_, Vec<Pause>>;
     /// The running job that holds `lock` (a rule's `lock`), if one does.
     fn lock_holder(&self, lock: String) -> Answer<'_, Option<JobId>>;
     /// A job's events, oldest first.

@@ -17,10 +17,12 @@ impl fmt::Display for JobId {
     }
 }
 
-/// Where a job is in its life. Only `Queued` and `Running` are not final.
+/// Where a job is in its life. Only `Queued`, `Held` and `Running` are not final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JobState {
     Queued,
+    /// Waiting for its hook to be resumed (an operator paused it).
+    Held,
     Running,
     Succeeded,
     Failed,
@@ -33,8 +35,9 @@ pub enum JobState {
 }
 
 impl JobState {
-    pub const ALL: [JobState; 8] = [
+    pub const ALL: [JobState; 9] = [
         JobState::Queued,
+        JobState::Held,
         JobState::Running,
         JobState::Succeeded,
         JobState::Failed,
@@ -47,6 +50,7 @@ impl JobState {
     pub fn as_str(self) -> &'static str {
         match self {
             JobState::Queued => "queued",
+            JobState::Held => "held",
             JobState::Running => "running",
             JobState::Succeeded => "succeeded",
             JobState::Failed => "failed",
@@ -62,7 +66,7 @@ impl JobState {
     }
 
     pub fn is_final(self) -> bool {
-        !matches!(self, JobState::Queued | JobState::Running)
+        !matches!(self, JobState::Queued | JobState::Held | JobState::Running)
     }
 }
 
@@ -119,6 +123,9 @@ pub struct NewJob {
     pub per_rule: bool,
     /// Jobs holding the same lock (of any hook) never run at the same time.
     pub lock: Option<String>,
+    /// Why it was queued, for its `queued` event, when not a plain push or deploy ("a
+    /// rollback of site from 1a2b3c4 to 9f8e7d6").
+    pub reason: Option<String>,
     pub queue: Queue,
     pub event: PushEvent,
     pub origin: Origin,
@@ -296,10 +303,14 @@ pub enum EventKind {
     Interrupted,
     /// An interrupted job was queued again (as a new job, named in the reason).
     Requeued,
+    /// Its hook is paused: it waits until the hook is resumed.
+    Held,
+    /// Its hook was resumed: it is queued again.
+    Released,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::Queued,
         EventKind::Superseded,
         EventKind::Started,
@@ -309,6 +320,8 @@ impl EventKind {
         EventKind::Cancelled,
         EventKind::Interrupted,
         EventKind::Requeued,
+        EventKind::Held,
+        EventKind::Released,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -322,6 +335,8 @@ impl EventKind {
             EventKind::Cancelled => "cancelled",
             EventKind::Interrupted => "interrupted",
             EventKind::Requeued => "requeued",
+            EventKind::Held => "held",
+            EventKind::Released => "released",
         }
     }
 
@@ -332,7 +347,7 @@ impl EventKind {
     /// The event that records a job ending in `state` (`None` for the two live states).
     pub fn ended(state: JobState) -> Option<EventKind> {
         Some(match state {
-            JobState::Queued | JobState::Running => return None,
+            JobState::Queued | JobState::Held | JobState::Running => return None,
             JobState::Succeeded => EventKind::Succeeded,
             JobState::Failed => EventKind::Failed,
             JobState::TimedOut => EventKind::TimedOut,
@@ -520,4 +535,12 @@ pub struct Notification {
 pub struct OutboxDepth {
     pub pending: u64,
     pub oldest: Option<SystemTime>,
+}
+
+/// A paused hook: its new and queued jobs are held until it is resumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pause {
+    pub hook: String,
+    pub reason: String,
+    pub since: SystemTime,
 }

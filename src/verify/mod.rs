@@ -118,6 +118,19 @@ impl Verified<'_> {
     }
 }
 
+impl<'a> Verified<'a> {
+    /// A JSON body an operator hands to `deployhook explain` (from the forge's delivery
+    /// page), read as if verified: explain only routes it, and nothing is deployed or
+    /// recorded from it. The delivery path never calls this.
+    pub fn for_explain(json: &'a [u8]) -> Verified<'a> {
+        Verified {
+            json: Ok(Cow::Borrowed(json)),
+            signed_id: None,
+            signed: Cow::Borrowed(json),
+        }
+    }
+}
+
 #[cfg(test)]
 impl<'a> Verified<'a> {
     /// A JSON body taken as verified, for unit tests of the payload parsers.

@@ -183,6 +183,7 @@ async fn queue(store: &Store, hook: &str) -> JobId {
         rule_key: "0".into(),
         per_rule: false,
         lock: None,
+        reason: None,
         queue: Queue::Fifo,
         event,
         origin: Origin::Push,
@@ -471,6 +472,15 @@ impl crate::store::Backend for FullDisk {
     }
     fn requeue(&self, id: JobId) -> Answer<'_, JobId> {
         self.inner.requeue(id)
+    }
+    fn pause(&self, hook: String, reason: String) -> Answer<'_, Vec<JobId>> {
+        self.inner.pause(hook, reason)
+    }
+    fn resume(&self, hook: String) -> Answer<'_, Option<Vec<JobId>>> {
+        self.inner.resume(hook)
+    }
+    fn pauses(&self) -> Answer<'_, Vec<crate::store::Pause>> {
+        self.inner.pauses()
     }
     fn lock_holder(&self, lock: String) -> Answer<'_, Option<JobId>> {
         self.inner.lock_holder(lock)

@@ -7,6 +7,7 @@ mod helpers;
 
 mod assets;
 mod check;
+mod controls;
 mod deliveries;
 mod escape;
 mod faults;

@@ -90,6 +90,8 @@ pub fn state_words(kind: EventKind) -> &'static str {
         EventKind::Superseded => "was superseded",
         EventKind::Interrupted => "was interrupted",
         EventKind::Requeued => "was queued again",
+        EventKind::Held => "is held (the hook is paused)",
+        EventKind::Released => "is queued (the hook was resumed)",
     }
 }
 
@@ -491,6 +493,8 @@ fn ntfy_tags(n: &Notice) -> &'static str {
         EventKind::Superseded => "fast_forward",
         EventKind::Interrupted => "warning",
         EventKind::Requeued => "repeat",
+        EventKind::Held => "pause_button",
+        EventKind::Released => "arrow_forward",
     }
 }
 
@@ -503,9 +507,12 @@ fn ntfy_priority(n: &Notice) -> &'static str {
     match n.kind {
         EventKind::Failed | EventKind::TimedOut | EventKind::Interrupted => "high",
         EventKind::Succeeded | EventKind::Cancelled => "default",
-        EventKind::Queued | EventKind::Started | EventKind::Superseded | EventKind::Requeued => {
-            "low"
-        }
+        EventKind::Queued
+        | EventKind::Started
+        | EventKind::Superseded
+        | EventKind::Requeued
+        | EventKind::Held
+        | EventKind::Released => "low",
     }
 }
 
@@ -518,7 +525,11 @@ fn teams_color(n: &Notice) -> &'static str {
         EventKind::Succeeded => "Good",
         EventKind::Failed | EventKind::TimedOut | EventKind::Interrupted => "Attention",
         EventKind::Cancelled | EventKind::Superseded => "Warning",
-        EventKind::Queued | EventKind::Started | EventKind::Requeued => "Default",
+        EventKind::Queued
+        | EventKind::Started
+        | EventKind::Requeued
+        | EventKind::Held
+        | EventKind::Released => "Default",
     }
 }
 

@@ -121,6 +121,8 @@ fn state_words_for_every_kind() {
             "was cancelled",
             "was interrupted",
             "was queued again",
+            "is held (the hook is paused)",
+            "is queued (the hook was resumed)",
         ]
     );
 }
@@ -143,6 +145,8 @@ fn webhook_types_for_every_kind() {
             "deploy.cancelled",
             "deploy.interrupted",
             "deploy.requeued",
+            "deploy.held",
+            "deploy.released",
         ]
     );
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 mod lanes;
 mod outbox;
+mod pauses;
 
 use super::Store;
 use super::types::*;
@@ -32,6 +33,7 @@ pub async fn run(open: impl Fn() -> Store) {
     pruning(&open()).await;
     outbox::run(&open).await;
     lanes::run(&open).await;
+    pauses::run(&open).await;
 }
 
 pub fn sha(c: char) -> Sha {
@@ -44,6 +46,7 @@ pub fn job(rule: usize, queue: Queue, after: char) -> NewJob {
         rule_key: rule.to_string(),
         per_rule: false,
         lock: None,
+        reason: None,
         queue,
         event: PushEvent {
             forge: Forge::Generic,

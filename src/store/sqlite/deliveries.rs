@@ -48,7 +48,7 @@ pub(in crate::store) fn accept(
     let waiting: i64 = conn
         .prepare_cached(
             "SELECT count(*) FROM
-                 (SELECT 1 FROM jobs WHERE state = 'queued' AND hook = ?1 LIMIT ?2)",
+                 (SELECT 1 FROM jobs WHERE state IN ('queued', 'held') AND hook = ?1 LIMIT ?2)",
         )?
         .query_row(
             params![hook, i64::try_from(max_queued).unwrap_or(i64::MAX)],

@@ -103,7 +103,7 @@ fn job(r: &Row<'_>) -> rusqlite::Result<Job> {
     })
 }
 
-fn event(
+pub(super) fn event(
     conn: &Connection,
     job: JobId,
     hook: &str,
@@ -173,12 +173,13 @@ pub(super) fn insert(
     ])?;
     let id = JobId(conn.last_insert_rowid());
     super::outbox::subscribe(conn, id, &job.notify)?;
-    let why = match job.origin {
-        Origin::Push => format!("push to {} at {}", e.git_ref, e.after),
-        Origin::Manual { force: false } => {
+    let why = match (&job.reason, job.origin) {
+        (Some(reason), _) => reason.clone(),
+        (None, Origin::Push) => format!("push to {} at {}", e.git_ref, e.after),
+        (None, Origin::Manual { force: false }) => {
             format!("deploy of {} at {} by hand", e.git_ref, e.after)
         }
-        Origin::Manual { force: true } => format!(
+        (None, Origin::Manual { force: true }) => format!(
             "deploy of {} at {} by hand, forced (not checked against the ref)",
             e.git_ref, e.after
         ),
@@ -202,6 +203,7 @@ pub(super) fn insert(
             None => supersede_older(conn, hook, &job.rule_key, id, now)?,
         }
     }
+    super::pauses::hold_if_paused(conn, hook, id, now)?;
     Ok(id)
 }
 
@@ -264,7 +266,8 @@ fn supersede_older(
     let replaced: Vec<i64> = conn
         .prepare_cached(
             "UPDATE jobs SET state = 'superseded', finished_at = ?4, detail = ?5
-             WHERE hook = ?1 AND rule_key = ?2 AND state = 'queued' AND queue = 'supersede' AND id < ?3
+             WHERE hook = ?1 AND rule_key = ?2 AND state IN ('queued', 'held') AND queue = 'supersede'
+               AND id < ?3
              RETURNING id",
         )?
         .query_map(params![hook, rule, newer.0, now.secs, why], |r| r.get(0))?
@@ -397,7 +400,7 @@ pub(super) fn cancel(conn: &Connection, id: JobId, now: Now) -> rusqlite::Result
         return Ok(CancelResult::NotFound);
     };
     Ok(match job.state {
-        JobState::Queued => {
+        JobState::Queued | JobState::Held => {
             let why = "cancelled before it started";
             conn.execute(
                 "UPDATE jobs SET state = 'cancelled', finished_at = ?2, detail = ?3 WHERE id = ?1",
@@ -565,7 +568,7 @@ pub(super) fn prune(conn: &Connection, keep: Retention, now: Now) -> rusqlite::R
             "SELECT id FROM (
                  SELECT id, created_at,
                         ROW_NUMBER() OVER (PARTITION BY hook ORDER BY id DESC) AS newer
-                 FROM jobs WHERE state NOT IN ('queued', 'running')
+                 FROM jobs WHERE state NOT IN ('queued', 'held', 'running')
                    AND NOT EXISTS (SELECT 1 FROM outbox
                                    WHERE outbox.job = jobs.id AND outbox.state = 'pending'))
              WHERE newer > ?1 OR created_at < ?2

@@ -10,6 +10,7 @@
 mod deliveries;
 mod jobs;
 mod outbox;
+mod pauses;
 mod schema;
 
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
@@ -24,7 +25,7 @@ use tokio::sync::{oneshot, watch};
 use super::types::{
     Acceptance, Attempt, CancelResult, Cursor, Delivery, DeliveryRecord, Finished, Heartbeat,
     InstanceId, Job, JobEvent, JobFilter, JobId, JobState, NewJob, NotQueued, Notification,
-    OutboxDepth, OutboxId, Outgoing, Retention,
+    OutboxDepth, OutboxId, Outgoing, Pause, Retention,
 };
 use super::{Answer, Backend, StoreError, lock};
 
@@ -287,6 +288,18 @@ impl Backend for Sqlite {
 
     fn get(&self, id: JobId) -> Answer<'_, Option<Job>> {
         self.read(move |c| jobs::get(c, id))
+    }
+
+    fn pause(&self, hook: String, reason: String) -> Answer<'_, Vec<JobId>> {
+        self.write(move |tx, now| pauses::pause(tx, &hook, &reason, now))
+    }
+
+    fn resume(&self, hook: String) -> Answer<'_, Option<Vec<JobId>>> {
+        self.write(move |tx, now| pauses::resume(tx, &hook, now))
+    }
+
+    fn pauses(&self) -> Answer<'_, Vec<Pause>> {
+        self.read(pauses::list)
     }
 
     fn lock_holder(&self, lock: String) -> Answer<'_, Option<JobId>> {

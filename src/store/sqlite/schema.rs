@@ -123,6 +123,13 @@ const MIGRATIONS: &[&str] = &["
     CREATE INDEX jobs_by_rule ON jobs (hook, rule_key, state, id);
 ", "
     ALTER TABLE jobs ADD COLUMN lock TEXT;   -- jobs holding the same lock never run at once
+", "
+    -- Paused hooks: their jobs are held (state 'held') until the hook is resumed.
+    CREATE TABLE pauses (
+        hook   TEXT PRIMARY KEY,
+        reason TEXT    NOT NULL,
+        since  INTEGER NOT NULL   -- unix ms
+    ) WITHOUT ROWID;
 "];
 
 /// Sets durability pragmas and applies any migrations not yet applied.

@@ -1,5 +1,12 @@
-//! The CLI commands that talk to a running daemon through its API (`jobs`, `deliveries`,
-//! `logs`, `deploy`, `cancel`), over `http_client` (plain HTTP or HTTPS).
+//! The CLI commands that talk to a running daemon through its API, over `http_client`
+//! (plain HTTP or HTTPS): `jobs`, `show`, `deliveries`, `logs`, `cancel` here; the
+//! operator controls (`deploy`, `rollback`, `redeploy`, `pause`, `resume`, `hooks`,
+//! `reload`, `--wait`) in `manage`.
+
+pub mod commands;
+mod manage;
+
+pub use manage::{DeployArgs, deploy, hooks, pause, redeploy, reload, resume, rollback, wait_for};
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -40,6 +47,25 @@ pub enum CtlError {
         state: String,
         detail: String,
     },
+    /// `--wait` saw the job end other than `succeeded` (or not end in time): the exit
+    /// status says how (`trigger`'s codes).
+    #[error("job {job} {state}: {detail}")]
+    Waited {
+        job: u64,
+        state: String,
+        detail: String,
+        code: u8,
+    },
+}
+
+impl CtlError {
+    /// The process's exit status for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CtlError::Waited { code, .. } => *code,
+            _ => 1,
+        }
+    }
 }
 
 impl Target {
@@ -69,7 +95,12 @@ impl Target {
     }
 
     /// Sends a request; returns the answer with its body to be read as it comes.
-    fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Stream, CtlError> {
+    pub(crate) fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Stream, CtlError> {
         let mut headers = vec![("Content-Type".to_owned(), "application/json".to_owned())];
         if let Some(t) = &self.token {
             headers.push(("Authorization".to_owned(), format!("Bearer {t}")));
@@ -85,7 +116,12 @@ impl Target {
     }
 
     /// A request whose answer is JSON; API errors become `CtlError::Api`.
-    fn json(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, CtlError> {
+    pub(crate) fn json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, CtlError> {
         let answer = self
             .send(method, path, body)?
             .read()
@@ -103,42 +139,137 @@ impl Target {
     }
 }
 
-/// `deployhook jobs`: a table of recent jobs.
+/// `deployhook jobs`: a table of recent jobs (or the API's JSON).
 pub fn jobs(
     t: &Target,
     hook: Option<&str>,
     state: Option<&str>,
+    limit: usize,
+    json: bool,
     out: &mut dyn Write,
 ) -> Result<(), CtlError> {
-    let mut query = Vec::new();
+    let mut query = vec![format!("limit={limit}")];
     if let Some(h) = hook {
         query.push(format!("hook={}", encode(h)));
     }
     if let Some(s) = state {
         query.push(format!("state={}", encode(s)));
     }
-    let path = if query.is_empty() {
-        "/api/jobs".to_owned()
-    } else {
-        format!("/api/jobs?{}", query.join("&"))
-    };
+    let path = format!("/api/jobs?{}", query.join("&"));
     let v = t.json(Method::Get, &path, None)?;
+    if json {
+        let _ = writeln!(out, "{v:#}");
+        return Ok(());
+    }
     let _ = writeln!(
         out,
-        "{:>6}  {:<16} {:<11} {:<24} {:<12} DETAIL",
-        "ID", "HOOK", "STATE", "REF", "SHA"
+        "{:>6}  {:<16} {:<8} {:<11} {:<20} {:>8}  {:<24} {:<8} {:<16} DETAIL",
+        "ID", "HOOK", "RULE", "STATE", "STARTED (UTC)", "TOOK", "REF", "SHA", "PUSHER"
     );
     for j in v["jobs"].as_array().into_iter().flatten() {
+        let started = j["started_at"].as_f64();
+        let took = match (started, j["finished_at"].as_f64()) {
+            (Some(s), Some(f)) => took(f - s),
+            _ => "-".to_owned(),
+        };
         let _ = writeln!(
             out,
-            "{:>6}  {:<16} {:<11} {:<24} {:<12} {}",
+            "{:>6}  {:<16} {:<8} {:<11} {:<20} {:>8}  {:<24} {:<8} {:<16} {}",
             j["id"].as_i64().unwrap_or_default(),
             j["hook"].as_str().unwrap_or(""),
+            j["rule_key"].as_str().unwrap_or(""),
             j["state"].as_str().unwrap_or(""),
+            started.map_or_else(|| "-".to_owned(), utc),
+            took,
             j["ref"].as_str().unwrap_or(""),
-            j["sha"].as_str().unwrap_or("").get(..12).unwrap_or(""),
+            j["sha"].as_str().unwrap_or("").get(..7).unwrap_or(""),
+            j["pusher"].as_str().unwrap_or("-"),
             j["detail"].as_str().unwrap_or(""),
         );
+    }
+    Ok(())
+}
+
+/// `12s`, `4m05s`: how long a job ran.
+fn took(secs: f64) -> String {
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a job's run time in whole seconds"
+    )]
+    let s = secs.max(0.0) as u64;
+    if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// `deployhook show JOB`: one job, its events and its notifications (or the JSON).
+pub fn show(t: &Target, job: u64, json: bool, out: &mut dyn Write) -> Result<(), CtlError> {
+    let j = t.json(Method::Get, &format!("/api/jobs/{job}"), None)?;
+    if json {
+        let _ = writeln!(out, "{j:#}");
+        return Ok(());
+    }
+    let field = |k: &str| match &j[k] {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+    let _ = writeln!(out, "job {}: {}", field("id"), field("state"));
+    for (label, key) in [
+        ("hook", "hook"),
+        ("rule", "rule_key"),
+        ("ref", "ref"),
+        ("commit", "sha"),
+        ("pusher", "pusher"),
+        ("delivery", "delivery"),
+        ("attempt", "attempt"),
+        ("detail", "detail"),
+        ("summary", "summary"),
+        ("waiting for", "waiting_for"),
+    ] {
+        if !j[key].is_null() {
+            let _ = writeln!(out, "  {label:<12} {}", field(key));
+        }
+    }
+    for (label, key) in [
+        ("queued", "created_at"),
+        ("started", "started_at"),
+        ("ended", "finished_at"),
+    ] {
+        if let Some(at) = j[key].as_f64() {
+            let _ = writeln!(out, "  {label:<12} {} UTC", utc(at));
+        }
+    }
+    let _ = writeln!(out, "events:");
+    for e in j["events"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  {}  {:<11} {}",
+            utc(e["at"].as_f64().unwrap_or(0.0)),
+            e["kind"].as_str().unwrap_or(""),
+            e["reason"].as_str().unwrap_or("")
+        );
+    }
+    let notes = j["notifications"].as_array().cloned().unwrap_or_default();
+    if !notes.is_empty() {
+        let _ = writeln!(out, "notifications:");
+        for n in notes {
+            let _ = writeln!(
+                out,
+                "  {:<20} {:<11} {:<9} {} attempt(s){}",
+                n["target"].as_str().unwrap_or(""),
+                n["event"].as_str().unwrap_or(""),
+                n["state"].as_str().unwrap_or(""),
+                n["attempts"],
+                n["last_error"]
+                    .as_str()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            );
+        }
     }
     Ok(())
 }
@@ -191,7 +322,7 @@ pub fn deliveries(
 }
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) of unix seconds, as job logs print times.
-fn utc(secs: f64) -> String {
+pub(crate) fn utc(secs: f64) -> String {
     #[expect(
         clippy::cast_possible_truncation,
         clippy::cast_sign_loss,
@@ -257,40 +388,43 @@ fn copy_log(t: &Target, job: u64, follow: bool, out: &mut dyn Write) -> Result<(
     }
 }
 
-/// `deployhook deploy HOOK --ref REF [--sha SHA [--force]]`.
-pub fn deploy(
+/// `deployhook explain HOOK --delivery ID`: the record of that delivery, whose reason
+/// says, rule by rule, why it did (or did not) deploy.
+pub fn explain_delivery(
     t: &Target,
     hook: &str,
-    git_ref: &str,
-    sha: Option<&str>,
-    force: bool,
-    rule: Option<&str>,
+    delivery: &str,
     out: &mut dyn Write,
 ) -> Result<(), CtlError> {
-    let mut body = serde_json::json!({ "ref": git_ref });
-    if let Some(r) = rule {
-        body["rule"] = Value::from(r);
-    }
-    if let Some(s) = sha {
-        body["sha"] = Value::from(s);
-    }
-    if force {
-        body["force"] = Value::from(true);
-    }
     let v = t.json(
-        Method::Post,
-        &format!("/api/hooks/{}/deploy", encode(hook)),
-        Some(&body),
+        Method::Get,
+        &format!("/api/deliveries?hook={}&limit=1000", encode(hook)),
+        None,
     )?;
-    for j in v["jobs"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            out,
-            "queued job {} for {} at {} (rule {})",
-            j["id"],
-            j["ref"].as_str().unwrap_or(""),
-            j["sha"].as_str().unwrap_or(""),
-            j["rule_key"].as_str().unwrap_or("?")
-        );
+    let found = v["deliveries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["delivery"].as_str() == Some(delivery));
+    let Some(d) = found else {
+        return Err(CtlError::Api {
+            status: 404,
+            message: format!(
+                "no recorded delivery {delivery:?} for hook {hook:?} (records are kept as long as keep_jobs and keep_for allow)"
+            ),
+        });
+    };
+    let _ = writeln!(
+        out,
+        "delivery {delivery} ({} {} at {}): {}",
+        d["event"].as_str().unwrap_or("-"),
+        d["ref"].as_str().unwrap_or("-"),
+        d["sha"].as_str().and_then(|s| s.get(..7)).unwrap_or("-"),
+        d["outcome"].as_str().unwrap_or("?")
+    );
+    let reason = d["reason"].as_str().unwrap_or("");
+    for part in reason.split("; ") {
+        let _ = writeln!(out, "  {part}");
     }
     Ok(())
 }
@@ -303,7 +437,7 @@ pub fn cancel(t: &Target, job: u64, out: &mut dyn Write) -> Result<(), CtlError>
 }
 
 /// Percent-encodes a query or path value.
-fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {

@@ -1,0 +1,114 @@
+//! Paused hooks: a pause holds the hook's queued jobs (state `held`, with an event), and
+//! every job queued while it lasts; a resume queues them again. Supersede applies among
+//! held jobs as among queued ones.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::jobs::event;
+use super::{Now, from_ms};
+use crate::store::types::{EventKind, JobId, Pause};
+
+/// Why a job of `hook` is held, if the hook is paused.
+fn paused(conn: &Connection, hook: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT reason FROM pauses WHERE hook = ?1")?
+        .query_row([hook], |r| r.get(0))
+        .optional()
+}
+
+fn held_reason(reason: &str) -> String {
+    if reason.is_empty() {
+        "held: the hook is paused".to_owned()
+    } else {
+        format!("held: the hook is paused ({reason})")
+    }
+}
+
+/// Holds job `id` (just queued) if its hook is paused.
+pub(super) fn hold_if_paused(
+    conn: &Connection,
+    hook: &str,
+    id: JobId,
+    now: Now,
+) -> rusqlite::Result<()> {
+    let Some(reason) = paused(conn, hook)? else {
+        return Ok(());
+    };
+    let held = conn
+        .prepare_cached("UPDATE jobs SET state = 'held' WHERE id = ?1 AND state = 'queued'")?
+        .execute([id.0])?;
+    if held > 0 {
+        event(conn, id, hook, EventKind::Held, now, &held_reason(&reason))?;
+    }
+    Ok(())
+}
+
+/// Pauses `hook` (again: the reason is replaced) and holds its queued jobs; returns them.
+pub(super) fn pause(
+    conn: &Connection,
+    hook: &str,
+    reason: &str,
+    now: Now,
+) -> rusqlite::Result<Vec<JobId>> {
+    conn.prepare_cached(
+        "INSERT INTO pauses (hook, reason, since) VALUES (?1, ?2, ?3)
+         ON CONFLICT (hook) DO UPDATE SET reason = excluded.reason",
+    )?
+    .execute(params![hook, reason, now.ms])?;
+    let held: Vec<JobId> = conn
+        .prepare_cached(
+            "UPDATE jobs SET state = 'held' WHERE hook = ?1 AND state = 'queued' RETURNING id",
+        )?
+        .query_map([hook], |r| r.get(0).map(JobId))?
+        .collect::<rusqlite::Result<_>>()?;
+    let why = held_reason(reason);
+    for id in &held {
+        event(conn, *id, hook, EventKind::Held, now, &why)?;
+    }
+    Ok(held)
+}
+
+/// Resumes `hook`: its held jobs are queued again, oldest first. `None` if it was not
+/// paused.
+pub(super) fn resume(
+    conn: &Connection,
+    hook: &str,
+    now: Now,
+) -> rusqlite::Result<Option<Vec<JobId>>> {
+    if conn
+        .prepare_cached("DELETE FROM pauses WHERE hook = ?1")?
+        .execute([hook])?
+        == 0
+    {
+        return Ok(None);
+    }
+    let mut released: Vec<JobId> = conn
+        .prepare_cached(
+            "UPDATE jobs SET state = 'queued' WHERE hook = ?1 AND state = 'held' RETURNING id",
+        )?
+        .query_map([hook], |r| r.get(0).map(JobId))?
+        .collect::<rusqlite::Result<_>>()?;
+    released.sort();
+    for id in &released {
+        event(
+            conn,
+            *id,
+            hook,
+            EventKind::Released,
+            now,
+            "the hook was resumed",
+        )?;
+    }
+    Ok(Some(released))
+}
+
+pub(super) fn list(conn: &Connection) -> rusqlite::Result<Vec<Pause>> {
+    conn.prepare_cached("SELECT hook, reason, since FROM pauses ORDER BY hook")?
+        .query_map([], |r| {
+            Ok(Pause {
+                hook: r.get(0)?,
+                reason: r.get(1)?,
+                since: from_ms(r.get(2)?),
+            })
+        })?
+        .collect()
+}
