@@ -285,7 +285,7 @@ job_done() {
     ! grep -Eq ' (queued|running) ' "$tmp/jobs"
 }
 wait_until 120 "the job to finish" job_done
-grep -Eq '^ +1 +app +succeeded ' "$tmp/jobs" || fail "job: $(cat "$tmp/jobs"; /usr/bin/deployhook logs 1 --url "http://$addr" --config "$work/hooks.toml")"
+grep -Eq '^ +1 +app +0 +succeeded ' "$tmp/jobs" || fail "job: $(cat "$tmp/jobs"; /usr/bin/deployhook logs 1 --url "http://$addr" --config "$work/hooks.toml")"
 /usr/bin/deployhook logs 1 --url "http://$addr" --config "$work/hooks.toml" >"$tmp/job.log"
 grep -q "deployed $sha as deployhook-run" "$tmp/job.log" || fail "job log: $(cat "$tmp/job.log")"
 sed 's/\x1b\[[0-9;]*m//g' "$tmp/push.log" | grep -q 'launcher=/usr/libexec/deployhook/deployhook-sandbox' ||
