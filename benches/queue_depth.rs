@@ -44,6 +44,7 @@ fn delivery(hook: &str) -> Delivery {
         event: Some("push".into()),
         git_ref: None,
         after: None,
+        note: None,
     }
 }
 

@@ -62,6 +62,7 @@ pub enum Method {
     Get,
     Post,
     Put,
+    Delete,
 }
 
 fn builder(
@@ -141,6 +142,7 @@ impl Client {
                 Method::Get => "GET",
                 Method::Post => "POST",
                 Method::Put => "PUT",
+                Method::Delete => "DELETE",
             })
             .uri(url);
         for (k, v) in headers {

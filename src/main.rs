@@ -396,6 +396,7 @@ fn start(config: config::Config) -> Result<(), String> {
         reloader: Arc::clone(&reloader),
         api_token,
         status_key: tokio::sync::OnceCell::new(),
+        ui: deployhook::server::UiState::default(),
     };
     let listener = std::net::TcpListener::bind(listen)
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;

@@ -40,17 +40,32 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/deliveries", web::get().to(deliveries));
 }
 
-pub(super) fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    let config = state.config.get();
+/// 421 unless the request's `Host` is one of the daemon's names (see `host_allowed`).
+pub(super) fn check_host(
+    req: &HttpRequest,
+    server: &crate::config::Server,
+) -> Result<(), ApiError> {
     let host = req
         .headers()
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !host_allowed(host, &config.server) {
-        return Err(ApiError::MisdirectedHost(host_name(host).to_owned()));
+    if host_allowed(host, server) {
+        Ok(())
+    } else {
+        Err(ApiError::MisdirectedHost(host_name(host).to_owned()))
     }
+}
+
+/// Whether `given` is the API token, compared in constant time.
+pub(super) fn is_token(state: &AppState, given: &str) -> bool {
+    let config = state.config.get();
     let token = config.server.api_token.as_ref().unwrap_or(&state.api_token);
+    bool::from(Sha256::digest(given.trim().as_bytes()).ct_eq(&Sha256::digest(token.expose())))
+}
+
+pub(super) fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    check_host(req, &state.config.get().server)?;
     // The scheme name is case-insensitive (RFC 9110, 11.1).
     let given = req
         .headers()
@@ -59,8 +74,7 @@ pub(super) fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), ApiEr
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map_or("", |(_, token)| token);
-    let ok = Sha256::digest(given.trim().as_bytes()).ct_eq(&Sha256::digest(token.expose()));
-    if bool::from(ok) {
+    if is_token(state, given) {
         Ok(())
     } else {
         Err(ApiError::Unauthorized(
@@ -267,20 +281,34 @@ async fn cancel(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
     let id = job_id(&id)?;
+    Ok(match cancel_job(&state, id).await? {
+        Cancelling::Cancelled => {
+            HttpResponse::Ok().json(json!({ "id": id.0, "state": "cancelled" }))
+        }
+        Cancelling::Stopping { here } => HttpResponse::Accepted().json(json!({
+            "id": id.0,
+            "state": "cancelling",
+            "here": here,
+        })),
+    })
+}
+
+/// What cancelling did.
+pub(super) enum Cancelling {
+    /// It was queued (or held), and is cancelled.
+    Cancelled,
+    /// It runs: its process stops it (`here`: this one, at once; else at its next
+    /// heartbeat).
+    Stopping { here: bool },
+}
+
+/// Cancels job `id` (a running one wherever it runs).
+pub(super) async fn cancel_job(state: &AppState, id: JobId) -> Result<Cancelling, ApiError> {
     match state.store.cancel(id).await.map_err(unavailable)? {
-        CancelResult::Cancelled => {
-            Ok(HttpResponse::Ok().json(json!({ "id": id.0, "state": "cancelled" })))
-        }
-        CancelResult::Requested => {
-            // Recorded: the process running it stops it at its next heartbeat; if that
-            // is this one, at once.
-            let here = state.worker.cancel(id);
-            Ok(HttpResponse::Accepted().json(json!({
-                "id": id.0,
-                "state": "cancelling",
-                "here": here,
-            })))
-        }
+        CancelResult::Cancelled => Ok(Cancelling::Cancelled),
+        CancelResult::Requested => Ok(Cancelling::Stopping {
+            here: state.worker.cancel(id),
+        }),
         CancelResult::AlreadyFinished(s) => Err(ApiError::Conflict(format!(
             "job {} already ended: {s}",
             id.0

@@ -12,7 +12,7 @@ use super::{ApiError, AppState};
 use crate::config::{Hook, Matching, Rule};
 use crate::event::{ChangedPaths, DeliveryId, PushEvent, RefName, Sha};
 use crate::routing;
-use crate::store::{Acceptance, Delivery, Job, JobFilter, JobState, NewJob, Origin};
+use crate::store::{Acceptance, Delivery, Job, JobFilter, JobId, JobState, NewJob, Origin};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/hooks", web::get().to(hooks))
@@ -43,8 +43,34 @@ struct ManualJob<'a> {
     reason: Option<String>,
 }
 
-/// Queues `m` and answers 202 with the job.
-async fn queue_manual(state: &AppState, m: ManualJob<'_>) -> Result<HttpResponse, ApiError> {
+/// A job an operator's request queued.
+pub(super) struct Queued {
+    pub hook: String,
+    pub id: JobId,
+    rule: usize,
+    rule_key: String,
+    git_ref: RefName,
+    sha: Sha,
+    reason: Option<String>,
+}
+
+impl Queued {
+    /// The API's 202.
+    fn answer(&self) -> HttpResponse {
+        HttpResponse::Accepted().json(json!({
+            "status": "queued",
+            "hook": self.hook,
+            "jobs": [{
+                "id": self.id.0, "rule": self.rule, "rule_key": self.rule_key,
+                "ref": self.git_ref.as_str(), "sha": self.sha.as_str(), "state": "queued",
+                "reason": self.reason,
+            }],
+        }))
+    }
+}
+
+/// Queues `m`.
+async fn queue_manual(state: &AppState, m: ManualJob<'_>) -> Result<Queued, ApiError> {
     let zeros = || Sha::parse(&"0".repeat(m.sha.as_str().len())).expect("zeros are a sha");
     let event = PushEvent {
         forge: m.hook.forge,
@@ -64,6 +90,7 @@ async fn queue_manual(state: &AppState, m: ManualJob<'_>) -> Result<HttpResponse
         event: Some("manual".to_owned()),
         git_ref: Some(m.git_ref.clone()),
         after: Some(m.sha.clone()),
+        note: None,
     };
     let job = NewJob {
         rule: m.rule.index,
@@ -95,31 +122,31 @@ async fn queue_manual(state: &AppState, m: ManualJob<'_>) -> Result<HttpResponse
     };
     state.worker.wake();
     tracing::info!(hook = %m.hook.id, job = id.0, git_ref = %m.git_ref, sha = %m.sha, force = m.force, reason = ?m.reason, "manual job queued");
-    Ok(HttpResponse::Accepted().json(json!({
-        "status": "queued",
-        "hook": m.hook.id,
-        "jobs": [{
-            "id": id.0, "rule": m.rule.index, "rule_key": m.rule.key(),
-            "ref": m.git_ref.as_str(), "sha": m.sha.as_str(), "state": "queued",
-            "reason": m.reason,
-        }],
-    })))
+    Ok(Queued {
+        hook: m.hook.id.clone(),
+        id,
+        rule: m.rule.index,
+        rule_key: m.rule.key(),
+        git_ref: m.git_ref,
+        sha: m.sha,
+        reason: m.reason,
+    })
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DeployRequest {
+pub(super) struct DeployRequest {
     /// A full ref (`refs/tags/v1.2`) or a branch name (`main`).
     #[serde(rename = "ref")]
-    git_ref: String,
+    pub git_ref: String,
     /// The commit to deploy; without it, the ref's current commit on the remote.
-    sha: Option<String>,
+    pub sha: Option<String>,
     /// Deploy `sha` even if it is not reachable from `ref` (recorded in the job).
     #[serde(default)]
-    force: bool,
+    pub force: bool,
     /// The rule (its name, or its index) to deploy with; default: the first whose
     /// branch/tag globs match the ref.
-    rule: Option<String>,
+    pub rule: Option<String>,
 }
 
 /// The rule a deploy by hand runs with: the one asked for (which must deploy the ref), or
@@ -161,7 +188,6 @@ fn pick_rule<'h>(
     }
 }
 
-/// A deploy by hand: the first rule of the hook whose branch/tag globs match the ref.
 async fn deploy(
     req: HttpRequest,
     id: web::Path<String>,
@@ -169,8 +195,20 @@ async fn deploy(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
+    Ok(deploy_by_hand(&state, &id, body.into_inner())
+        .await?
+        .answer())
+}
+
+/// A deploy by hand: with the rule asked for, or the first of the hook whose branch/tag
+/// globs match the ref.
+pub(super) async fn deploy_by_hand(
+    state: &AppState,
+    hook: &str,
+    body: DeployRequest,
+) -> Result<Queued, ApiError> {
     let config = state.config.get();
-    let hook = hook_of(&config, &id)?;
+    let hook = hook_of(&config, hook)?;
     let full = if body.git_ref.starts_with("refs/") {
         body.git_ref.clone()
     } else {
@@ -197,18 +235,18 @@ async fn deploy(
         force: body.force,
         reason: None,
     };
-    queue_manual(&state, m).await
+    queue_manual(state, m).await
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RollbackRequest {
+pub(super) struct RollbackRequest {
     /// The rule whose deploys to roll back; default: the rule of the hook's last
     /// successful deploy.
-    rule: Option<String>,
+    pub rule: Option<String>,
     /// The commit to go back to, which must have deployed successfully before; default:
     /// the last one before the current one.
-    to: Option<String>,
+    pub to: Option<String>,
 }
 
 /// The hook's jobs that succeeded, newest first.
@@ -228,7 +266,6 @@ fn short(sha: &Sha) -> &str {
     &sha.as_str()[..7]
 }
 
-/// Deploys the commit that deployed successfully before the current one (or `to`).
 async fn rollback(
     req: HttpRequest,
     id: web::Path<String>,
@@ -237,9 +274,18 @@ async fn rollback(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
     let body = body.map(web::Json::into_inner).unwrap_or_default();
+    Ok(roll_back(&state, &id, body).await?.answer())
+}
+
+/// Deploys the commit that deployed successfully before the current one (or `to`).
+pub(super) async fn roll_back(
+    state: &AppState,
+    hook: &str,
+    body: RollbackRequest,
+) -> Result<Queued, ApiError> {
     let config = state.config.get();
-    let hook = hook_of(&config, &id)?;
-    let good = succeeded(&state, &hook.id).await?;
+    let hook = hook_of(&config, hook)?;
+    let good = succeeded(state, &hook.id).await?;
     let rule_key = match &body.rule {
         Some(r) => hook
             .rule(r)
@@ -308,17 +354,21 @@ async fn rollback(
         force: true,
         reason: Some(reason),
     };
-    queue_manual(&state, m).await
+    queue_manual(state, m).await
 }
 
-/// Deploys a job's exact commit again, with its rule.
 async fn redeploy(
     req: HttpRequest,
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
-    let job = job_or_404(&state, &id).await?;
+    Ok(deploy_again(&state, &id).await?.answer())
+}
+
+/// Deploys a job's exact commit again, with its rule.
+pub(super) async fn deploy_again(state: &AppState, job: &str) -> Result<Queued, ApiError> {
+    let job = job_or_404(state, job).await?;
     let id = job.id;
     let config = state.config.get();
     let hook = hook_of(&config, &job.hook)?;
@@ -337,7 +387,7 @@ async fn redeploy(
         force: true,
         reason: Some(format!("redeploy of job {id} ({})", short(&job.sha))),
     };
-    queue_manual(&state, m).await
+    queue_manual(state, m).await
 }
 
 #[derive(Deserialize, Default)]
@@ -353,10 +403,23 @@ async fn pause(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
-    let hook = hook_of(&state.config.get(), &id)?.id.clone();
-    let reason = body
-        .and_then(|b| b.into_inner().reason)
-        .unwrap_or_default()
+    let reason = body.and_then(|b| b.into_inner().reason).unwrap_or_default();
+    let (hook, reason, held) = pause_hook(&state, &id, &reason).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "hook": hook, "paused": true, "reason": reason,
+        "held": held.iter().map(|j| j.0).collect::<Vec<_>>(),
+    })))
+}
+
+/// Pauses `hook` with `reason` (control characters dropped, cut to 500); returns the
+/// hook, the reason kept and the jobs held.
+pub(super) async fn pause_hook(
+    state: &AppState,
+    hook: &str,
+    reason: &str,
+) -> Result<(String, String, Vec<JobId>), ApiError> {
+    let hook = hook_of(&state.config.get(), hook)?.id.clone();
+    let reason = reason
         .chars()
         .filter(|c| !c.is_control())
         .take(500)
@@ -367,10 +430,7 @@ async fn pause(
         .await
         .map_err(unavailable)?;
     tracing::info!(hook = %hook, reason = ?reason, held = held.len(), "hook paused");
-    Ok(HttpResponse::Ok().json(json!({
-        "hook": hook, "paused": true, "reason": reason,
-        "held": held.iter().map(|j| j.0).collect::<Vec<_>>(),
-    })))
+    Ok((hook, reason, held))
 }
 
 async fn resume(
@@ -379,7 +439,19 @@ async fn resume(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
-    let hook = hook_of(&state.config.get(), &id)?.id.clone();
+    let (hook, released) = resume_hook(&state, &id).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "hook": hook, "paused": false,
+        "released": released.iter().map(|j| j.0).collect::<Vec<_>>(),
+    })))
+}
+
+/// Resumes `hook`; returns it and the jobs released.
+pub(super) async fn resume_hook(
+    state: &AppState,
+    hook: &str,
+) -> Result<(String, Vec<JobId>), ApiError> {
+    let hook = hook_of(&state.config.get(), hook)?.id.clone();
     let Some(released) = state
         .store
         .resume(hook.clone())
@@ -390,16 +462,18 @@ async fn resume(
     };
     state.worker.wake();
     tracing::info!(hook = %hook, released = released.len(), "hook resumed");
-    Ok(HttpResponse::Ok().json(json!({
-        "hook": hook, "paused": false,
-        "released": released.iter().map(|j| j.0).collect::<Vec<_>>(),
-    })))
+    Ok((hook, released))
 }
 
 /// Each hook with what is live now (the last successful deploy of each rule), what runs,
 /// what waits, its last failure and whether it is paused.
 async fn hooks(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     authorize(&req, &state)?;
+    Ok(HttpResponse::Ok().json(json!({ "hooks": overview(&state).await? })))
+}
+
+/// The hooks overview, as `/api/hooks` and the dashboard show it.
+pub(super) async fn overview(state: &AppState) -> Result<Vec<serde_json::Value>, ApiError> {
     let config = state.config.get();
     let pauses = state.store.pauses().await.map_err(unavailable)?;
     let mut out = Vec::new();
@@ -455,5 +529,5 @@ async fn hooks(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespo
             })),
         }));
     }
-    Ok(HttpResponse::Ok().json(json!({ "hooks": out })))
+    Ok(out)
 }

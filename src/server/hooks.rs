@@ -167,6 +167,30 @@ fn not_deployed_json(rules: &[(RefName, crate::routing::NotDeployed)]) -> Vec<se
         .collect()
 }
 
+/// Each job's rule (index and key), ref and commit, for the 202 and the log.
+type Summary = ((usize, String), String, String);
+
+fn summary_of(jobs: &[JobSpec]) -> Vec<Summary> {
+    jobs.iter()
+        .map(|j| {
+            (
+                (j.rule, j.rule_key.clone()),
+                j.event.git_ref.to_string(),
+                j.event.after.to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Why the other rules did not deploy a push, as the delivery's record keeps it.
+fn record_note(rules: &[(RefName, crate::routing::NotDeployed)]) -> Option<String> {
+    let notes: Vec<String> = rules
+        .iter()
+        .map(|(_, n)| format!("rule {}: {}", n.rule, n.reason))
+        .collect();
+    (!notes.is_empty()).then(|| notes.join("; "))
+}
+
 /// Queues a delivery's jobs (unless it is a replay) and answers 202 with them and the
 /// delivery's status link.
 async fn queue(
@@ -182,23 +206,15 @@ async fn queue(
         skipped,
         not_deployed,
     } = deploy;
-    let summary: Vec<_> = jobs
-        .iter()
-        .map(|j| {
-            (
-                (j.rule, j.rule_key.clone()),
-                j.event.git_ref.to_string(),
-                j.event.after.to_string(),
-            )
-        })
-        .collect();
-    let seen = received(
+    let summary = summary_of(&jobs);
+    let mut seen = received(
         hook,
         delivery.clone(),
         Some("push"),
         jobs.first()
             .map(|j| (j.event.git_ref.clone(), j.event.after.clone())),
     );
+    seen.note = record_note(&not_deployed);
     let outcome = state
         .store
         .accept(
@@ -291,6 +307,7 @@ fn received(
         event: event.map(str::to_owned),
         git_ref,
         after,
+        note: None,
     }
 }
 

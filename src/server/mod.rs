@@ -8,6 +8,9 @@ mod error;
 mod hooks;
 mod ops;
 mod status;
+mod ui;
+
+pub use ui::UiState;
 mod views;
 
 use std::net::{SocketAddr, TcpListener};
@@ -48,6 +51,8 @@ pub struct AppState {
     pub api_token: crate::secret::Secret,
     /// The status links' key, read from the store on first use.
     pub status_key: tokio::sync::OnceCell<Arc<Vec<u8>>>,
+    /// The dashboard's session key and login throttle.
+    pub ui: ui::UiState,
 }
 
 /// A bound, not yet running server. `main` and the tests build it the same way; tests
@@ -74,6 +79,7 @@ impl Application {
                 }))
                 .configure(api::routes)
                 .configure(controls::routes)
+                .configure(ui::routes)
                 .configure(ops::routes)
                 .configure(status::routes)
                 .service(

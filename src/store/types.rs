@@ -390,6 +390,9 @@ pub struct Delivery {
     pub event: Option<String>,
     pub git_ref: Option<RefName>,
     pub after: Option<Sha>,
+    /// For one that queues jobs: why the hook's other rules did not deploy it, kept in
+    /// its record's reason (records read back carry it there, not here).
+    pub note: Option<String>,
 }
 
 /// What became of a delivery that did not queue jobs.

@@ -177,6 +177,7 @@ async fn queue(store: &Store, hook: &str) -> JobId {
         event: Some("push".into()),
         git_ref: None,
         after: None,
+        note: None,
     };
     let job = NewJob {
         rule: 0,

@@ -189,6 +189,7 @@ impl TestApp {
                     metrics,
                     api_token,
                     status_key: tokio::sync::OnceCell::new(),
+                    ui: deployhook::server::UiState::default(),
                 };
                 let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
                 register_token(listener.local_addr().unwrap(), token_text);

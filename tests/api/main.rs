@@ -6,6 +6,7 @@ mod gitrepo;
 mod helpers;
 
 mod assets;
+mod browser;
 mod check;
 mod controls;
 mod deliveries;
@@ -25,3 +26,4 @@ mod runner;
 mod serve;
 mod steps;
 mod trigger;
+mod ui;

@@ -100,6 +100,16 @@ fn a_monorepo_push_runs_every_matching_rule_at_once_each_in_its_own_work_tree() 
     assert_eq!(read(&o.join("web.files")), expected);
     assert!(!state.join("api/pwned").exists() && !o.join("pwned").exists());
     assert!(!o.join("docs.started").exists());
+    // The delivery's record keeps why the other rule did not deploy it.
+    let records = get(app.addr, "/api/deliveries?hook=site").json();
+    let reason = records["deliveries"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        reason.ends_with("; rule docs: no changed file matches docs/**"),
+        "{reason}"
+    );
 }
 
 #[test]

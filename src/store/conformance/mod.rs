@@ -78,6 +78,7 @@ pub fn delivery(hook: &str) -> Delivery {
         event: Some("push".into()),
         git_ref: Some(RefName::parse("refs/heads/main").unwrap()),
         after: None,
+        note: None,
     }
 }
 

@@ -80,10 +80,14 @@ pub(in crate::store) fn accept(
         remember.execute(params![hook, key, now.secs, id, ids.first().map(|id| id.0)])?;
     }
     let list: Vec<String> = ids.iter().map(ToString::to_string).collect();
-    let why = match list.as_slice() {
+    let mut why = match list.as_slice() {
         [one] => format!("queued job {one}"),
         many => format!("queued jobs {}", many.join(", ")),
     };
+    if let Some(note) = &delivery.note {
+        why.push_str("; ");
+        why.push_str(note);
+    }
     log(
         conn,
         delivery,
@@ -183,6 +187,7 @@ fn record_row(r: &Row<'_>) -> rusqlite::Result<DeliveryRecord> {
             event: r.get(4)?,
             git_ref: parse_opt(r, 5, "ref", RefName::parse)?,
             after: parse_opt(r, 6, "commit", Sha::parse)?,
+            note: None,
         },
         received_at: from_ms(r.get(7)?),
         outcome,
