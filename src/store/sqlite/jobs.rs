@@ -278,18 +278,11 @@ fn supersede_older(
     Ok(())
 }
 
-pub(super) fn claim(
-    conn: &Connection,
-    owner: &InstanceId,
-    lease_until: i64,
-    now: Now,
-) -> rusqlite::Result<Option<Job>> {
-    // The oldest queued job of each lane (a hook, or a hook's rule) with nothing running,
-    // oldest first: the lanes with queued jobs are walked one index step each (a loose
-    // index scan), so the cost grows with the number of lanes, not of queued jobs.
-    let next: Option<(i64, String)> = conn
-        .prepare_cached(
-            "WITH RECURSIVE waiting(lane) AS (
+/// The oldest queued job of each lane (a hook, or a hook's rule) with nothing running and
+/// whose lock (if any) is free, oldest first: the lanes with queued jobs are walked one
+/// index step each (a loose index scan), so the cost grows with the number of lanes, not
+/// of queued jobs.
+const NEXT_TO_CLAIM: &str = "WITH RECURSIVE waiting(lane) AS (
                  SELECT (SELECT lane FROM jobs WHERE state = 'queued' ORDER BY lane LIMIT 1)
                  UNION ALL
                  SELECT (SELECT lane FROM jobs WHERE state = 'queued' AND lane > waiting.lane
@@ -304,8 +297,27 @@ pub(super) fn claim(
              WHERE NOT EXISTS (SELECT 1 FROM jobs held, jobs wanted
                                WHERE wanted.id = first AND wanted.lock IS NOT NULL
                                  AND held.state = 'running' AND held.lock = wanted.lock)
-             ORDER BY first LIMIT 1",
-        )?
+             ORDER BY first LIMIT 1";
+
+/// Whether a job could be claimed now. On a read connection: most wake-ups of the worker
+/// (a delivery for a paused hook, a busy lane) find nothing, and the writer, which every
+/// delivery waits for, is then not taken for nothing.
+pub(super) fn claimable(conn: &Connection) -> rusqlite::Result<bool> {
+    Ok(conn
+        .prepare_cached(NEXT_TO_CLAIM)?
+        .query_row([], |r| r.get::<_, i64>(0))
+        .optional()?
+        .is_some())
+}
+
+pub(super) fn claim(
+    conn: &Connection,
+    owner: &InstanceId,
+    lease_until: i64,
+    now: Now,
+) -> rusqlite::Result<Option<Job>> {
+    let next: Option<(i64, String)> = conn
+        .prepare_cached(NEXT_TO_CLAIM)?
         .query_row([], |r| r.get::<_, i64>(0))
         .optional()?
         .map(|id| -> rusqlite::Result<(i64, String)> {

@@ -249,7 +249,16 @@ impl Backend for Sqlite {
     }
 
     fn claim(&self, owner: InstanceId, lease_until: SystemTime) -> Answer<'_, Option<Job>> {
-        self.write(move |tx, now| jobs::claim(tx, &owner, ms(lease_until), now))
+        async move {
+            // Asked on a reader first (see `jobs::claimable`); a job that turns claimable
+            // meanwhile comes with a wake-up of its own.
+            if !self.read(jobs::claimable).await? {
+                return Ok(None);
+            }
+            self.write(move |tx, now| jobs::claim(tx, &owner, ms(lease_until), now))
+                .await
+        }
+        .boxed()
     }
 
     fn heartbeat(
@@ -503,6 +512,30 @@ mod tests {
             store
         })
         .await;
+    }
+
+    #[tokio::test]
+    async fn a_claim_that_finds_nothing_never_waits_for_the_writer() {
+        use super::super::Backend;
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = super::Sqlite::open(dir.path()).unwrap();
+        // Hold the writer until told: were the claim to go to it, it could not answer.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let blocked = sqlite.write(move |_, _| {
+            let _ = held.recv();
+            Ok(())
+        });
+        let owner = super::InstanceId::from_recorded("w");
+        let lease = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+        let claimed = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            sqlite.claim(owner, lease),
+        )
+        .await
+        .expect("the claim waited for the writer");
+        assert_eq!(claimed.unwrap(), None);
+        release.send(()).unwrap();
+        blocked.await.unwrap();
     }
 
     #[tokio::test]
