@@ -90,8 +90,9 @@ pub trait Backend: Send + Sync {
     ) -> Answer<'_, Finished>;
     /// Cancels a queued job at once; for a running one, records the request.
     fn cancel(&self, id: JobId) -> Answer<'_, CancelResult>;
-    /// Marks as interrupted the running jobs whose lease ran out before `now`, and
-    /// returns them. A live owner's job is never touched.
+    /// Marks as interrupted the running jobs whose lease ran out before `now` (as
+    /// cancelled those an operator asked to cancel), and returns them. A live owner's
+    /// job is never touched.
     fn recover(&self, now: SystemTime) -> Answer<'_, Vec<Job>>;
     /// Queues a copy of an interrupted job (attempt + 1).
     fn requeue(&self, id: JobId) -> Answer<'_, JobId>;

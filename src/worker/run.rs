@@ -300,8 +300,10 @@ impl Worker {
             }
         };
         for job in interrupted {
-            tracing::warn!(job = job.id.0, hook = %job.hook, detail = ?job.detail, "job was interrupted");
-            self.retry_if_wanted(&job).await;
+            tracing::warn!(job = job.id.0, hook = %job.hook, state = %job.state, detail = ?job.detail, "a job's lease ran out");
+            if job.state == JobState::Interrupted {
+                self.retry_if_wanted(&job).await;
+            }
         }
     }
 

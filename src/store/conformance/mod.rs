@@ -385,6 +385,30 @@ async fn cancel_queued_and_running(s: &Store) {
     .await
     .unwrap();
     assert_eq!(state(s, running.id).await, JobState::Cancelled);
+    // A job asked to cancel whose owner died before it could stop it ends cancelled, not
+    // interrupted, when its lease runs out.
+    let orphan = queue(s, "g", vec![job(0, Queue::Fifo, 'c')]).await[0];
+    let soon = SystemTime::now() + Duration::from_secs(1);
+    assert_eq!(
+        s.claim(owner("gone"), soon).await.unwrap().unwrap().id,
+        orphan
+    );
+    assert_eq!(s.cancel(orphan).await.unwrap(), CancelResult::Requested);
+    let recovered = s
+        .recover(SystemTime::now() + Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        recovered
+            .iter()
+            .map(|j| (j.id, j.state))
+            .collect::<Vec<_>>(),
+        [(orphan, JobState::Cancelled)]
+    );
+    assert_eq!(
+        s.job_events(orphan).await.unwrap().last().unwrap().kind,
+        EventKind::Cancelled
+    );
 }
 
 async fn events_in_commit_order(s: &Store) {

@@ -447,18 +447,39 @@ pub(super) fn recover(
         .collect::<rusqlite::Result<_>>()?;
     let mut interrupted = Vec::with_capacity(lapsed.len());
     for mut j in lapsed {
-        let why = match &j.owner {
-            Some(o) => format!(
-                "interrupted: {o}, which ran it, stopped renewing its lease (it stopped or lost the database)"
-            ),
-            None => "interrupted: the daemon stopped while this job ran".to_owned(),
+        let who = j.owner.as_ref().map_or_else(
+            || "the daemon that ran it".to_owned(),
+            |o| format!("{o}, which ran it,"),
+        );
+        // An operator asked to cancel it: it ends cancelled, not interrupted (and is not
+        // run again), though its owner was gone before it could stop it.
+        let (state, kind, why) = if j.cancel_requested {
+            (
+                JobState::Cancelled,
+                EventKind::Cancelled,
+                format!("cancelled: {who} stopped renewing its lease before it could stop the job"),
+            )
+        } else if j.owner.is_some() {
+            (
+                JobState::Interrupted,
+                EventKind::Interrupted,
+                format!(
+                    "interrupted: {who} stopped renewing its lease (it stopped or lost the database)"
+                ),
+            )
+        } else {
+            (
+                JobState::Interrupted,
+                EventKind::Interrupted,
+                "interrupted: the daemon stopped while this job ran".to_owned(),
+            )
         };
         conn.execute(
-            "UPDATE jobs SET state = 'interrupted', finished_at = ?2, detail = ?3 WHERE id = ?1",
-            params![j.id.0, now.secs, why],
+            "UPDATE jobs SET state = ?4, finished_at = ?2, detail = ?3 WHERE id = ?1",
+            params![j.id.0, now.secs, why, state.as_str()],
         )?;
-        event(conn, j.id, &j.hook, EventKind::Interrupted, now, &why)?;
-        j.state = JobState::Interrupted;
+        event(conn, j.id, &j.hook, kind, now, &why)?;
+        j.state = state;
         j.detail = Some(why);
         interrupted.push(j);
     }
