@@ -97,6 +97,13 @@ impl Browser {
     }
 
     fn call(&self, method: Method, path: &str, body: &Value) -> Value {
+        self.try_call(method, path, body)
+            .unwrap_or_else(|v| panic!("{path}: {v}"))
+    }
+
+    /// A WebDriver command; `Err` with the answer when it failed (no such element, a
+    /// stale one while the page is being replaced...).
+    fn try_call(&self, method: Method, path: &str, body: &Value) -> Result<Value, Value> {
         let url = format!("{}{path}", self.base);
         let headers = [("Content-Type".to_owned(), "application/json".to_owned())];
         let body = body.to_string();
@@ -112,8 +119,31 @@ impl Browser {
             .read()
             .unwrap();
         let v: Value = serde_json::from_str(&answer.body).unwrap();
-        assert_eq!(answer.status, 200, "{path}: {v}");
-        v["value"].clone()
+        if answer.status == 200 {
+            Ok(v["value"].clone())
+        } else {
+            Err(v)
+        }
+    }
+
+    /// The element's text, if the page has it now (after a click, the next page may
+    /// still be on its way).
+    fn try_text(&self, css: &str) -> Option<String> {
+        let found = self
+            .try_call(
+                Method::Post,
+                &self.at("/element"),
+                &json!({ "using": "css selector", "value": css }),
+            )
+            .ok()?;
+        let e = found[ELEMENT].as_str()?.to_owned();
+        self.try_call(
+            Method::Get,
+            &self.at(&format!("/element/{e}/text")),
+            &Value::Null,
+        )
+        .ok()
+        .map(|t| t.as_str().unwrap_or("").to_owned())
     }
 
     fn at(&self, path: &str) -> String {
@@ -173,7 +203,7 @@ impl Browser {
     /// Waits until the element's text satisfies `ok`, reading it again (no reload).
     fn wait_text(&self, css: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
         wait_for(what, Duration::from_secs(60), || {
-            let t = self.text(css);
+            let t = self.try_text(css)?;
             ok(&t).then_some(t)
         })
     }
