@@ -210,6 +210,28 @@ pub fn status_request(
 /// one that could not run or was cancelled is `error` (not `failure`: the commit did not
 /// fail).
 fn github_status(api: &str, s: &Status, sha: &str) -> Result<(String, Value), RequestError> {
+    repos_status(
+        api,
+        s,
+        sha,
+        &cut(&one_line(s.description), GITHUB_DESCRIPTION_MAX, chars),
+        // The context is the status's identity (a later status with the same context
+        // replaces it): kept unique when cut.
+        &cut_unique(s.context, GITHUB_CONTEXT_MAX, chars),
+    )
+}
+
+/// `POST {api}/repos/{owner}/{repo}/statuses/{sha}` with `{state, description, context,
+/// target_url?}`, which GitHub and Gitea (whose API follows GitHub's) share, state names
+/// included: a deploy queued or running is `pending`, one that could not run or was
+/// cancelled `error` (not `failure`: the commit did not fail).
+fn repos_status(
+    api: &str,
+    s: &Status,
+    sha: &str,
+    description: &str,
+    context: &str,
+) -> Result<(String, Value), RequestError> {
     let (owner, name) = owner_name(s.repository)?;
     let state = match s.phase {
         Phase::Queued | Phase::Running => "pending",
@@ -219,10 +241,8 @@ fn github_status(api: &str, s: &Status, sha: &str) -> Result<(String, Value), Re
     };
     let mut body = json!({
         "state": state,
-        "description": cut(&one_line(s.description), GITHUB_DESCRIPTION_MAX, chars),
-        // The context is the status's identity (a later status with the same context
-        // replaces it): kept unique when cut.
-        "context": cut_unique(s.context, GITHUB_CONTEXT_MAX, chars),
+        "description": description,
+        "context": context,
     });
     if let Some(url) = s.target_url {
         body["target_url"] = json!(url);
@@ -272,28 +292,7 @@ fn gitlab_status(api: &str, s: &Status, sha: &str) -> Result<(String, Value), Re
 /// cancelled deploy is `error`, since `failure` would blame the commit. Gitea documents no
 /// length limits (its columns are `TEXT`).
 fn gitea_status(api: &str, s: &Status, sha: &str) -> Result<(String, Value), RequestError> {
-    let (owner, name) = owner_name(s.repository)?;
-    let state = match s.phase {
-        Phase::Queued | Phase::Running => "pending",
-        Phase::Succeeded => "success",
-        Phase::Failed => "failure",
-        Phase::Error | Phase::Cancelled => "error",
-    };
-    let mut body = json!({
-        "state": state,
-        "description": one_line(s.description),
-        "context": s.context,
-    });
-    if let Some(url) = s.target_url {
-        body["target_url"] = json!(url);
-    }
-    let url = format!(
-        "{api}/repos/{}/{}/statuses/{}",
-        segment(owner),
-        segment(name),
-        segment(sha)
-    );
-    Ok((url, body))
+    repos_status(api, s, sha, &one_line(s.description), s.context)
 }
 
 /// Bitbucket Cloud REST API, Commit statuses "Create a build status for a commit"
