@@ -281,19 +281,21 @@ impl Notifier {
     }
 
     fn is_gone(&self, config: &Arc<Config>, target: &str) -> bool {
-        let mut gone = lock(&self.0.gone);
-        if !gone.0.as_ref().is_some_and(|c| Arc::ptr_eq(c, config)) {
-            *gone = (Some(Arc::clone(config)), HashSet::new());
-        }
-        gone.1.contains(target)
+        self.gone_under(config, |gone| gone.contains(target))
     }
 
     fn disable(&self, config: &Arc<Config>, target: &str) {
+        self.gone_under(config, |gone| gone.insert(target.to_owned()));
+    }
+
+    /// The targets that answered 410 under `config`: a reload (another config) forgets
+    /// them.
+    fn gone_under<T>(&self, config: &Arc<Config>, f: impl FnOnce(&mut HashSet<String>) -> T) -> T {
         let mut gone = lock(&self.0.gone);
         if !gone.0.as_ref().is_some_and(|c| Arc::ptr_eq(c, config)) {
             *gone = (Some(Arc::clone(config)), HashSet::new());
         }
-        gone.1.insert(target.to_owned());
+        f(&mut gone.1)
     }
 }
 
