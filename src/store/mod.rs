@@ -12,8 +12,10 @@
 #[cfg(test)]
 mod conformance;
 mod lock;
+mod postgres;
 mod sqlite;
 pub mod types;
+mod wording;
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -21,6 +23,7 @@ use std::time::SystemTime;
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
+pub use postgres::Connect as PgConnect;
 pub use types::{
     Acceptance, Attempt, CancelResult, Cursor, Delivery, DeliveryOutcome, DeliveryRecord,
     EventKind, Finished, Heartbeat, InstanceId, Job, JobEvent, JobFilter, JobId, JobState, NewJob,
@@ -163,6 +166,14 @@ impl Store {
     /// holds alone (see `lock`).
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
         Ok(Store(std::sync::Arc::new(sqlite::Sqlite::open(state_dir)?)))
+    }
+
+    /// The shared PostgreSQL store (`[store] backend = "postgres"`): connects, applies
+    /// the migrations, and starts listening for other replicas' commits.
+    pub async fn open_postgres(connect: postgres::Connect) -> Result<Store, StoreError> {
+        Ok(Store(std::sync::Arc::new(
+            postgres::Postgres::open(connect).await?,
+        )))
     }
 
     pub fn from_backend(backend: std::sync::Arc<dyn Backend>) -> Store {

@@ -12,10 +12,10 @@ fn ruled(key: &str, index: usize, per_rule: bool, queue: Queue, after: char) -> 
     j
 }
 
-pub async fn run(open: &impl Fn() -> Store) {
-    rules_of_one_hook_run_at_once_per_rule(&open()).await;
-    supersede_follows_the_rule_key(&open()).await;
-    a_lock_is_held_by_one_job_of_any_hook(&open()).await;
+pub async fn run<F: Future<Output = Store>>(open: &impl Fn() -> F) {
+    rules_of_one_hook_run_at_once_per_rule(&open().await).await;
+    supersede_follows_the_rule_key(&open().await).await;
+    a_lock_is_held_by_one_job_of_any_hook(&open().await).await;
 }
 
 async fn rules_of_one_hook_run_at_once_per_rule(s: &Store) {

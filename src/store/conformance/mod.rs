@@ -17,20 +17,20 @@ use crate::event::{ChangedPaths, DeliveryId, Forge, PushEvent, RefName, Sha};
 pub const ROOM: usize = 1_000;
 
 /// Runs every check, each on a store of its own.
-pub async fn run(open: impl Fn() -> Store) {
-    accept_and_replay(&open()).await;
-    concurrent_duplicates_are_accepted_once(&open()).await;
-    supersede_keeps_the_newest_pending_job(&open()).await;
-    out_of_order_pushes_and_rollbacks(&open()).await;
-    fifo_runs_every_push_in_order(&open()).await;
-    claim_runs_one_job_per_hook(&open()).await;
-    leases_fence_and_expire(&open()).await;
-    cancel_queued_and_running(&open()).await;
-    events_in_commit_order(&open()).await;
-    delivery_records(&open()).await;
-    delivery_jobs_and_secrets(&open()).await;
-    queue_limits(&open()).await;
-    pruning(&open()).await;
+pub async fn run<F: Future<Output = Store>>(open: impl Fn() -> F) {
+    accept_and_replay(&open().await).await;
+    concurrent_duplicates_are_accepted_once(&open().await).await;
+    supersede_keeps_the_newest_pending_job(&open().await).await;
+    out_of_order_pushes_and_rollbacks(&open().await).await;
+    fifo_runs_every_push_in_order(&open().await).await;
+    claim_runs_one_job_per_hook(&open().await).await;
+    leases_fence_and_expire(&open().await).await;
+    cancel_queued_and_running(&open().await).await;
+    events_in_commit_order(&open().await).await;
+    delivery_records(&open().await).await;
+    delivery_jobs_and_secrets(&open().await).await;
+    queue_limits(&open().await).await;
+    pruning(&open().await).await;
     outbox::run(&open).await;
     lanes::run(&open).await;
     pauses::run(&open).await;

@@ -54,10 +54,10 @@ async fn sent(s: &Store, o: &Outgoing) {
 }
 
 /// Every outbox check, each on a store of its own.
-pub async fn run(open: &impl Fn() -> Store) {
-    rows_follow_events_and_coalesce(&open()).await;
-    lanes_keep_order_and_retries_wait(&open()).await;
-    memos_requeues_and_pruning(&open()).await;
+pub async fn run<F: Future<Output = Store>>(open: &impl Fn() -> F) {
+    rows_follow_events_and_coalesce(&open().await).await;
+    lanes_keep_order_and_retries_wait(&open().await).await;
+    memos_requeues_and_pruning(&open().await).await;
 }
 
 async fn rows_follow_events_and_coalesce(s: &Store) {

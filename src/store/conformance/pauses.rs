@@ -5,8 +5,8 @@ use super::{hour, job, owner, queue, state};
 use crate::store::Store;
 use crate::store::types::*;
 
-pub async fn run(open: &impl Fn() -> Store) {
-    held_jobs_wait_for_resume(&open()).await;
+pub async fn run<F: Future<Output = Store>>(open: &impl Fn() -> F) {
+    held_jobs_wait_for_resume(&open().await).await;
 }
 
 async fn held_jobs_wait_for_resume(s: &Store) {

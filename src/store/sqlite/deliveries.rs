@@ -10,6 +10,7 @@ use crate::event::{DeliveryId, RefName, Sha};
 use crate::store::types::{
     Acceptance, Delivery, DeliveryOutcome, DeliveryRecord, JobId, NewJob, NotQueued, Prior,
 };
+use crate::store::wording;
 
 pub(in crate::store) fn accept(
     conn: &Connection,
@@ -33,7 +34,7 @@ pub(in crate::store) fn accept(
             })
             .optional()?;
         if let Some(prior) = prior {
-            let why = duplicate_reason(&prior);
+            let why = wording::duplicate(&prior);
             log(
                 conn,
                 delivery,
@@ -56,9 +57,7 @@ pub(in crate::store) fn accept(
         )?;
     let waiting = usize::try_from(waiting).unwrap_or(usize::MAX);
     if !jobs.is_empty() && waiting >= max_queued {
-        let why = format!(
-            "{waiting} jobs already wait for this hook (max_queued); nothing was queued, send it again later"
-        );
+        let why = wording::queue_full(waiting);
         log(
             conn,
             delivery,
@@ -79,15 +78,7 @@ pub(in crate::store) fn accept(
     for key in replay_keys {
         remember.execute(params![hook, key, now.secs, id, ids.first().map(|id| id.0)])?;
     }
-    let list: Vec<String> = ids.iter().map(ToString::to_string).collect();
-    let mut why = match list.as_slice() {
-        [one] => format!("queued job {one}"),
-        many => format!("queued jobs {}", many.join(", ")),
-    };
-    if let Some(note) = &delivery.note {
-        why.push_str("; ");
-        why.push_str(note);
-    }
+    let why = wording::queued_jobs(&ids, delivery.note.as_deref());
     log(
         conn,
         delivery,
@@ -96,17 +87,6 @@ pub(in crate::store) fn accept(
         now,
     )?;
     Ok(Acceptance::Queued(ids))
-}
-
-fn duplicate_reason(prior: &Prior) -> String {
-    let job = prior.job.map(|j| format!(" (job {j})")).unwrap_or_default();
-    if prior.same_id {
-        return format!("this delivery id was already accepted{job}");
-    }
-    match &prior.delivery {
-        Some(d) => format!("the same push was already accepted as delivery {d:?}{job}"),
-        None => format!("the same push was already accepted{job}"),
-    }
 }
 
 pub(in crate::store) fn record(
@@ -127,12 +107,7 @@ fn log(
     now: Now,
 ) -> rusqlite::Result<()> {
     let jobs = match outcome {
-        DeliveryOutcome::Queued(ids) => Some(
-            ids.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
+        DeliveryOutcome::Queued(ids) => Some(wording::job_list(ids)),
         DeliveryOutcome::Duplicate(first) => first.map(|j| j.to_string()),
         DeliveryOutcome::Not(_) => None,
     };
@@ -156,17 +131,9 @@ fn log(
     Ok(())
 }
 
-fn job_ids(s: Option<&str>) -> Result<Vec<JobId>, std::num::ParseIntError> {
-    s.unwrap_or("")
-        .split(',')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.parse().map(JobId))
-        .collect()
-}
-
 fn record_row(r: &Row<'_>) -> rusqlite::Result<DeliveryRecord> {
     let jobs: Option<String> = r.get(9)?;
-    let ids = job_ids(jobs.as_deref())
+    let ids = wording::job_ids(jobs.as_deref())
         .map_err(|_| super::jobs::corrupt(9, "job list", jobs.as_deref().unwrap_or("")))?;
     let kind: String = r.get(8)?;
     let outcome = match kind.as_str() {
@@ -224,7 +191,7 @@ pub(in crate::store) fn delivery_jobs(
         .query_row(params![hook, delivery], |r| r.get(0))
         .optional()?;
     jobs.map(|j| {
-        job_ids(j.as_deref())
+        wording::job_ids(j.as_deref())
             .map_err(|_| super::jobs::corrupt(0, "job list", j.as_deref().unwrap_or("")))
     })
     .transpose()
@@ -238,12 +205,7 @@ pub(in crate::store) fn secret(conn: &Connection, name: &str) -> rusqlite::Resul
     if let Some(v) = existing {
         return Ok(v);
     }
-    let mut fresh = vec![0u8; 32];
-    std::io::Read::read_exact(
-        &mut std::fs::File::open("/dev/urandom").map_err(io_err)?,
-        &mut fresh,
-    )
-    .map_err(io_err)?;
+    let fresh = wording::fresh_secret().map_err(io_err)?;
     conn.prepare_cached("INSERT INTO secrets (name, value) VALUES (?1, ?2)")?
         .execute(params![name, fresh])?;
     Ok(fresh)
@@ -277,6 +239,6 @@ pub(super) fn prune(
         i64::try_from(at_most).unwrap_or(i64::MAX)
     ])?;
     conn.prepare_cached("DELETE FROM deliveries WHERE received_at < ?1")?
-        .execute(params![cutoff.min(now.secs - 365 * 86_400)])?;
+        .execute(params![wording::replay_cutoff(cutoff, now)])?;
     Ok(())
 }

@@ -6,11 +6,12 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{Now, from_ms, from_secs};
-use crate::event::{ChangedPaths, DeliveryId, Forge, RefName, Sha};
+use crate::event::{DeliveryId, Forge, RefName, Sha};
 use crate::store::types::{
     CancelResult, Cursor, EventKind, Finished, Heartbeat, InstanceId, Job, JobEvent, JobFilter,
     JobId, JobState, NewJob, Origin, Queue, Retention,
 };
+use crate::store::wording;
 
 pub(super) use super::deliveries::{accept, deliveries, delivery_jobs, record, secret};
 
@@ -93,11 +94,10 @@ fn job(r: &Row<'_>) -> rusqlite::Result<Job> {
         cancel_requested: r.get(20)?,
         summary: r.get(21)?,
         rule_key: r.get(22)?,
-        paths: match r.get::<_, Option<String>>(23)? {
-            None => ChangedPaths::Unknown,
-            Some(list) => ChangedPaths::Known(
-                serde_json::from_str(&list).map_err(|_| corrupt(23, "changed paths", &list))?,
-            ),
+        paths: {
+            let list: Option<String> = r.get(23)?;
+            wording::paths_from_column(list.as_deref())
+                .map_err(|()| corrupt(23, "changed paths", list.as_deref().unwrap_or("")))?
         },
         lock: r.get(24)?,
     })
@@ -137,11 +137,7 @@ pub(super) fn insert(
 ) -> rusqlite::Result<JobId> {
     let e = &job.event;
     let rule = i64::try_from(job.rule).unwrap_or(i64::MAX);
-    let lane = if job.per_rule {
-        format!("{hook}\u{1f}{}", job.rule_key)
-    } else {
-        hook.to_owned()
-    };
+    let lane = wording::lane(hook, job);
     conn.prepare_cached(
         "INSERT INTO jobs (hook, rule, state, queue, forge, repository, git_ref, before_sha, after_sha,
                            pusher, delivery, attempt, manual, created_at, force, rule_key, lane,
@@ -165,25 +161,12 @@ pub(super) fn insert(
         matches!(job.origin, Origin::Manual { force: true }),
         job.rule_key,
         lane,
-        match &e.paths {
-            ChangedPaths::Known(list) => Some(serde_json::to_string(list).unwrap_or_default()),
-            ChangedPaths::Unknown => None,
-        },
+        wording::paths_column(&e.paths),
         job.lock,
     ])?;
     let id = JobId(conn.last_insert_rowid());
     super::outbox::subscribe(conn, id, &job.notify)?;
-    let why = match (&job.reason, job.origin) {
-        (Some(reason), _) => reason.clone(),
-        (None, Origin::Push) => format!("push to {} at {}", e.git_ref, e.after),
-        (None, Origin::Manual { force: false }) => {
-            format!("deploy of {} at {} by hand", e.git_ref, e.after)
-        }
-        (None, Origin::Manual { force: true }) => format!(
-            "deploy of {} at {} by hand, forced (not checked against the ref)",
-            e.git_ref, e.after
-        ),
-    };
+    let why = wording::queued(job);
     event(conn, id, hook, EventKind::Queued, now, &why)?;
     if job.queue == Queue::Supersede {
         // An operator's deploy is never "older" than anything: it runs.
@@ -193,7 +176,7 @@ pub(super) fn insert(
         };
         match later {
             Some(later) => {
-                let why = format!("superseded by job {later}, a later push that arrived first");
+                let why = wording::superseded_by_later(later);
                 conn.prepare_cached(
                     "UPDATE jobs SET state = 'superseded', finished_at = ?2, detail = ?3 WHERE id = ?1",
                 )?
@@ -262,7 +245,7 @@ fn supersede_older(
     newer: JobId,
     now: Now,
 ) -> rusqlite::Result<()> {
-    let why = format!("superseded by job {newer}");
+    let why = wording::superseded_by(newer);
     let replaced: Vec<i64> = conn
         .prepare_cached(
             "UPDATE jobs SET state = 'superseded', finished_at = ?4, detail = ?5
@@ -341,7 +324,7 @@ pub(super) fn claim(
         &hook,
         EventKind::Started,
         now,
-        &format!("started by {owner}"),
+        &wording::started_by(owner),
     )?;
     get(conn, JobId(id))
 }
@@ -413,7 +396,7 @@ pub(super) fn cancel(conn: &Connection, id: JobId, now: Now) -> rusqlite::Result
     };
     Ok(match job.state {
         JobState::Queued | JobState::Held => {
-            let why = "cancelled before it started";
+            let why = wording::CANCELLED_BEFORE_START;
             conn.execute(
                 "UPDATE jobs SET state = 'cancelled', finished_at = ?2, detail = ?3 WHERE id = ?1",
                 params![id.0, now.secs, why],
@@ -447,33 +430,7 @@ pub(super) fn recover(
         .collect::<rusqlite::Result<_>>()?;
     let mut interrupted = Vec::with_capacity(lapsed.len());
     for mut j in lapsed {
-        let who = j.owner.as_ref().map_or_else(
-            || "the daemon that ran it".to_owned(),
-            |o| format!("{o}, which ran it,"),
-        );
-        // An operator asked to cancel it: it ends cancelled, not interrupted (and is not
-        // run again), though its owner was gone before it could stop it.
-        let (state, kind, why) = if j.cancel_requested {
-            (
-                JobState::Cancelled,
-                EventKind::Cancelled,
-                format!("cancelled: {who} stopped renewing its lease before it could stop the job"),
-            )
-        } else if j.owner.is_some() {
-            (
-                JobState::Interrupted,
-                EventKind::Interrupted,
-                format!(
-                    "interrupted: {who} stopped renewing its lease (it stopped or lost the database)"
-                ),
-            )
-        } else {
-            (
-                JobState::Interrupted,
-                EventKind::Interrupted,
-                "interrupted: the daemon stopped while this job ran".to_owned(),
-            )
-        };
+        let (state, kind, why) = wording::lapsed(&j);
         conn.execute(
             "UPDATE jobs SET state = ?4, finished_at = ?2, detail = ?3 WHERE id = ?1",
             params![j.id.0, now.secs, why, state.as_str()],
@@ -507,7 +464,7 @@ pub(super) fn requeue(conn: &Connection, id: JobId, now: Now) -> rusqlite::Resul
         &hook,
         EventKind::Requeued,
         now,
-        &format!("queued again as job {retry}"),
+        &wording::requeued_as(retry),
     )?;
     event(
         conn,
@@ -515,7 +472,7 @@ pub(super) fn requeue(conn: &Connection, id: JobId, now: Now) -> rusqlite::Resul
         &hook,
         EventKind::Queued,
         now,
-        &format!("retry of interrupted job {id}"),
+        &wording::retry_detail(id),
     )?;
     Ok(retry)
 }

@@ -16,7 +16,7 @@ mod schema;
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt as _;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
@@ -27,6 +27,7 @@ use super::types::{
     InstanceId, Job, JobEvent, JobFilter, JobId, JobState, NewJob, NotQueued, Notification,
     OutboxDepth, OutboxId, Outgoing, Pause, Retention,
 };
+use super::wording::{Now, from_ms, from_secs, ms};
 use super::{Answer, Backend, StoreError, lock};
 
 /// The most acceptances one transaction commits.
@@ -467,37 +468,6 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Batched>, notify: &watch::Send
     }
 }
 
-/// The time of one transaction, in the two units the schema uses.
-#[derive(Debug, Clone, Copy)]
-struct Now {
-    secs: i64,
-    ms: i64,
-}
-
-impl Now {
-    fn system() -> Now {
-        let ms = ms(SystemTime::now());
-        Now {
-            secs: ms.div_euclid(1000),
-            ms,
-        }
-    }
-}
-
-/// Unix milliseconds.
-fn ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-fn from_secs(s: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(u64::try_from(s).unwrap_or(0))
-}
-
-fn from_ms(m: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(u64::try_from(m).unwrap_or(0))
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::{Store, conformance};
@@ -509,7 +479,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let store = Store::open(dir.path()).unwrap();
             dirs.lock().unwrap().push(dir);
-            store
+            std::future::ready(store)
         })
         .await;
     }

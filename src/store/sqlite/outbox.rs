@@ -10,16 +10,7 @@ use crate::store::types::{
     Attempt, Cursor, EventKind, JobEvent, JobId, Notification, OutboxDepth, OutboxId, OutboxState,
     Outgoing, Subscription,
 };
-
-/// `,started,failed,`: every kind between commas, so that `instr` matches whole names.
-fn kinds(on: &[EventKind]) -> String {
-    let mut s = String::from(",");
-    for k in on {
-        s.push_str(k.as_str());
-        s.push(',');
-    }
-    s
-}
+use crate::store::wording;
 
 /// Records who hears about job `job`'s events.
 pub(super) fn subscribe(
@@ -31,7 +22,12 @@ pub(super) fn subscribe(
         "INSERT OR REPLACE INTO job_targets (job, target, events, latest_only) VALUES (?1, ?2, ?3, ?4)",
     )?;
     for s in subs {
-        insert.execute(params![job.0, s.target, kinds(&s.on), s.latest_only])?;
+        insert.execute(params![
+            job.0,
+            s.target,
+            wording::kinds(&s.on),
+            s.latest_only
+        ])?;
     }
     Ok(())
 }
@@ -56,7 +52,7 @@ pub(super) fn fan_out(
     kind: EventKind,
     now: Now,
 ) -> rusqlite::Result<()> {
-    let pattern = format!(",{},", kind.as_str());
+    let pattern = wording::kind_pattern(kind);
     conn.prepare_cached(
         "UPDATE outbox SET state = 'replaced', done_at = ?3
          WHERE job = ?1 AND state = 'pending'

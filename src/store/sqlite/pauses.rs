@@ -7,20 +7,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::jobs::event;
 use super::{Now, from_ms};
 use crate::store::types::{EventKind, JobId, Pause};
+use crate::store::wording;
 
 /// Why a job of `hook` is held, if the hook is paused.
 fn paused(conn: &Connection, hook: &str) -> rusqlite::Result<Option<String>> {
     conn.prepare_cached("SELECT reason FROM pauses WHERE hook = ?1")?
         .query_row([hook], |r| r.get(0))
         .optional()
-}
-
-fn held_reason(reason: &str) -> String {
-    if reason.is_empty() {
-        "held: the hook is paused".to_owned()
-    } else {
-        format!("held: the hook is paused ({reason})")
-    }
 }
 
 /// Holds job `id` (just queued) if its hook is paused.
@@ -37,7 +30,14 @@ pub(super) fn hold_if_paused(
         .prepare_cached("UPDATE jobs SET state = 'held' WHERE id = ?1 AND state = 'queued'")?
         .execute([id.0])?;
     if held > 0 {
-        event(conn, id, hook, EventKind::Held, now, &held_reason(&reason))?;
+        event(
+            conn,
+            id,
+            hook,
+            EventKind::Held,
+            now,
+            &wording::held(&reason),
+        )?;
     }
     Ok(())
 }
@@ -60,7 +60,7 @@ pub(super) fn pause(
         )?
         .query_map([hook], |r| r.get(0).map(JobId))?
         .collect::<rusqlite::Result<_>>()?;
-    let why = held_reason(reason);
+    let why = wording::held(reason);
     for id in &held {
         event(conn, *id, hook, EventKind::Held, now, &why)?;
     }
@@ -89,14 +89,7 @@ pub(super) fn resume(
         .collect::<rusqlite::Result<_>>()?;
     released.sort();
     for id in &released {
-        event(
-            conn,
-            *id,
-            hook,
-            EventKind::Released,
-            now,
-            "the hook was resumed",
-        )?;
+        event(conn, *id, hook, EventKind::Released, now, wording::RESUMED)?;
     }
     Ok(Some(released))
 }

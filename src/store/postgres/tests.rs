@@ -1,0 +1,270 @@
+//! The PostgreSQL backend against a real server: a throwaway cluster the tests start
+//! (`tests/support/pg_cluster.rs`), one database per store. Several stores on one
+//! database stand for several replicas.
+
+use std::time::{Duration, SystemTime};
+
+use super::super::types::*;
+use super::super::{Backend, Store, conformance};
+use super::{Connect, Postgres};
+
+#[path = "../../../tests/support/pg_cluster.rs"]
+mod pg_cluster;
+
+use pg_cluster::{Cluster, TestDb};
+
+/// The cluster, or `None` (outside CI, without PostgreSQL: the harness said why).
+fn cluster() -> Option<&'static Cluster> {
+    Cluster::shared()
+}
+
+fn connect(cluster: &Cluster, db: &TestDb) -> Connect {
+    let mut config: tokio_postgres::Config = db.socket_url.parse().unwrap();
+    config.password(cluster.password());
+    Connect {
+        config,
+        tls: None,
+        shown: db.name.clone(),
+    }
+}
+
+async fn open(cluster: &Cluster, db: &TestDb) -> Postgres {
+    Postgres::open(connect(cluster, db)).await.unwrap()
+}
+
+/// A store on a fresh database of its own.
+async fn fresh(cluster: &'static Cluster) -> Store {
+    let db = cluster.database();
+    Store::from_backend(std::sync::Arc::new(open(cluster, &db).await))
+}
+
+#[tokio::test]
+async fn passes_the_conformance_suite() {
+    let Some(cluster) = cluster() else { return };
+    conformance::run(|| fresh(cluster)).await;
+}
+
+fn delivery(id: &str) -> Delivery {
+    let mut d = conformance::delivery("h");
+    d.delivery = Some(crate::event::DeliveryId::parse(id).unwrap());
+    d
+}
+
+#[tokio::test]
+async fn one_delivery_sent_to_two_replicas_at_once_is_accepted_once() {
+    let Some(cluster) = cluster() else { return };
+    let db = cluster.database();
+    let (a, b) = (open(cluster, &db).await, open(cluster, &db).await);
+    for n in 0..20 {
+        let id = format!("d-{n}");
+        let keys = vec![format!("id:{id}")];
+        let job = vec![conformance::job(0, Queue::Fifo, 'a')];
+        let (x, y) = tokio::join!(
+            a.accept(delivery(&id), keys.clone(), job.clone(), conformance::ROOM),
+            b.accept(delivery(&id), keys, job, conformance::ROOM),
+        );
+        let outcomes = [x.unwrap(), y.unwrap()];
+        let queued = outcomes
+            .iter()
+            .filter(|o| matches!(o, Acceptance::Queued(_)))
+            .count();
+        let duplicate = outcomes
+            .iter()
+            .filter(|o| matches!(o, Acceptance::Duplicate(Prior { same_id: true, .. })))
+            .count();
+        assert_eq!((queued, duplicate), (1, 1), "{outcomes:?}");
+    }
+    let jobs = a
+        .list(JobFilter {
+            limit: Some(100),
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 20);
+}
+
+#[tokio::test]
+async fn two_replicas_never_run_two_jobs_of_one_hook() {
+    let Some(cluster) = cluster() else { return };
+    let db = cluster.database();
+    let (a, b) = (open(cluster, &db).await, open(cluster, &db).await);
+    let a = Store::from_backend(std::sync::Arc::new(a));
+    for c in ['a', 'b', 'c'] {
+        conformance::queue(&a, "h", vec![conformance::job(0, Queue::Fifo, c)]).await;
+    }
+    conformance::queue(&a, "g", vec![conformance::job(0, Queue::Fifo, 'd')]).await;
+    let hour = conformance::hour();
+    // Both ask at the same moment, again and again: one job of each hook, no more.
+    let mut claimed = Vec::new();
+    for _ in 0..3 {
+        let (x, y) = tokio::join!(
+            a.claim(conformance::owner("a"), hour),
+            b.claim(conformance::owner("b"), hour)
+        );
+        claimed.extend(x.unwrap());
+        claimed.extend(y.unwrap());
+    }
+    let mut hooks: Vec<&str> = claimed.iter().map(|j| j.hook.as_str()).collect();
+    hooks.sort_unstable();
+    assert_eq!(hooks, ["g", "h"]);
+    // fifo across replicas: the first of h's pushes runs first.
+    let h = claimed.iter().find(|j| j.hook == "h").unwrap();
+    assert_eq!(h.sha, conformance::sha('a'));
+}
+
+#[tokio::test]
+async fn a_commit_by_one_replica_wakes_the_other() {
+    let Some(cluster) = cluster() else { return };
+    let db = cluster.database();
+    let (a, b) = (open(cluster, &db).await, open(cluster, &db).await);
+    let mut changed = b.changed();
+    changed.borrow_and_update();
+    let store = Store::from_backend(std::sync::Arc::new(a));
+    // The listener may still be connecting: write until b hears of it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        conformance::queue(&store, "h", vec![conformance::job(0, Queue::Fifo, 'a')]).await;
+        if tokio::time::timeout(Duration::from_millis(500), changed.changed())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the other replica never heard of a commit"
+        );
+    }
+    assert!(!b.events(Cursor(0), 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_late_finish_after_the_lease_ran_out_is_refused() {
+    let Some(cluster) = cluster() else { return };
+    let db = cluster.database();
+    let s = open(cluster, &db).await;
+    let store = Store::from_backend(std::sync::Arc::new(s));
+    conformance::queue(&store, "h", vec![conformance::job(0, Queue::Fifo, 'a')]).await;
+    let me = conformance::owner("fenced");
+    // A lease already over (as after a replica lost the database for longer than it).
+    let past = SystemTime::now() - Duration::from_secs(1);
+    let job = store.claim(me.clone(), past).await.unwrap().unwrap();
+    let beat = store
+        .heartbeat(me.clone(), vec![job.id], conformance::hour())
+        .await
+        .unwrap();
+    assert_eq!(beat.lost, vec![job.id]);
+    let finished = store
+        .finish(me, job.id, JobState::Succeeded, "done".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(finished, Finished::NotOwner);
+    assert_eq!(conformance::state(&store, job.id).await, JobState::Running);
+    let recovered = store.recover(SystemTime::now()).await.unwrap();
+    assert_eq!(recovered[0].state, JobState::Interrupted);
+}
+
+#[tokio::test]
+async fn events_are_read_in_commit_order_while_two_replicas_write() {
+    let Some(cluster) = cluster() else { return };
+    let db = cluster.database();
+    let a = Store::from_backend(std::sync::Arc::new(open(cluster, &db).await));
+    let b = Store::from_backend(std::sync::Arc::new(open(cluster, &db).await));
+    let writers = [a.clone(), b.clone()].map(|s| {
+        tokio::spawn(async move {
+            for n in 0..40 {
+                let hook = format!("h{}", n % 5);
+                conformance::queue(&s, &hook, vec![conformance::job(0, Queue::Fifo, 'a')]).await;
+            }
+        })
+    });
+    // A reader following the cursor while they write never sees an id below one it has
+    // seen, and at the end has seen every event exactly once.
+    let mut cursor = Cursor(0);
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while seen.len() < 80 {
+        for e in a.events(cursor, 7).await.unwrap() {
+            assert!(e.cursor.0 > cursor.0);
+            cursor = e.cursor;
+            seen.push(e.cursor.0);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "saw {}", seen.len());
+        tokio::task::yield_now().await;
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let all: Vec<i64> = a
+        .events(Cursor(0), 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.cursor.0)
+        .collect();
+    assert_eq!(seen, all);
+}
+
+#[tokio::test]
+async fn two_replicas_never_send_one_lane_at_once() {
+    let Some(cluster) = cluster() else { return };
+    let db = cluster.database();
+    let a = open(cluster, &db).await;
+    let b = open(cluster, &db).await;
+    let store = Store::from_backend(std::sync::Arc::new(open(cluster, &db).await));
+    let mut job = conformance::job(0, Queue::Fifo, 'a');
+    job.notify = vec![Subscription {
+        target: "notify:chat".into(),
+        on: vec![EventKind::Queued],
+        latest_only: false,
+    }];
+    conformance::queue(&store, "h", vec![job.clone()]).await;
+    conformance::queue(&store, "h", vec![job]).await;
+    let now = SystemTime::now() + Duration::from_secs(1);
+    let x = a.outbox_due(now, Vec::new(), 10).await.unwrap();
+    let y = b.outbox_due(now, Vec::new(), 10).await.unwrap();
+    // One lane (target + repository): its head goes to one replica, the other gets none.
+    assert_eq!(x.len(), 1);
+    assert!(y.is_empty(), "{y:?}");
+    // Once sent, the next row of the lane is anyone's.
+    a.outbox_attempt(x[0].id, Attempt::Sent { memo: None })
+        .await
+        .unwrap();
+    let y = b.outbox_due(now, Vec::new(), 10).await.unwrap();
+    assert_eq!(y.len(), 1);
+    assert!(y[0].id.0 > x[0].id.0);
+}
+
+#[tokio::test]
+async fn a_schema_newer_than_this_build_is_refused() {
+    let Some(cluster) = cluster() else { return };
+    let db = cluster.database();
+    drop(open(cluster, &db).await);
+    cluster.psql(
+        &db.name,
+        "UPDATE deployhook_schema SET version = version + 1",
+    );
+    let err = Postgres::open(connect(cluster, &db)).await.err().unwrap();
+    let msg = err.to_string();
+    assert!(msg.contains("newer than this deployhook knows"), "{msg}");
+}
+
+#[tokio::test]
+async fn replicas_opening_at_once_migrate_once() {
+    let Some(cluster) = cluster() else { return };
+    let db = cluster.database();
+    let (a, b, c) = tokio::join!(
+        Postgres::open(connect(cluster, &db)),
+        Postgres::open(connect(cluster, &db)),
+        Postgres::open(connect(cluster, &db)),
+    );
+    for s in [a, b, c] {
+        s.unwrap();
+    }
+    let rows = cluster.psql(
+        &db.name,
+        "SELECT count(*), max(version) FROM deployhook_schema",
+    );
+    assert_eq!(rows.trim(), format!("1|{}", super::schema::known()));
+}
