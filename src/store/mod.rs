@@ -23,7 +23,7 @@ use std::time::SystemTime;
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
-pub use postgres::Connect as PgConnect;
+pub use postgres::{Connect as PgConnect, tls_config as pg_tls_config};
 pub use types::{
     Acceptance, Attempt, CancelResult, Cursor, Delivery, DeliveryOutcome, DeliveryRecord,
     EventKind, Finished, Heartbeat, InstanceId, Job, JobEvent, JobFilter, JobId, JobState, NewJob,
@@ -37,6 +37,10 @@ pub enum StoreError {
         "cannot open the state database {path}: {reason}; check that state_dir exists and is writable by the daemon's user"
     )]
     Open { path: PathBuf, reason: String },
+    #[error(
+        "cannot use the PostgreSQL database {target}: {reason}; check [store] url, password_file and ca_file, and that the server is up"
+    )]
+    OpenDatabase { target: String, reason: String },
     #[error("cannot write the state database: {0}")]
     Write(String),
     #[error("cannot read the state database: {0}")]
@@ -70,9 +74,19 @@ pub trait Backend: Send + Sync {
     ) -> Answer<'_, Acceptance>;
     /// Records a verified delivery that queued nothing.
     fn record(&self, delivery: Delivery, outcome: NotQueued, reason: String) -> Answer<'_, ()>;
-    /// Marks the oldest queued job whose hook has no running job as running under
-    /// `owner` until `lease_until`, and returns it.
-    fn claim(&self, owner: InstanceId, lease_until: SystemTime) -> Answer<'_, Option<Job>>;
+    /// Marks the oldest queued job whose lane has no running job (and whose lock is free)
+    /// as running under `owner` until `lease_until`, and returns it. Jobs of the hooks in
+    /// `skip_hooks` are left to other replicas (their `run_on` does not name this one).
+    fn claim_skipping(
+        &self,
+        owner: InstanceId,
+        lease_until: SystemTime,
+        skip_hooks: Vec<String>,
+    ) -> Answer<'_, Option<Job>>;
+    /// [`Backend::claim_skipping`] with no hook left out.
+    fn claim(&self, owner: InstanceId, lease_until: SystemTime) -> Answer<'_, Option<Job>> {
+        self.claim_skipping(owner, lease_until, Vec::new())
+    }
     /// Extends the leases of `owner`'s `running` jobs to `lease_until`; says which of them
     /// are to be cancelled and which are no longer `owner`'s.
     fn heartbeat(
@@ -145,6 +159,14 @@ pub trait Backend: Send + Sync {
     /// Changes whenever this store commits something; a hint to read events again
     /// (changes by other processes are seen by reading, not through this).
     fn changed(&self) -> watch::Receiver<u64>;
+    /// Changes when an operator asked another process to cancel a job: a hint to renew
+    /// the leases now (the heartbeat reports the cancel) rather than at the next beat.
+    /// A store only one process uses never changes it (that process's worker hears of
+    /// its own cancels directly).
+    fn cancels(&self) -> watch::Receiver<u64> {
+        static NEVER: std::sync::OnceLock<watch::Sender<u64>> = std::sync::OnceLock::new();
+        NEVER.get_or_init(|| watch::Sender::new(0)).subscribe()
+    }
     /// Where the data lives, for the startup log line.
     fn describe(&self) -> String;
 }

@@ -455,16 +455,36 @@ impl Worker {
     /// Drives `work` to its end while renewing job `id`'s lease every heartbeat. A cancel
     /// recorded in the store (from any process) stops the job; so does losing the lease,
     /// and then the answer is `None`: the job is someone else's to record.
+    ///
+    /// Fencing: when the lease cannot be renewed (the database is unreachable) for so
+    /// long that stopping the job (up to `kill_grace`) would outlast it, the job is
+    /// stopped now, before another replica can recover and run it again.
     async fn keep_lease<T>(&self, id: JobId, work: impl Future<Output = T>) -> Option<T> {
         let w = &self.0;
         let every = w.parts.timing.heartbeat;
         let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let fence_after = w
+            .parts
+            .timing
+            .lease
+            .saturating_sub(w.config.get().server.kill_grace + every);
+        let mut renewed = tokio::time::Instant::now();
+        let mut cancels = w.store.cancels();
+        let mut hear_cancels = true;
         let mut lost = false;
         tokio::pin!(work);
         loop {
             tokio::select! {
                 out = &mut work => return (!lost).then_some(out),
+                // Another replica was asked to cancel a job: renew now, which says whether
+                // it is this one.
+                changed = cancels.changed(), if !lost && hear_cancels => {
+                    match changed {
+                        Ok(()) => beat.reset_immediately(),
+                        Err(_) => hear_cancels = false,
+                    }
+                }
                 _ = beat.tick(), if !lost => {
                     let lease_until = SystemTime::now() + w.parts.timing.lease;
                     match w.store.heartbeat(w.me.clone(), vec![id], lease_until).await {
@@ -472,11 +492,18 @@ impl Worker {
                             lost = true;
                             w.handle.cancel(id);
                         }
-                        Ok(b) if b.cancel.contains(&id) => {
-                            tracing::info!(job = id.0, "cancel requested");
+                        Ok(b) => {
+                            renewed = tokio::time::Instant::now();
+                            if b.cancel.contains(&id) {
+                                tracing::info!(job = id.0, "cancel requested");
+                                w.handle.cancel(id);
+                            }
+                        }
+                        Err(e) if renewed.elapsed() >= fence_after => {
+                            tracing::error!(job = id.0, error = %e, unrenewed = ?renewed.elapsed(), "stopping the job: its lease could not be renewed and would run out before it stopped (another replica may run it again)");
+                            lost = true;
                             w.handle.cancel(id);
                         }
-                        Ok(_) => {}
                         Err(e) => tracing::warn!(job = id.0, error = %e, "cannot renew the job's lease"),
                     }
                 }

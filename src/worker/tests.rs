@@ -434,8 +434,13 @@ impl crate::store::Backend for FullDisk {
     fn record(&self, d: Delivery, o: crate::store::NotQueued, r: String) -> Answer<'_, ()> {
         self.inner.record(d, o, r)
     }
-    fn claim(&self, o: InstanceId, l: SystemTime) -> Answer<'_, Option<crate::store::Job>> {
-        self.inner.claim(o, l)
+    fn claim_skipping(
+        &self,
+        o: InstanceId,
+        l: SystemTime,
+        s: Vec<String>,
+    ) -> Answer<'_, Option<crate::store::Job>> {
+        self.inner.claim_skipping(o, l, s)
     }
     fn heartbeat(
         &self,

@@ -16,6 +16,31 @@ pub async fn run<F: Future<Output = Store>>(open: &impl Fn() -> F) {
     rules_of_one_hook_run_at_once_per_rule(&open().await).await;
     supersede_follows_the_rule_key(&open().await).await;
     a_lock_is_held_by_one_job_of_any_hook(&open().await).await;
+    hooks_left_to_other_replicas_are_skipped(&open().await).await;
+}
+
+/// `run_on`: a replica not named leaves the hook's jobs to others, but claims the rest.
+async fn hooks_left_to_other_replicas_are_skipped(s: &Store) {
+    let local = queue(s, "local", vec![job(0, Queue::Fifo, 'a')]).await[0];
+    let mono = queue(s, "mono", vec![ruled("api", 0, true, Queue::Fifo, 'a')]).await[0];
+    let anywhere = queue(s, "anywhere", vec![job(0, Queue::Fifo, 'b')]).await[0];
+    let skip = vec!["local".to_owned(), "mono".to_owned()];
+    let got = s
+        .claim_skipping(owner("b"), hour(), skip.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.id, anywhere);
+    assert!(
+        s.claim_skipping(owner("b"), hour(), skip)
+            .await
+            .unwrap()
+            .is_none(),
+        "only the skipped hooks' jobs are left"
+    );
+    let a = s.claim(owner("a"), hour()).await.unwrap().unwrap();
+    let b = s.claim(owner("a"), hour()).await.unwrap().unwrap();
+    assert_eq!((a.id, b.id), (local, mono));
 }
 
 async fn rules_of_one_hook_run_at_once_per_rule(s: &Store) {

@@ -277,12 +277,13 @@ const NEXT_TO_CLAIM: &str = "WITH RECURSIVE waiting(lane) AS (
              WHERE NOT EXISTS (SELECT 1 FROM jobs held, jobs wanted
                                WHERE wanted.id = first AND wanted.lock IS NOT NULL
                                  AND held.state = 'running' AND held.lock = wanted.lock)
+               AND NOT ((SELECT hook FROM jobs WHERE id = first) = ANY($1))
              ORDER BY first LIMIT 1";
 
-/// Whether a job could be claimed now (without the write lock).
-pub(super) async fn claimable(c: &impl GenericClient) -> Result<bool, Fail> {
+/// Whether a job could be claimed now (without the write lock), leaving out `skip`'s hooks.
+pub(super) async fn claimable(c: &impl GenericClient, skip: &[String]) -> Result<bool, Fail> {
     let stmt = c.prepare_cached(NEXT_TO_CLAIM).await?;
-    Ok(c.query_opt(&stmt, &[]).await?.is_some())
+    Ok(c.query_opt(&stmt, &[&skip]).await?.is_some())
 }
 
 /// Claims the next job for `owner`, its lease `lease_ms` from the database's now.
@@ -290,10 +291,11 @@ pub(super) async fn claim(
     tx: &Tx<'_>,
     owner: &InstanceId,
     lease_ms: i64,
+    skip: &[String],
     now: Now,
 ) -> Result<Option<Job>, Fail> {
     let stmt = tx.prepare_cached(NEXT_TO_CLAIM).await?;
-    let Some(next) = tx.query_opt(&stmt, &[]).await? else {
+    let Some(next) = tx.query_opt(&stmt, &[&skip]).await? else {
         return Ok(None);
     };
     let id = JobId(next.try_get(0)?);
@@ -415,6 +417,9 @@ pub(super) async fn cancel(tx: &Tx<'_>, id: JobId, now: Now) -> Result<CancelRes
                 &[&id.0],
             )
             .await?;
+            // Heard by the replica running it when this commits.
+            tx.execute("SELECT pg_notify($1, '')", &[&super::CANCEL_CHANNEL])
+                .await?;
             CancelResult::Requested
         }
         done => CancelResult::AlreadyFinished(done),

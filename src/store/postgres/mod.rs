@@ -21,6 +21,9 @@ mod jobs;
 mod outbox;
 mod pauses;
 mod schema;
+mod tls;
+
+pub use tls::client_config as tls_config;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -42,6 +45,9 @@ const WRITE_LOCK: i64 = 0x6470_686b_7772;
 
 /// The channel every write notifies.
 const CHANNEL: &str = "deployhook";
+
+/// The channel a cancel of a running job notifies (its owner may be another replica).
+const CANCEL_CHANNEL: &str = "deployhook_cancel";
 
 /// The most deliveries one transaction commits.
 const MAX_BATCH: usize = 256;
@@ -71,7 +77,7 @@ pub struct Connect {
 pub(super) enum Fail {
     #[error("{}", describe(.0))]
     Db(#[from] tokio_postgres::Error),
-    #[error("cannot reach PostgreSQL: {0}")]
+    #[error("cannot reach PostgreSQL: {}", pool_error(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("unreadable {what} {value:?} in the database")]
     Corrupt { what: &'static str, value: String },
@@ -90,6 +96,18 @@ pub(super) fn describe(e: &tokio_postgres::Error) -> String {
         source = cause.source();
     }
     s
+}
+
+/// A pool error with its cause (deadpool's own text leaves it out).
+fn pool_error(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => describe(e),
+        deadpool_postgres::PoolError::Timeout(_) => {
+            "no connection within 5 s (the server is down, unreachable, or every connection is busy)"
+                .to_owned()
+        }
+        other => other.to_string(),
+    }
 }
 
 #[expect(clippy::needless_pass_by_value, reason = "used as map_err(write_err)")]
@@ -127,6 +145,8 @@ pub(super) struct Postgres {
     pool: Pool,
     batch: mpsc::UnboundedSender<Batched>,
     notify: Arc<watch::Sender<u64>>,
+    /// Bumped when any replica asks for a running job to be cancelled.
+    cancels: Arc<watch::Sender<u64>>,
     /// Who takes outbox rows in this process.
     me: String,
     shown: String,
@@ -136,8 +156,8 @@ impl Postgres {
     /// Connects, applies the migrations (refusing a newer schema), and starts the group
     /// commit and the listener.
     pub(super) async fn open(connect: Connect) -> Result<Postgres, StoreError> {
-        let open_err = |reason: String| StoreError::Open {
-            path: connect.shown.clone().into(),
+        let open_err = |reason: String| StoreError::OpenDatabase {
+            target: connect.shown.clone(),
             reason,
         };
         let mut config = connect.config.clone();
@@ -170,19 +190,25 @@ impl Postgres {
             let mut client = pool
                 .get()
                 .await
-                .map_err(|e| open_err(format!("cannot connect: {e}")))?;
+                .map_err(|e| open_err(format!("cannot connect: {}", pool_error(&e))))?;
             schema::prepare(&mut client)
                 .await
                 .map_err(|e| open_err(e.to_string()))?;
         }
         let notify = Arc::new(watch::Sender::new(0));
+        let cancels = Arc::new(watch::Sender::new(0));
         let (batch, waiting) = mpsc::unbounded_channel();
         tokio::spawn(group_commit(pool.clone(), waiting, Arc::clone(&notify)));
-        tokio::spawn(listen(config, connect.tls.clone(), Arc::downgrade(&notify)));
+        let heard = Heard {
+            commits: Arc::downgrade(&notify),
+            cancels: Arc::downgrade(&cancels),
+        };
+        tokio::spawn(listen(config, connect.tls.clone(), heard));
         Ok(Postgres {
             pool,
             batch,
             notify,
+            cancels,
             me: InstanceId::new().as_str().to_owned(),
             shown: connect.shown,
         })
@@ -342,22 +368,41 @@ async fn commit_batch(pool: &Pool, batch: &[Batched]) -> Result<Vec<Option<Accep
     Ok(outcomes)
 }
 
-/// Listens on [`CHANNEL`] on a connection of its own and bumps `notify` for every
-/// notification (and once after each reconnect: what was missed meanwhile is read then).
-/// Ends when the store is dropped.
+/// What the listener bumps: the store's `changed` and `cancels` (weak: the listener ends
+/// when the store is dropped).
+struct Heard {
+    commits: std::sync::Weak<watch::Sender<u64>>,
+    cancels: std::sync::Weak<watch::Sender<u64>>,
+}
+
+impl Heard {
+    /// Bumps what `channel` stands for; `false` once the store is gone.
+    fn bump(&self, channel: &str) -> bool {
+        let which = if channel == CANCEL_CHANNEL {
+            &self.cancels
+        } else {
+            &self.commits
+        };
+        which.upgrade().map(|n| announce(&n)).is_some()
+    }
+}
+
+/// Listens on [`CHANNEL`] and [`CANCEL_CHANNEL`] on a connection of its own, and bumps
+/// what each stands for at every notification; after a reconnect, both once (what was
+/// missed meanwhile is read then). Ends when the store is dropped.
 async fn listen(
     config: tokio_postgres::Config,
     tls: Option<Arc<rustls::ClientConfig>>,
-    notify: std::sync::Weak<watch::Sender<u64>>,
+    heard: Heard,
 ) {
     loop {
-        match listen_once(&config, tls.as_ref(), &notify).await {
+        match listen_once(&config, tls.as_ref(), &heard).await {
             Ok(()) => return,
             Err(e) => tracing::debug!(error = %e, "PostgreSQL listener lost; reconnecting"),
         }
-        let Some(n) = notify.upgrade() else { return };
-        announce(&n);
-        drop(n);
+        if !heard.bump(CHANNEL) || !heard.bump(CANCEL_CHANNEL) {
+            return;
+        }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
@@ -366,7 +411,7 @@ async fn listen(
 async fn listen_once(
     config: &tokio_postgres::Config,
     tls: Option<&Arc<rustls::ClientConfig>>,
-    notify: &std::sync::Weak<watch::Sender<u64>>,
+    heard: &Heard,
 ) -> Result<(), Fail> {
     use futures_util::StreamExt as _;
     let (client, mut messages) = if let Some(tls) = tls {
@@ -380,7 +425,7 @@ async fn listen_once(
         (client, stream)
     };
     // The connection's messages must be read for the LISTEN below to be answered.
-    let statement = format!("LISTEN {CHANNEL}");
+    let statement = format!("LISTEN {CHANNEL}; LISTEN {CANCEL_CHANNEL}");
     let listening = client.batch_execute(&statement);
     tokio::pin!(listening);
     let mut listened = false;
@@ -391,16 +436,17 @@ async fn listen_once(
                 listened = true;
             }
             message = messages.next() => match message {
-                Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => {
-                    let Some(n) = notify.upgrade() else { return Ok(()) };
-                    announce(&n);
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                    if !heard.bump(n.channel()) {
+                        return Ok(());
+                    }
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e.into()),
                 None => return Err(Fail::Corrupt { what: "listener", value: "connection closed".into() }),
             },
             () = tokio::time::sleep(Duration::from_secs(30)) => {
-                if notify.strong_count() == 0 {
+                if heard.commits.strong_count() == 0 {
                     return Ok(());
                 }
             }
@@ -434,15 +480,24 @@ impl Backend for Postgres {
         })
     }
 
-    fn claim(&self, owner: InstanceId, lease_until: SystemTime) -> Answer<'_, Option<Job>> {
+    fn claim_skipping(
+        &self,
+        owner: InstanceId,
+        lease_until: SystemTime,
+        skip_hooks: Vec<String>,
+    ) -> Answer<'_, Option<Job>> {
         async move {
             // Asked without the lock first: most wake-ups find nothing to claim.
-            if !self.read(|c| jobs::claimable(c).boxed()).await? {
+            let skip = skip_hooks.clone();
+            if !self
+                .read(move |c| async move { jobs::claimable(c, &skip).await }.boxed())
+                .await?
+            {
                 return Ok(None);
             }
             let lease = from_now(lease_until);
             self.write(move |tx, now| {
-                async move { jobs::claim(tx, &owner, lease, now).await }.boxed()
+                async move { jobs::claim(tx, &owner, lease, &skip_hooks, now).await }.boxed()
             })
             .await
         }
@@ -607,6 +662,10 @@ impl Backend for Postgres {
 
     fn changed(&self) -> watch::Receiver<u64> {
         self.notify.subscribe()
+    }
+
+    fn cancels(&self) -> watch::Receiver<u64> {
+        self.cancels.subscribe()
     }
 
     fn describe(&self) -> String {

@@ -268,3 +268,27 @@ async fn replicas_opening_at_once_migrate_once() {
     );
     assert_eq!(rows.trim(), format!("1|{}", super::schema::known()));
 }
+
+#[tokio::test]
+async fn tls_to_a_tcp_host_trusts_ca_file_and_nothing_less() {
+    let Some(cluster) = cluster() else { return };
+    let db = cluster.database();
+    let mut config: tokio_postgres::Config = db.tcp_url.parse().unwrap();
+    config.password(cluster.password());
+    let ca = std::fs::read(cluster.ca_file()).unwrap();
+    let trusted = Connect {
+        config: config.clone(),
+        tls: Some(super::tls_config(Some(&ca)).unwrap()),
+        shown: db.name.clone(),
+    };
+    let store = Postgres::open(trusted).await.unwrap();
+    store.ping().await.unwrap();
+    // The test CA is not among the platform's roots: the server is not believed.
+    let untrusted = Connect {
+        config,
+        tls: Some(super::tls_config(None).unwrap()),
+        shown: db.name.clone(),
+    };
+    let err = Postgres::open(untrusted).await.err().unwrap().to_string();
+    assert!(err.contains("certificate"), "{err}");
+}

@@ -280,15 +280,18 @@ const NEXT_TO_CLAIM: &str = "WITH RECURSIVE waiting(lane) AS (
              WHERE NOT EXISTS (SELECT 1 FROM jobs held, jobs wanted
                                WHERE wanted.id = first AND wanted.lock IS NOT NULL
                                  AND held.state = 'running' AND held.lock = wanted.lock)
+               AND (SELECT hook FROM jobs WHERE id = first)
+                   NOT IN (SELECT value FROM json_each(?1))
              ORDER BY first LIMIT 1";
 
-/// Whether a job could be claimed now. On a read connection: most wake-ups of the worker
-/// (a delivery for a paused hook, a busy lane) find nothing, and the writer, which every
-/// delivery waits for, is then not taken for nothing.
-pub(super) fn claimable(conn: &Connection) -> rusqlite::Result<bool> {
+/// Whether a job could be claimed now, leaving out the hooks in `skip` (a JSON list).
+/// On a read connection: most wake-ups of the worker (a delivery for a paused hook, a
+/// busy lane) find nothing, and the writer, which every delivery waits for, is then not
+/// taken for nothing.
+pub(super) fn claimable(conn: &Connection, skip: &str) -> rusqlite::Result<bool> {
     Ok(conn
         .prepare_cached(NEXT_TO_CLAIM)?
-        .query_row([], |r| r.get::<_, i64>(0))
+        .query_row([skip], |r| r.get::<_, i64>(0))
         .optional()?
         .is_some())
 }
@@ -297,11 +300,12 @@ pub(super) fn claim(
     conn: &Connection,
     owner: &InstanceId,
     lease_until: i64,
+    skip: &str,
     now: Now,
 ) -> rusqlite::Result<Option<Job>> {
     let next: Option<(i64, String)> = conn
         .prepare_cached(NEXT_TO_CLAIM)?
-        .query_row([], |r| r.get::<_, i64>(0))
+        .query_row([skip], |r| r.get::<_, i64>(0))
         .optional()?
         .map(|id| -> rusqlite::Result<(i64, String)> {
             let hook = conn

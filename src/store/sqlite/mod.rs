@@ -249,14 +249,21 @@ impl Backend for Sqlite {
         })
     }
 
-    fn claim(&self, owner: InstanceId, lease_until: SystemTime) -> Answer<'_, Option<Job>> {
+    fn claim_skipping(
+        &self,
+        owner: InstanceId,
+        lease_until: SystemTime,
+        skip_hooks: Vec<String>,
+    ) -> Answer<'_, Option<Job>> {
+        let skip = serde_json::to_string(&skip_hooks).unwrap_or_else(|_| "[]".to_owned());
         async move {
             // Asked on a reader first (see `jobs::claimable`); a job that turns claimable
             // meanwhile comes with a wake-up of its own.
-            if !self.read(jobs::claimable).await? {
+            let ask = skip.clone();
+            if !self.read(move |c| jobs::claimable(c, &ask)).await? {
                 return Ok(None);
             }
-            self.write(move |tx, now| jobs::claim(tx, &owner, ms(lease_until), now))
+            self.write(move |tx, now| jobs::claim(tx, &owner, ms(lease_until), &skip, now))
                 .await
         }
         .boxed()
