@@ -12,6 +12,7 @@
 #[cfg(test)]
 mod conformance;
 mod lock;
+mod pg_target;
 mod postgres;
 mod sqlite;
 pub mod types;
@@ -23,6 +24,7 @@ use std::time::SystemTime;
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
+pub use pg_target::PgTarget;
 pub use postgres::{Connect as PgConnect, tls_config as pg_tls_config};
 pub use types::{
     Acceptance, Attempt, CancelResult, Cursor, Delivery, DeliveryOutcome, DeliveryRecord,
@@ -191,11 +193,16 @@ impl Store {
     }
 
     /// The shared PostgreSQL store (`[store] backend = "postgres"`): connects, applies
-    /// the migrations, and starts listening for other replicas' commits.
-    pub async fn open_postgres(connect: postgres::Connect) -> Result<Store, StoreError> {
-        Ok(Store(std::sync::Arc::new(
-            postgres::Postgres::open(connect).await?,
-        )))
+    /// the migrations, and starts listening for other replicas' commits. `state_dir`
+    /// (git caches, work trees, logs: this replica's own) is held alone, as with SQLite.
+    pub async fn open_postgres(
+        state_dir: &Path,
+        connect: postgres::Connect,
+    ) -> Result<Store, StoreError> {
+        let held = lock::acquire(state_dir)?;
+        let mut pg = postgres::Postgres::open(connect).await?;
+        pg.hold(held);
+        Ok(Store(std::sync::Arc::new(pg)))
     }
 
     pub fn from_backend(backend: std::sync::Arc<dyn Backend>) -> Store {

@@ -4,6 +4,8 @@
 mod fake;
 mod gitrepo;
 mod helpers;
+#[path = "../support/pg_cluster.rs"]
+mod pg_cluster;
 
 mod assets;
 mod browser;
@@ -22,6 +24,7 @@ mod operate;
 mod properties;
 mod rejections;
 mod replay;
+mod replicas;
 mod runner;
 mod serve;
 mod steps;

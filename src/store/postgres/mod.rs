@@ -72,6 +72,31 @@ pub struct Connect {
     pub shown: String,
 }
 
+impl Connect {
+    /// `target` with its password (from `password_file`), over TLS when it is a TCP
+    /// host: trusting `ca_pem`'s certificates (`ca_file`), or else the platform's roots.
+    pub fn new(
+        target: &super::PgTarget,
+        password: Option<&[u8]>,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Connect, String> {
+        let mut config = target.config().clone();
+        if let Some(p) = password {
+            config.password(p);
+        }
+        let tls = if target.needs_tls() {
+            Some(tls::client_config(ca_pem).map_err(|e| format!("ca_file {e}"))?)
+        } else {
+            None
+        };
+        Ok(Connect {
+            config,
+            tls,
+            shown: target.describe(),
+        })
+    }
+}
+
 /// Why a statement failed, with PostgreSQL's own message.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum Fail {
@@ -150,6 +175,8 @@ pub(super) struct Postgres {
     /// Who takes outbox rows in this process.
     me: String,
     shown: String,
+    /// This replica's `state_dir`, held while the store is open (see `store::lock`).
+    held: Option<super::lock::StateLock>,
 }
 
 impl Postgres {
@@ -211,7 +238,13 @@ impl Postgres {
             cancels,
             me: InstanceId::new().as_str().to_owned(),
             shown: connect.shown,
+            held: None,
         })
+    }
+
+    /// Keeps `held` (this replica's state_dir) for as long as the store lives.
+    pub(super) fn hold(&mut self, held: super::lock::StateLock) {
+        self.held = Some(held);
     }
 
     fn batched<T>(&self, make: impl FnOnce(Reply<T>) -> Batched) -> Answer<'_, T>

@@ -1,0 +1,192 @@
+//! Several replicas on one PostgreSQL database, as real `deployhook serve` processes with
+//! state dirs of their own: a delivery sent to two at once is accepted once, any replica
+//! shows any job, a replica killed with -9 mid-job loses the job to the other (which runs
+//! it again), and `run_on` keeps a hook's jobs on the replicas it names.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::gitrepo::Repo;
+use crate::helpers::*;
+use crate::jobs::{ZERO, hook};
+use crate::pg_cluster::Cluster;
+
+/// A config for replica `node` on `url`, its state in `state-<node>`, sharing the API
+/// token file with the others. `$OUTDIR` in `hooks` is `out`.
+fn replica_config(cluster: &Cluster, url: &str, node: &str, out: &Path, hooks: &str) -> String {
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+state_dir = "state-{node}"
+kill_grace = "1s"
+api_token_file = "api-token"
+{user}
+
+[store]
+backend = "postgres"
+url = "{url}"
+password_file = "{password}"
+node_name = "{node}"
+lease = "16s"
+{hooks}"#,
+        user = own_command_user(),
+        password = cluster.password_file().display(),
+        hooks = hooks.replace("$OUTDIR", &out.display().to_string()),
+    )
+}
+
+/// Replicas `nodes` of one config (`hooks`), each on its own config file in one dir.
+struct Replicas {
+    dir: TestDir,
+    daemons: Vec<(Daemon, std::net::SocketAddr)>,
+}
+
+impl Replicas {
+    fn start(nodes: &[&str], out: &Path, hooks: &str) -> Option<Replicas> {
+        let cluster = Cluster::shared()?;
+        let db = cluster.database();
+        let dir = TestDir::new("");
+        std::fs::write(dir.dir.path().join("api-token"), SECRET).unwrap();
+        let daemons = nodes
+            .iter()
+            .map(|node| {
+                let path = dir.dir.path().join(format!("hooks-{node}.toml"));
+                std::fs::write(
+                    &path,
+                    replica_config(cluster, &db.socket_url, node, out, hooks),
+                )
+                .unwrap();
+                let (daemon, addr) = start_daemon(&path);
+                register_token(addr, SECRET.to_owned());
+                (daemon, addr)
+            })
+            .collect();
+        Some(Replicas { dir, daemons })
+    }
+
+    fn addr(&self, i: usize) -> std::net::SocketAddr {
+        self.daemons[i].1
+    }
+}
+
+fn signed_push(id: &str, git_ref: &str, before: &str, after: &str) -> (Vec<(String, String)>, Vec<u8>) {
+    let body = serde_json::json!({
+        "repository": "acme/website", "ref": git_ref, "before": before, "after": after
+    })
+    .to_string()
+    .into_bytes();
+    let mut headers: Vec<(String, String)> = standard_webhooks(id, now_secs(), &body).into();
+    headers.push(("Content-Type".into(), "application/json".into()));
+    (headers, body)
+}
+
+#[test]
+fn one_delivery_sent_to_two_replicas_at_once_is_accepted_once_and_seen_by_both() {
+    let repo = Repo::new();
+    let sha = repo.commit(&[("version.txt", "1")], &[]);
+    let out = tempfile::tempdir().unwrap();
+    let rules = "[[hook.rule]]\nbranches = [\"main\"]\ncommands = [[\"true\"]]\n";
+    let Some(r) = Replicas::start(&["a", "b"], out.path(), &hook("site", &repo, rules)) else {
+        return;
+    };
+    let (headers, body) = signed_push("msg_twice", "refs/heads/main", ZERO, &sha);
+    let answers: Vec<Response> = std::thread::scope(|s| {
+        let sends: Vec<_> = (0..2)
+            .map(|i| {
+                let (addr, headers, body) = (r.addr(i), &headers, &body);
+                s.spawn(move || post(addr, "/hooks/site", &refs(headers), body))
+            })
+            .collect();
+        sends.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut statuses: Vec<String> = answers
+        .iter()
+        .map(|a| a.json()["status"].as_str().unwrap_or("").to_owned())
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, ["duplicate", "queued"], "{answers:?}");
+    let queued = answers.iter().find(|a| a.status == 202).unwrap();
+    let id = job_id(queued);
+    // Whichever replica runs it, both tell how it went.
+    for i in 0..2 {
+        let job = wait_job_at(r.addr(i), id);
+        assert_eq!(job["state"], "succeeded", "{job}");
+    }
+    let all = get(r.addr(1), "/api/jobs?hook=site").json();
+    assert_eq!(all["jobs"].as_array().unwrap().len(), 1, "{all}");
+    drop(r.dir);
+}
+
+#[test]
+fn a_replica_killed_mid_job_loses_it_to_the_other_which_runs_it_again() {
+    let repo = Repo::new();
+    let sha = repo.commit(&[("version.txt", "1")], &[]);
+    let out = tempfile::tempdir().unwrap();
+    let rules = r#"
+[[hook.rule]]
+branches = ["main"]
+retry_interrupted = true
+env = { OUT = "$OUTDIR" }
+commands = ["if [ -e \"$OUT/once\" ]; then echo retried >> \"$OUT/runs\"; else touch \"$OUT/once\"; sleep 600; fi"]
+"#;
+    let Some(mut r) = Replicas::start(&["a", "b"], out.path(), &hook("site", &repo, rules)) else {
+        return;
+    };
+    let (headers, body) = signed_push("msg_kill", "refs/heads/main", ZERO, &sha);
+    let res = post(r.addr(0), "/hooks/site", &refs(&headers), &body);
+    assert_eq!(res.status, 202, "{}", res.body);
+    let id = job_id(&res);
+    wait_for("the job to start", Duration::from_secs(60), || {
+        out.path().join("once").exists().then_some(())
+    });
+    let owner = get(r.addr(1), &format!("/api/jobs/{id}")).json()["owner"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let runner = (0..2)
+        .find(|&i| owner.contains(&format!(":{}:", r.daemons[i].0.0.id())))
+        .unwrap_or_else(|| panic!("owner {owner} is neither replica"));
+    let survivor = r.addr(1 - runner);
+    let (mut killed, _) = r.daemons.remove(runner);
+    killed.0.kill().unwrap(); // SIGKILL, mid-job
+    killed.0.wait().unwrap();
+    // Within the lease (16 s) and a recovery tick, the survivor takes it over.
+    let first = wait_for("the job to be interrupted", Duration::from_secs(60), || {
+        let j = get(survivor, &format!("/api/jobs/{id}")).json();
+        (j["state"] != "running").then_some(j)
+    });
+    assert_eq!(first["state"], "interrupted", "{first}");
+    let retry = wait_for("the retry to succeed", Duration::from_secs(60), || {
+        get(survivor, "/api/jobs?hook=site&state=succeeded").json()["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["attempt"] == 2)
+            .cloned()
+    });
+    let by = retry["owner"].as_str().unwrap();
+    assert!(!by.contains(&format!(":{}:", killed.0.id())), "{by}");
+    assert_eq!(std::fs::read_to_string(out.path().join("runs")).unwrap(), "retried\n");
+}
+
+#[test]
+fn run_on_keeps_a_hooks_jobs_on_the_replicas_it_names() {
+    let repo = Repo::new();
+    let sha = repo.commit(&[("version.txt", "1")], &[]);
+    let out = tempfile::tempdir().unwrap();
+    let rules = "[[hook.rule]]\nbranches = [\"main\"]\nqueue = \"fifo\"\ncommands = [[\"true\"]]\n";
+    let hooks = hook("local", &repo, &format!("run_on = [\"b\"]\n{rules}"));
+    let Some(r) = Replicas::start(&["a", "b"], out.path(), &hooks) else {
+        return;
+    };
+    let pids: Vec<u32> = r.daemons.iter().map(|d| d.0.0.id()).collect();
+    for n in 0..4 {
+        let (headers, body) = signed_push(&format!("msg_{n}"), "refs/heads/main", ZERO, &sha);
+        let res = post(r.addr(n % 2), "/hooks/local", &refs(&headers), &body);
+        assert_eq!(res.status, 202, "{}", res.body);
+        let job = wait_job_at(r.addr(0), job_id(&res));
+        assert_eq!(job["state"], "succeeded", "{job}");
+        let owner = job["owner"].as_str().unwrap();
+        assert!(owner.contains(&format!(":{}:", pids[1])), "run by {owner}, not b");
+    }
+}
