@@ -350,7 +350,9 @@ fn start(config: config::Config) -> Result<(), String> {
     let listen = config.server.listen;
     let config = LiveConfig::new(config);
     let state_dir = config.get().server.state_dir.clone();
-    let store = Store::open(&state_dir).map_err(|e| e.to_string())?;
+    // One runtime for everything: the PostgreSQL store's tasks start in it at open.
+    let system = actix_web::rt::System::new();
+    let store = open_store(&system, &config.get())?;
     let api_token = deployhook::api_token::load_or_create(&state_dir).map_err(|e| {
         format!(
             "cannot make or read the API token {}: {e}",
@@ -376,12 +378,14 @@ fn start(config: config::Config) -> Result<(), String> {
     tracing::info!(launcher = %launcher.display(), "deploy commands start through this launcher");
     let metrics = Arc::new(Metrics::default());
     let git = worker::git_cache(&config.get());
+    let mut parts = worker::Parts::standard(Arc::clone(&git), launcher);
+    parts.timing.lease = config.get().store.lease;
     let worker = Worker::new(
         Arc::clone(&config),
         store.clone(),
         logs.clone(),
         Arc::clone(&metrics),
-        worker::Parts::standard(Arc::clone(&git), launcher),
+        parts,
     );
     let notifier =
         deployhook::notify::Notifier::new(store.clone(), Arc::clone(&config), Arc::clone(&metrics));
@@ -411,7 +415,7 @@ fn start(config: config::Config) -> Result<(), String> {
         "listening on {}",
         app.local_addr()
     );
-    actix_web::rt::System::new().block_on(async move {
+    system.block_on(async move {
         let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
         let worker = actix_web::rt::spawn(worker.run(jobs_stopped));
         // Stopped after the worker, so that the statuses of the jobs it stopped go out.
@@ -435,6 +439,32 @@ fn start(config: config::Config) -> Result<(), String> {
         tracing::info!("stopped");
         result.map_err(|e| format!("server failed: {e}"))
     })
+}
+
+/// The store `[store]` names: SQLite in `state_dir`, or the PostgreSQL database the
+/// replicas share (connected and migrated here, on `system`'s runtime).
+fn open_store(
+    system: &actix_web::rt::SystemRunner,
+    config: &config::Config,
+) -> Result<Store, String> {
+    let state_dir = &config.server.state_dir;
+    let config::StoreBackend::Postgres(pg) = &config.store.backend else {
+        return Store::open(state_dir).map_err(|e| e.to_string());
+    };
+    let ca = pg
+        .ca_file
+        .as_ref()
+        .map(|p| {
+            std::fs::read(p)
+                .map_err(|e| format!("cannot read [store] ca_file {}: {e}", p.display()))
+        })
+        .transpose()?;
+    let password = pg.password.as_ref().map(deployhook::secret::Secret::expose);
+    let connect = deployhook::store::PgConnect::new(&pg.target, password, ca.as_deref())
+        .map_err(|e| format!("[store] {e}"))?;
+    system
+        .block_on(Store::open_postgres(state_dir, connect))
+        .map_err(|e| e.to_string())
 }
 
 async fn wait_for_stop_signal() {

@@ -199,6 +199,7 @@ impl Store {
         state_dir: &Path,
         connect: postgres::Connect,
     ) -> Result<Store, StoreError> {
+        sqlite::make_state_dir(state_dir)?;
         let held = lock::acquire(state_dir)?;
         let mut pg = postgres::Postgres::open(connect).await?;
         pg.hold(held);

@@ -205,6 +205,15 @@ impl InstanceId {
         ))
     }
 
+    /// `node:pid:start-time`, for a replica named `node` (`[store] node_name`).
+    pub fn on_node(node: &str) -> InstanceId {
+        let mut id = InstanceId::new();
+        if let Some((_host, rest)) = id.0.split_once(':') {
+            id.0 = format!("{node}:{rest}");
+        }
+        id
+    }
+
     /// An id as the store recorded it (or a test names one).
     pub fn from_recorded(s: &str) -> InstanceId {
         InstanceId(s.to_owned())

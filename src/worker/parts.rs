@@ -94,8 +94,8 @@ impl Default for Timing {
     fn default() -> Timing {
         Timing {
             tick: Duration::from_secs(5),
-            lease: Duration::from_secs(30),
-            heartbeat: Duration::from_secs(5),
+            lease: crate::config::DEFAULT_LEASE,
+            heartbeat: crate::config::HEARTBEAT,
         }
     }
 }

@@ -165,6 +165,7 @@ impl Worker {
         metrics: Arc<Metrics>,
         parts: Parts,
     ) -> Worker {
+        let me = InstanceId::on_node(&config.get().store.node_name);
         Worker(Arc::new(Inner {
             config,
             metrics,
@@ -172,7 +173,7 @@ impl Worker {
             logs,
             handle: WorkerHandle::default(),
             parts,
-            me: InstanceId::new(),
+            me,
         }))
     }
 
@@ -258,7 +259,12 @@ impl Worker {
     async fn claim(&self) -> Option<(Job, watch::Receiver<bool>)> {
         let w = &self.0;
         let lease_until = SystemTime::now() + w.parts.timing.lease;
-        match w.store.claim(w.me.clone(), lease_until).await {
+        let elsewhere = hooks_elsewhere(&w.config.get());
+        match w
+            .store
+            .claim_skipping(w.me.clone(), lease_until, elsewhere)
+            .await
+        {
             Ok(Some(job)) => {
                 let cancel = w.handle.start(job.id);
                 Some((job, cancel))
@@ -464,11 +470,14 @@ impl Worker {
         let every = w.parts.timing.heartbeat;
         let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A failed renewal is noticed at a beat, and may itself take a beat to fail (the
+        // store's connect timeout): two beats, then `kill_grace` to stop the job, all
+        // within the lease.
         let fence_after = w
             .parts
             .timing
             .lease
-            .saturating_sub(w.config.get().server.kill_grace + every);
+            .saturating_sub(w.config.get().server.kill_grace + 2 * every);
         let mut renewed = tokio::time::Instant::now();
         let mut cancels = w.store.cancels();
         let mut hear_cancels = true;
@@ -787,4 +796,15 @@ pub async fn resolve_ref(
     .await
     .map_err(|e| e.to_string())?
     .map_err(|e| e.to_string())
+}
+
+/// The hooks whose `run_on` does not name this replica: their jobs are other replicas'.
+fn hooks_elsewhere(config: &Config) -> Vec<String> {
+    let me = &config.store.node_name;
+    config
+        .hooks
+        .iter()
+        .filter(|h| h.run_on.as_ref().is_some_and(|on| !on.contains(me)))
+        .map(|h| h.id.clone())
+        .collect()
 }

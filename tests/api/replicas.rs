@@ -69,7 +69,12 @@ impl Replicas {
     }
 }
 
-fn signed_push(id: &str, git_ref: &str, before: &str, after: &str) -> (Vec<(String, String)>, Vec<u8>) {
+fn signed_push(
+    id: &str,
+    git_ref: &str,
+    before: &str,
+    after: &str,
+) -> (Vec<(String, String)>, Vec<u8>) {
     let body = serde_json::json!({
         "repository": "acme/website", "ref": git_ref, "before": before, "after": after
     })
@@ -166,7 +171,10 @@ commands = ["if [ -e \"$OUT/once\" ]; then echo retried >> \"$OUT/runs\"; else t
     });
     let by = retry["owner"].as_str().unwrap();
     assert!(!by.contains(&format!(":{}:", killed.0.id())), "{by}");
-    assert_eq!(std::fs::read_to_string(out.path().join("runs")).unwrap(), "retried\n");
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("runs")).unwrap(),
+        "retried\n"
+    );
 }
 
 #[test]
@@ -187,6 +195,95 @@ fn run_on_keeps_a_hooks_jobs_on_the_replicas_it_names() {
         let job = wait_job_at(r.addr(0), job_id(&res));
         assert_eq!(job["state"], "succeeded", "{job}");
         let owner = job["owner"].as_str().unwrap();
-        assert!(owner.contains(&format!(":{}:", pids[1])), "run by {owner}, not b");
+        assert!(
+            owner.contains(&format!(":{}:", pids[1])),
+            "run by {owner}, not b"
+        );
     }
+}
+
+#[test]
+fn while_the_database_is_down_deliveries_get_503_and_every_202_is_kept() {
+    // A cluster of its own: the test stops it.
+    let Some(cluster) = Cluster::private() else {
+        return;
+    };
+    let db = cluster.database();
+    let repo = Repo::new();
+    let sha = repo.commit(&[("version.txt", "1")], &[]);
+    let out = tempfile::tempdir().unwrap();
+    let rules = "[[hook.rule]]\nbranches = [\"main\"]\nqueue = \"fifo\"\ncommands = [[\"true\"]]\n";
+    let dir = TestDir::new("");
+    std::fs::write(dir.dir.path().join("api-token"), SECRET).unwrap();
+    let daemons: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|node| {
+            let path = dir.dir.path().join(format!("hooks-{node}.toml"));
+            let text = replica_config(
+                &cluster,
+                &db.socket_url,
+                node,
+                out.path(),
+                &hook("site", &repo, rules),
+            );
+            std::fs::write(&path, text).unwrap();
+            start_daemon(&path)
+        })
+        .collect();
+    let addrs: Vec<_> = daemons.iter().map(|d| d.1).collect();
+    let mut n = 0;
+    let mut send = |phase: &str| {
+        n += 1;
+        let id = format!("msg_{phase}_{n}");
+        let (headers, body) = signed_push(&id, "refs/heads/main", ZERO, &sha);
+        let res = post(addrs[n % 2], "/hooks/site", &refs(&headers), &body);
+        (id, res.status)
+    };
+    let mut accepted = Vec::new();
+    for _ in 0..10 {
+        let (id, status) = send("up");
+        assert_eq!(status, 202);
+        accepted.push(id);
+    }
+    cluster.stop();
+    // Down: nothing is answered 202 (it could not be on disk), and the replicas say 503.
+    let mut refused = 0;
+    for _ in 0..10 {
+        let (id, status) = send("down");
+        assert_ne!(status, 202, "{id} was accepted while the database was down");
+        if status == 503 {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 10);
+    for addr in &addrs {
+        assert_eq!(get(*addr, "/readyz").status, 503);
+    }
+    cluster.start();
+    // Back: both replicas take deliveries again by themselves.
+    for addr in &addrs {
+        wait_for(
+            "the replica to be ready again",
+            Duration::from_secs(60),
+            || (get(*addr, "/readyz").status == 200).then_some(()),
+        );
+    }
+    wait_for(
+        "deliveries to be accepted again",
+        Duration::from_secs(60),
+        || {
+            let (id, status) = send("again");
+            (status == 202).then(|| accepted.push(id))
+        },
+    );
+    // Every delivery answered 202 is in the database.
+    let recorded = cluster.psql(&db.name, "SELECT delivery FROM jobs ORDER BY id");
+    let recorded: Vec<&str> = recorded.lines().collect();
+    for id in &accepted {
+        assert!(
+            recorded.contains(&id.as_str()),
+            "{id} was answered 202 but is not in the database"
+        );
+    }
+    drop(daemons);
 }

@@ -77,6 +77,15 @@ fn private(dir: &Path, mode: u32) -> std::io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
 }
 
+/// Creates `state_dir` if missing and makes it private to the daemon (0750), whatever
+/// the umask it was started with.
+pub(super) fn make_state_dir(state_dir: &Path) -> Result<(), StoreError> {
+    private(state_dir, 0o750).map_err(|e| StoreError::Open {
+        path: state_dir.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
 pub(super) struct Sqlite {
     tx: mpsc::Sender<Op>,
     readers: Arc<Readers>,
@@ -95,7 +104,7 @@ impl Sqlite {
             path: path.clone(),
             reason,
         };
-        private(state_dir, 0o750).map_err(|e| open_err(format!("{}: {e}", state_dir.display())))?;
+        make_state_dir(state_dir)?;
         let lock = lock::acquire(state_dir)?;
         let mut conn = Connection::open(&path).map_err(|e| open_err(e.to_string()))?;
         // Before the first write: SQLite gives the WAL and shared-memory files the
