@@ -387,6 +387,13 @@ fn start(config: config::Config) -> Result<(), String> {
         Arc::clone(&metrics),
         parts,
     );
+    // Two live replicas may not share a node name (run_on and job owners go by it).
+    if let deployhook::store::CheckIn::NameTaken(by) = system.block_on(worker.check_in()) {
+        return Err(format!(
+            "another live replica ({by}) uses node_name {:?}; give each replica its own [store] node_name",
+            config.get().store.node_name
+        ));
+    }
     let notifier =
         deployhook::notify::Notifier::new(store.clone(), Arc::clone(&config), Arc::clone(&metrics));
     let reloader = Reloader::new(Arc::clone(&config), Arc::clone(&metrics), tls.clone());

@@ -176,6 +176,7 @@ impl Metrics {
             outbox_pending,
             outbox_oldest,
             paused,
+            replicas_alive,
         } = gauges;
         let inner = self.lock();
         let mut out = String::new();
@@ -248,6 +249,10 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
+            "# HELP deployhook_replicas_alive Replicas on this store that checked in within a lease.\n# TYPE deployhook_replicas_alive gauge\ndeployhook_replicas_alive {replicas_alive}"
+        );
+        let _ = writeln!(
+            out,
             "# HELP deployhook_build_info The running version.\n# TYPE deployhook_build_info gauge\ndeployhook_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
         );
@@ -265,6 +270,8 @@ pub struct Gauges {
     pub outbox_oldest: Duration,
     /// Hooks an operator paused.
     pub paused: Vec<String>,
+    /// Replicas that checked in within a lease (1 on SQLite).
+    pub replicas_alive: u64,
 }
 
 fn render_labels(names: &[&str], values: &[String], le: Option<&str>) -> String {
@@ -304,7 +311,9 @@ mod tests {
             outbox_pending: 3,
             outbox_oldest: Duration::from_millis(1500),
             paused: vec!["site".into()],
+            replicas_alive: 2,
         });
+        assert!(text.contains("deployhook_replicas_alive 2\n"), "{text}");
         assert!(
             text.contains("deployhook_hook_paused{hook=\"site\"} 1\n"),
             "{text}"

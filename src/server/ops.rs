@@ -45,6 +45,11 @@ async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
             .into_iter()
             .map(|p| p.hook)
             .collect(),
+        replicas_alive: state
+            .store
+            .replicas_alive(state.config.get().store.lease)
+            .await
+            .unwrap_or_default(),
     };
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -27,7 +27,7 @@ use tokio::sync::watch;
 pub use pg_target::PgTarget;
 pub use postgres::{Connect as PgConnect, tls_config as pg_tls_config};
 pub use types::{
-    Acceptance, Attempt, CancelResult, Cursor, Delivery, DeliveryOutcome, DeliveryRecord,
+    Acceptance, Attempt, CancelResult, CheckIn, Cursor, Delivery, DeliveryOutcome, DeliveryRecord,
     EventKind, Finished, Heartbeat, InstanceId, Job, JobEvent, JobFilter, JobId, JobState, NewJob,
     NotQueued, Notification, Origin, OutboxDepth, OutboxId, OutboxState, Outgoing, Pause, Prior,
     Queue, Retention, Subscription,
@@ -161,6 +161,25 @@ pub trait Backend: Send + Sync {
     /// Changes whenever this store commits something; a hint to read events again
     /// (changes by other processes are seen by reading, not through this).
     fn changed(&self) -> watch::Receiver<u64>;
+    /// Says this replica (`node`, running as `instance`) is alive, now; refused while
+    /// another instance of the same node name was alive within `alive_for` (two replicas
+    /// must not share a name: `run_on` and the owners in the job history go by it). A
+    /// store only one process uses has nothing to check.
+    fn check_in(
+        &self,
+        node: String,
+        instance: InstanceId,
+        alive_for: std::time::Duration,
+    ) -> Answer<'_, CheckIn> {
+        let _ = (node, instance, alive_for);
+        Box::pin(std::future::ready(Ok(CheckIn::Alive)))
+    }
+    /// How many replicas checked in within `alive_for` (metrics): 1 for a store only one
+    /// process uses.
+    fn replicas_alive(&self, alive_for: std::time::Duration) -> Answer<'_, u64> {
+        let _ = alive_for;
+        Box::pin(std::future::ready(Ok(1)))
+    }
     /// Changes when an operator asked another process to cancel a job: a hint to renew
     /// the leases now (the heartbeat reports the cancel) rather than at the next beat.
     /// A store only one process uses never changes it (that process's worker hears of

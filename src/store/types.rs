@@ -236,6 +236,14 @@ impl fmt::Display for InstanceId {
     }
 }
 
+/// What checking in as a replica found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckIn {
+    Alive,
+    /// Another live process uses this node name (its instance id).
+    NameTaken(String),
+}
+
 /// Which jobs to list, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {

@@ -15,7 +15,7 @@ use crate::joblog::JobLogs;
 use crate::metrics::Metrics;
 use crate::runner::identity::CommandUser;
 use crate::runner::{Outcome, RunSpec};
-use crate::store::{Finished, InstanceId, Job, JobId, JobState, Origin, Retention, Store};
+use crate::store::{CheckIn, Finished, InstanceId, Job, JobId, JobState, Origin, Retention, Store};
 
 /// The permissions of `state_dir`'s folders. Commands of another user must reach their
 /// work tree (`work/<hook>`) and temp dir (`tmp/<job>`), each theirs and 0700, by path
@@ -214,6 +214,7 @@ impl Worker {
                 // history (a prune holds the store's one writer, which deliveries wait
                 // for), so that retention holds under steady traffic too.
                 _ = tick.tick() => {
+                    self.check_in().await;
                     self.recover().await;
                     self.prune(PRUNE_SLICE).await;
                 }
@@ -253,6 +254,31 @@ impl Worker {
         match self.claim().await {
             Some((job, cancel)) => self.execute(job, cancel).await,
             None => Step::Idle,
+        }
+    }
+
+    /// Says this replica is alive (other replicas count it; two may not share a name).
+    pub async fn check_in(&self) -> CheckIn {
+        let w = &self.0;
+        let node = w.config.get().store.node_name.clone();
+        match w
+            .store
+            .check_in(node.clone(), w.me.clone(), w.parts.timing.lease)
+            .await
+        {
+            Ok(CheckIn::NameTaken(by)) => {
+                tracing::error!(
+                    node,
+                    other = by,
+                    "another live replica uses this node_name; give each replica its own [store] node_name"
+                );
+                CheckIn::NameTaken(by)
+            }
+            Ok(alive) => alive,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check in as a replica");
+                CheckIn::Alive
+            }
         }
     }
 

@@ -119,7 +119,23 @@ fn one_delivery_sent_to_two_replicas_at_once_is_accepted_once_and_seen_by_both()
     }
     let all = get(r.addr(1), "/api/jobs?hook=site").json();
     assert_eq!(all["jobs"].as_array().unwrap().len(), 1, "{all}");
-    drop(r.dir);
+    let metrics = get(r.addr(0), "/metrics").body;
+    assert!(
+        metrics.contains("deployhook_replicas_alive 2\n"),
+        "{metrics}"
+    );
+    // A third process under a live replica's name is refused at start.
+    let first = std::fs::read_to_string(r.dir.dir.path().join("hooks-a.toml")).unwrap();
+    let twin = r.dir.dir.path().join("hooks-a-twin.toml");
+    std::fs::write(&twin, first.replace("state-a", "state-a-twin")).unwrap();
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_deployhook"))
+        .args(["serve", "--config"])
+        .arg(&twin)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success(), "{said}");
+    assert!(said.contains("uses node_name \"a\""), "{said}");
 }
 
 #[test]

@@ -20,6 +20,7 @@ mod deliveries;
 mod jobs;
 mod outbox;
 mod pauses;
+mod replicas;
 mod schema;
 mod tls;
 
@@ -33,9 +34,9 @@ use futures_util::FutureExt as _;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::types::{
-    Acceptance, Attempt, CancelResult, Cursor, Delivery, DeliveryRecord, Finished, Heartbeat,
-    InstanceId, Job, JobEvent, JobFilter, JobId, JobState, NewJob, NotQueued, Notification,
-    OutboxDepth, OutboxId, Outgoing, Pause, Retention,
+    Acceptance, Attempt, CancelResult, CheckIn, Cursor, Delivery, DeliveryRecord, Finished,
+    Heartbeat, InstanceId, Job, JobEvent, JobFilter, JobId, JobState, NewJob, NotQueued,
+    Notification, OutboxDepth, OutboxId, Outgoing, Pause, Retention,
 };
 use super::wording::{Now, ms};
 use super::{Answer, Backend, StoreError};
@@ -691,6 +692,25 @@ impl Backend for Postgres {
             Ok(())
         }
         .boxed()
+    }
+
+    fn check_in(
+        &self,
+        node: String,
+        instance: InstanceId,
+        alive_for: Duration,
+    ) -> Answer<'_, CheckIn> {
+        async move {
+            let client = self.pool.get().await.map_err(|e| write_err(e.into()))?;
+            replicas::check_in(&client, &node, &instance, alive_for)
+                .await
+                .map_err(write_err)
+        }
+        .boxed()
+    }
+
+    fn replicas_alive(&self, alive_for: Duration) -> Answer<'_, u64> {
+        self.read(move |c| async move { replicas::alive(c, alive_for).await }.boxed())
     }
 
     fn changed(&self) -> watch::Receiver<u64> {

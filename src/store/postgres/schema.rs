@@ -9,7 +9,8 @@ const MIGRATE_LOCK: i64 = 0x6470_686b_6d69;
 
 /// Migrations in order; entry N brings the schema from version N to N+1. The tables
 /// follow the SQLite backend's (times are unix seconds or ms as there, in BIGINTs).
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE deliveries (
         hook        TEXT   NOT NULL,
         key         TEXT   NOT NULL,   -- 'id:<delivery id>' or 'body:<sha256 of body>'
@@ -111,7 +112,17 @@ const MIGRATIONS: &[&str] = &["
         reason TEXT   NOT NULL,
         since  BIGINT NOT NULL   -- unix ms
     );
-"];
+",
+    "
+    -- The replicas, by node name, and when each last said it was alive.
+    CREATE TABLE replicas (
+        node       TEXT   PRIMARY KEY,
+        instance   TEXT   NOT NULL,   -- node:pid:start of the process using the name
+        started_at BIGINT NOT NULL,   -- unix ms, the database's clock
+        seen_at    BIGINT NOT NULL
+    );
+",
+];
 
 /// Why the database cannot be used by this build.
 #[derive(Debug, thiserror::Error)]

@@ -292,3 +292,39 @@ async fn tls_to_a_tcp_host_trusts_ca_file_and_nothing_less() {
     let err = Postgres::open(untrusted).await.err().unwrap().to_string();
     assert!(err.contains("certificate"), "{err}");
 }
+
+#[tokio::test]
+async fn a_node_name_is_one_live_replicas_and_the_live_ones_are_counted() {
+    let Some(cluster) = cluster() else { return };
+    let db = cluster.database();
+    let s = open(cluster, &db).await;
+    let lease = Duration::from_secs(30);
+    let (a, b) = (InstanceId::on_node("a"), InstanceId::from_recorded("a:2:x"));
+    assert_eq!(
+        s.check_in("a".into(), a.clone(), lease).await.unwrap(),
+        CheckIn::Alive
+    );
+    assert_eq!(
+        s.check_in("a".into(), a.clone(), lease).await.unwrap(),
+        CheckIn::Alive
+    );
+    // A second process under the same name is refused while the first is alive ...
+    assert_eq!(
+        s.check_in("a".into(), b.clone(), lease).await.unwrap(),
+        CheckIn::NameTaken(a.as_str().to_owned())
+    );
+    s.check_in("b".into(), InstanceId::on_node("b"), lease)
+        .await
+        .unwrap();
+    assert_eq!(s.replicas_alive(lease).await.unwrap(), 2);
+    // ... and may take it once the first has not checked in for longer than the lease.
+    cluster.psql(
+        &db.name,
+        "UPDATE replicas SET seen_at = seen_at - 60000 WHERE node = 'a'",
+    );
+    assert_eq!(s.replicas_alive(lease).await.unwrap(), 1);
+    assert_eq!(
+        s.check_in("a".into(), b, lease).await.unwrap(),
+        CheckIn::Alive
+    );
+}
