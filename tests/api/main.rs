@@ -21,6 +21,7 @@ mod load;
 mod monorepo;
 mod notify;
 mod operate;
+mod pg_cluster_smoke;
 mod properties;
 mod rejections;
 mod replay;
