@@ -10,7 +10,9 @@ use serde::de::{self, Visitor};
 use toml::de::{DeTable, DeValue};
 
 use super::diag::{Diagnostic, Source, did_you_mean};
-use super::raw::{RawConfig, RawHook, RawLimits, RawNotify, RawRule, RawServer, RawStatus, RawTls};
+use super::raw::{
+    RawConfig, RawHook, RawLimits, RawNotify, RawRule, RawServer, RawStatus, RawStore, RawTls,
+};
 
 /// Removes unknown keys from the document and reports each one.
 pub fn strip_unknown(root: &mut DeTable<'_>, src: &Source<'_>) -> Vec<Diagnostic> {
@@ -25,6 +27,11 @@ pub fn strip_unknown(root: &mut DeTable<'_>, src: &Source<'_>) -> Vec<Diagnostic
         {
             check_table(tls, fields::<RawTls>(), "[server.tls]", src, &mut out);
         }
+    }
+    if let Some(store) = root.get_mut("store")
+        && let DeValue::Table(t) = store.get_mut()
+    {
+        check_table(t, fields::<RawStore>(), "[store]", src, &mut out);
     }
     if let Some(hooks) = root.get_mut("hook")
         && let DeValue::Array(hooks) = hooks.get_mut()

@@ -32,8 +32,9 @@ impl LiveConfig {
         )
     }
 
-    /// Re-reads the file. A valid one replaces the current config, except `listen` and
-    /// `state_dir`, which need a restart and keep their running values (with a warning);
+    /// Re-reads the file. A valid one replaces the current config, except `listen`,
+    /// `state_dir` and `[store]` (the open database, this daemon's node name, the lease),
+    /// which need a restart and keep their running values (with a warning);
     /// an invalid one is refused and the current config keeps serving. Returns the
     /// warnings of the new config.
     pub fn reload(&self) -> Result<Vec<Diagnostic>, Invalid> {
@@ -42,12 +43,18 @@ impl LiveConfig {
         let new = &mut loaded.config;
         let file = self.path.display().to_string();
         if new.server.listen != old.server.listen {
-            loaded.warnings.push(restart_needed(&file, "listen"));
+            loaded.warnings.push(restart_needed(&file, "server.listen"));
             new.server.listen = old.server.listen;
         }
         if new.server.state_dir != old.server.state_dir {
-            loaded.warnings.push(restart_needed(&file, "state_dir"));
+            loaded
+                .warnings
+                .push(restart_needed(&file, "server.state_dir"));
             new.server.state_dir.clone_from(&old.server.state_dir);
+        }
+        if new.store != old.store {
+            loaded.warnings.push(restart_needed(&file, "[store]"));
+            new.store.clone_from(&old.store);
         }
         *self
             .current
@@ -63,7 +70,30 @@ fn restart_needed(file: &str, key: &str) -> Diagnostic {
         file: file.to_owned(),
         position: None,
         message: format!(
-            "server.{key} changed: restart deployhook to apply it; the running value is kept"
+            "{key} changed: restart deployhook to apply it; the running value is kept"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_keeps_the_running_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hooks.toml");
+        std::fs::write(&path, "[store]\nnode_name = \"deploy-a\"\n").unwrap();
+        let live = LiveConfig::new(load(&path).unwrap().config);
+        std::fs::write(&path, "[store]\nnode_name = \"deploy-b\"\n").unwrap();
+        let warnings = live.reload().unwrap();
+        assert_eq!(
+            warnings
+                .iter()
+                .map(|w| w.message.as_str())
+                .collect::<Vec<_>>(),
+            ["[store] changed: restart deployhook to apply it; the running value is kept"]
+        );
+        assert_eq!(live.get().store.node_name, "deploy-a");
     }
 }

@@ -8,6 +8,7 @@ mod keys;
 mod live;
 pub(crate) mod raw;
 mod rule_parts;
+mod store;
 mod targets;
 pub mod units;
 mod validate;
@@ -21,6 +22,7 @@ use globset::GlobSet;
 
 pub use diag::{Diagnostic, Severity};
 pub use live::LiveConfig;
+pub use store::{DEFAULT_LEASE, HEARTBEAT, Postgres, StoreBackend, StoreSettings, min_lease};
 pub use targets::{NotifyTarget, Sending, StatusReport, TargetKind};
 pub use units::{parse_duration, parse_size};
 
@@ -38,6 +40,8 @@ pub struct Config {
     /// The file it was read from.
     pub path: PathBuf,
     pub server: Server,
+    /// `[store]`: where the queue is kept, this daemon's node name, the lease.
+    pub store: StoreSettings,
     pub hooks: Vec<Hook>,
     /// `[[notify]]` targets, by name.
     pub notify: Vec<NotifyTarget>,
@@ -131,6 +135,8 @@ pub struct Hook {
     pub status: Option<StatusReport>,
     /// `[[notify]]` targets told about every rule's jobs.
     pub notify: Vec<String>,
+    /// The replicas (node names) that run this hook's jobs; `None`: every replica.
+    pub run_on: Option<Vec<String>>,
 }
 
 /// Which of a hook's rules a push deploys with (`match`).

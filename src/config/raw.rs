@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde::de::{self, SeqAccess, Visitor};
 use toml::Spanned;
 
-/// The whole file: the `[server]` table and the `[[hook]]`s.
+/// The whole file: the `[server]` and `[store]` tables, the `[[hook]]`s and `[[notify]]`s.
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Config")]
@@ -16,6 +16,10 @@ pub struct RawConfig {
     /// The daemon itself: where it listens, where it keeps its state, its limits.
     #[schemars(with = "Option<RawServer>")]
     pub server: Option<Spanned<RawServer>>,
+    /// Where the job queue and delivery records are kept: SQLite in `[server] state_dir`
+    /// (the default), or a PostgreSQL database several replicas share.
+    #[schemars(with = "Option<RawStore>")]
+    pub store: Option<Spanned<RawStore>>,
     /// One `[[hook]]` per webhook endpoint, served at `POST /hooks/<id>`.
     #[serde(default)]
     #[schemars(with = "Vec<RawHook>")]
@@ -116,6 +120,45 @@ pub struct RawTls {
     pub key_file: Option<Spanned<String>>,
 }
 
+/// `[store]`: every key is optional; without the table, SQLite in `[server] state_dir`.
+#[derive(Deserialize, schemars::JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Store")]
+pub struct RawStore {
+    /// `"sqlite"` (default): one daemon, its state in `[server] state_dir`. `"postgres"`:
+    /// a PostgreSQL database that several replicas share, so that they serve one queue.
+    #[schemars(with = "Option<String>")]
+    #[schemars(extend("enum" = ["sqlite", "postgres"]))]
+    pub backend: Option<Spanned<String>>,
+    /// `postgres`, required: the database, as a URL
+    /// (`postgres://deployhook@db.example.com/deployhook`; a local socket:
+    /// `postgres:///deployhook?host=/run/postgresql&user=deployhook`) or a key=value
+    /// string. It names a user and a database and holds no password (see
+    /// `password_file`). TCP hosts are always reached over TLS (`sslmode=require`;
+    /// `disable` and `prefer` are refused); sockets need none.
+    #[schemars(with = "Option<String>")]
+    pub url: Option<Spanned<String>>,
+    /// `postgres`: a file holding the database user's password (`"%d/NAME"`: a systemd
+    /// credential). Without it, no password is sent (peer authentication on a local
+    /// socket, for one).
+    #[schemars(with = "Option<String>")]
+    pub password_file: Option<Spanned<String>>,
+    /// `postgres`: a PEM file of the CA that signed the database server's certificate
+    /// (then the only one trusted). Default: the system's trust roots.
+    #[schemars(with = "Option<String>")]
+    pub ca_file: Option<Spanned<String>>,
+    /// This daemon's name among the replicas, unique among the live ones; `run_on` names
+    /// these. 1 to 64 letters, digits, `-`, `_` or `.`. Default: the host name.
+    #[schemars(with = "Option<String>")]
+    pub node_name: Option<Spanned<String>>,
+    /// How long a running job stays its replica's without a heartbeat, after which
+    /// another one marks it interrupted. A replica that cannot reach the database stops
+    /// its jobs before then, so it is at least two heartbeats (10s) + `[server]
+    /// kill_grace` + 5s. Default `"30s"`, or that minimum when it is longer.
+    #[schemars(with = "Option<String>")]
+    pub lease: Option<Spanned<String>>,
+}
+
 /// `[[hook]]`: one webhook endpoint and the repository it deploys.
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -198,6 +241,10 @@ pub struct RawHook {
     /// `[[notify]]` targets told about every rule's jobs (a rule's own `notify` adds).
     #[schemars(with = "Option<Vec<String>>")]
     pub notify: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Only these replicas (their `[store] node_name`) run this hook's jobs. Default:
+    /// every replica. With the sqlite store (one daemon) it must name this daemon.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub run_on: Option<Spanned<Vec<Spanned<String>>>>,
     /// `"first"` (default): the first rule that matches a push deploys it, and the hook
     /// runs one job at a time. `"all"`: every rule that matches gets a job of its own
     /// (a monorepo's services), and jobs of different rules run at the same time, each in

@@ -423,27 +423,35 @@ impl Validator<'_> {
         timeout: Option<Spanned<String>>,
         give_up_after: Option<Spanned<String>>,
     ) -> Option<Sending> {
-        let ca_file = ca_file.map(|f| {
-            let path = self.resolve(f.get_ref());
-            if let Err(e) = std::fs::read(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|pem| {
-                    crate::http_client::Client::with_ca(DEFAULT_TIMEOUT, &pem).map(drop)
-                })
-            {
-                self.error(f.span(), format!("ca_file {}: {e}", path.display()));
-            }
-            path
-        });
+        let ca_file = match ca_file {
+            None => Some(None),
+            Some(f) => self.ca_file(&f).map(Some),
+        };
         let timeout = self.field(timeout, "timeout", |s| super::validate::nonzero_duration(s));
         let give_up = self.field(give_up_after, "give_up_after", |s| {
             super::validate::nonzero_duration(s)
         });
         Some(Sending {
-            ca_file,
+            ca_file: ca_file?,
             timeout: timeout.ok()?.unwrap_or(DEFAULT_TIMEOUT),
             give_up_after: give_up.ok()?.unwrap_or(DEFAULT_GIVE_UP),
         })
+    }
+
+    /// A `ca_file` (of a target, a forge API or the database): resolved against the
+    /// config's folder, and holding at least one PEM certificate. `None` once reported.
+    pub(super) fn ca_file(&mut self, f: &Spanned<String>) -> Option<PathBuf> {
+        let path = self.resolve(f.get_ref());
+        match std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| crate::http_client::Client::with_ca(DEFAULT_TIMEOUT, &pem).map(drop))
+        {
+            Ok(()) => Some(path),
+            Err(e) => {
+                self.error(f.span(), format!("ca_file {}: {e}", path.display()));
+                None
+            }
+        }
     }
 
     /// `[hook.status]` of a hook on `forge`.
@@ -609,7 +617,8 @@ impl Validator<'_> {
     }
 }
 
-fn valid_name(n: &str) -> bool {
+/// A `[[notify]]` name or a node name: 1 to 64 letters, digits, `-`, `_` or `.`.
+pub(super) fn valid_name(n: &str) -> bool {
     (1..=64).contains(&n.len())
         && n.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))

@@ -61,6 +61,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// Writes a duration as [`parse_duration`] reads it: `"45s"`, or `"1500ms"` when it is
+/// not a whole number of seconds.
+pub fn format_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +98,9 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         for bad in ["", "10", "m", "10 minutes", "1.5h", "-1s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        for d in ["45s", "1500ms", "0s"] {
+            assert_eq!(format_duration(parse_duration(d).unwrap()), d);
         }
     }
 }

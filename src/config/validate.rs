@@ -19,7 +19,7 @@ use super::raw::{
 use super::units::{parse_duration, parse_size};
 use super::{
     Command, Config, Globs, Hook, Invalid, Limits, Loaded, Matching, QueueMode, RemoteAuth, Rule,
-    Server, Tls, TreeLimits, keys,
+    Server, StoreBackend, Tls, TreeLimits, keys,
 };
 use crate::access::Cidr;
 use crate::event::{Forge, is_valid_ref_path};
@@ -92,8 +92,15 @@ pub fn validate(
         diags,
         named: std::cell::RefCell::new(Vec::new()),
         notify_names: Vec::new(),
+        sqlite_node: None,
     };
     let server = v.server(raw.server);
+    let store = v.store(raw.store, server.as_ref().map(|s| s.kill_grace));
+    if let Some(s) = &store
+        && s.backend == StoreBackend::Sqlite
+    {
+        v.sqlite_node = Some(s.node_name.clone());
+    }
     let notify = v.notify_targets(raw.notify);
     let hooks = v.hooks(raw.hook);
     let mut private_paths = v.named.into_inner();
@@ -112,6 +119,7 @@ pub fn validate(
         config: Config {
             path: path.to_path_buf(),
             server: server.expect("no errors means the server section was valid"),
+            store: store.expect("no errors means the store section was valid"),
             hooks,
             notify,
             private_paths,
@@ -130,12 +138,24 @@ pub(super) struct Validator<'a> {
     named: std::cell::RefCell<Vec<PathBuf>>,
     /// The `[[notify]]` names seen, for the hooks' and rules' `notify` lists.
     pub(super) notify_names: Vec<String>,
+    /// With the sqlite store, this daemon's node name, which every `run_on` must name.
+    pub(super) sqlite_node: Option<String>,
 }
 
 impl Validator<'_> {
     pub(super) fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
         let d = self.src.error(span, message);
         self.diags.push(d);
+    }
+
+    /// A problem with no place in the file (a default that does not fit this machine).
+    pub(super) fn error_without_place(&mut self, message: impl Into<String>) {
+        self.diags.push(Diagnostic {
+            severity: Severity::Error,
+            file: self.src.file.clone(),
+            position: None,
+            message: message.into(),
+        });
     }
 
     pub(super) fn warning(&mut self, span: Range<usize>, message: impl Into<String>) {
@@ -425,6 +445,7 @@ impl Validator<'_> {
         let rules = self.rules(h.rule, &span, matching);
         let status = h.status.map(|s| self.status(s, forge));
         let notify = self.notify_names(h.notify);
+        let run_on = self.run_on(h.run_on, id.as_ref().map(|i| i.get_ref().as_str()));
 
         if self.errors() > before {
             return None;
@@ -438,15 +459,7 @@ impl Validator<'_> {
             git_auth: git_auth?,
             shallow: h.shallow.is_some_and(Spanned::into_inner),
             submodules: h.submodules.is_some_and(Spanned::into_inner),
-            submodule_urls: h
-                .submodule_urls
-                .map(|urls| {
-                    urls.into_inner()
-                        .into_iter()
-                        .map(Spanned::into_inner)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            submodule_urls: strings(h.submodule_urls),
             checkout_limits: checkout_limits?,
             max_queued: max_queued.ok()?.map_or(DEFAULT_MAX_QUEUED, |n| {
                 usize::try_from(n).unwrap_or(usize::MAX)
@@ -455,6 +468,7 @@ impl Validator<'_> {
             matching,
             status: status.flatten(),
             notify,
+            run_on: run_on.ok()?,
         })
     }
 
@@ -1162,6 +1176,17 @@ fn covers(a: Option<&Globs>, b: Option<&Globs>) -> bool {
                 || b.patterns.iter().all(|p| a.patterns.contains(p))
         }
     }
+}
+
+/// A list of strings as written, spans dropped; empty when absent.
+fn strings(raw: Option<Spanned<Vec<Spanned<String>>>>) -> Vec<String> {
+    raw.map(|l| {
+        l.into_inner()
+            .into_iter()
+            .map(Spanned::into_inner)
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 fn positive(n: i64) -> Result<u64, String> {

@@ -430,3 +430,52 @@ finally = ["./release.sh"]
     }
     assert!(!stderr.contains("REGION looks like"), "{stderr}");
 }
+
+#[test]
+fn a_bad_store_section_is_reported_without_its_password() {
+    let text = r#"[server]
+kill_grace = "30s"
+
+[store]
+backend = "postgres"
+url = "postgres://deployhook:hunter2@db1.internal/deployhook"
+password_file = "missing"
+lease = "30s"
+node_nmae = "deploy-a"
+
+[[hook]]
+id = "site"
+forge = "generic"
+secret_file = "whsec"
+repository = "acme/site"
+clone_url = "https://example.com/site.git"
+run_on = ["deploy-a", "deploy-a"]
+
+[[hook.rule]]
+branches = ["main"]
+commands = [["true"]]
+"#;
+    let dir = TestDir::new(text);
+    let file = dir.config_path().display().to_string();
+    let (code, stdout, stderr) = check(&dir);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(stdout, "");
+    let want = [
+        "6:7: url: holds a password: remove it from the URL and put it in password_file (a file, or \"%d/NAME\" for a systemd credential)".to_owned(),
+        format!(
+            "7:17: cannot read secret file {}/missing: No such file or directory (os error 2)",
+            dir.dir.path().display()
+        ),
+        "8:9: lease: \"30s\" is too short: a replica that cannot reach the database stops its running jobs before its lease runs out, which takes up to two heartbeats (10s) and kill_grace (30s), plus 5s of margin; set lease = \"45s\" or more".to_owned(),
+        "9:1: unknown key `node_nmae` in [store]; did you mean `node_name`?".to_owned(),
+        "17:23: run_on: `deploy-a` is named twice".to_owned(),
+    ];
+    let mut want: Vec<String> = want.iter().map(|w| format!("{file}:{w}")).collect();
+    want.push(format!(
+        "{file}: {} errors; nothing was started",
+        want.len()
+    ));
+    let got: Vec<&str> = stderr.lines().collect();
+    assert_eq!(got, want, "\n--- stderr ---\n{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
