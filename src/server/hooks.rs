@@ -227,7 +227,9 @@ async fn queue(
         .map_err(|e| {
             tracing::error!(hook = %hook.id, delivery = %show(delivery.as_ref()), error = %e, "delivery not recorded");
             state.metrics.delivery(&hook.id, hook.forge.as_str(), "unavailable");
-            ApiError::Unavailable(e.to_string())
+            // The cause stays in the log: a sender learns nothing of the database (its
+            // host, its socket path) from the answer.
+            ApiError::Unavailable("the daemon's store cannot write; the cause is in its log".into())
         })?;
     let delivery_str = delivery.as_ref().map(DeliveryId::as_str);
     match outcome {

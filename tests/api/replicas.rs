@@ -253,21 +253,30 @@ fn while_the_database_is_down_deliveries_get_503_and_every_202_is_kept() {
         let id = format!("msg_{phase}_{n}");
         let (headers, body) = signed_push(&id, "refs/heads/main", ZERO, &sha);
         let res = post(addrs[n % 2], "/hooks/site", &refs(&headers), &body);
-        (id, res.status)
+        (id, res)
     };
     let mut accepted = Vec::new();
     for _ in 0..10 {
-        let (id, status) = send("up");
-        assert_eq!(status, 202);
+        let (id, res) = send("up");
+        assert_eq!(res.status, 202, "{}", res.body);
         accepted.push(id);
     }
     cluster.stop();
     // Down: nothing is answered 202 (it could not be on disk), and the replicas say 503.
     let mut refused = 0;
+    let socket = cluster.socket_dir().display().to_string();
     for _ in 0..10 {
-        let (id, status) = send("down");
-        assert_ne!(status, 202, "{id} was accepted while the database was down");
-        if status == 503 {
+        let (id, res) = send("down");
+        assert_ne!(
+            res.status, 202,
+            "{id} was accepted while the database was down"
+        );
+        assert!(
+            !res.body.contains(&socket),
+            "the answer names the database: {}",
+            res.body
+        );
+        if res.status == 503 {
             refused += 1;
         }
     }
@@ -288,8 +297,8 @@ fn while_the_database_is_down_deliveries_get_503_and_every_202_is_kept() {
         "deliveries to be accepted again",
         Duration::from_secs(60),
         || {
-            let (id, status) = send("again");
-            (status == 202).then(|| accepted.push(id))
+            let (id, res) = send("again");
+            (res.status == 202).then(|| accepted.push(id))
         },
     );
     // Every delivery answered 202 is in the database.
