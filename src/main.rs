@@ -342,6 +342,20 @@ fn serve(path: &Path, log_format: LogFormat) -> ExitCode {
 
 /// Opens the store, binds, and runs the server, the worker and the reload triggers until
 /// SIGTERM or SIGINT.
+/// Job logs where `store` keeps them, or as files in `state_dir`.
+fn open_logs(store: &Store, state_dir: &std::path::Path) -> Result<JobLogs, String> {
+    match store.log_book() {
+        Some(book) => JobLogs::in_store(state_dir, book),
+        None => JobLogs::open(state_dir),
+    }
+    .map_err(|e| {
+        format!(
+            "cannot open the job logs' folder in {}: {e}",
+            state_dir.display()
+        )
+    })
+}
+
 fn start(config: config::Config) -> Result<(), String> {
     let tls = match &config.server.tls {
         Some(t) => Some(ReloadableCert::new(tls::load(t)?)),
@@ -365,12 +379,7 @@ fn start(config: config::Config) -> Result<(), String> {
             "the API and the CLI use the token in this file (server.api_token_file is not set)"
         );
     }
-    let logs = JobLogs::open(&state_dir).map_err(|e| {
-        format!(
-            "cannot open the job logs' folder in {}: {e}",
-            state_dir.display()
-        )
-    })?;
+    let logs = open_logs(&store, &state_dir)?;
     let exe = std::env::current_exe().map_err(|e| {
         format!("cannot find the deployhook binary to supervise commands with: {e}")
     })?;

@@ -188,8 +188,23 @@ pub trait Backend: Send + Sync {
         static NEVER: std::sync::OnceLock<watch::Sender<u64>> = std::sync::OnceLock::new();
         NEVER.get_or_init(|| watch::Sender::new(0)).subscribe()
     }
+    /// The job logs this store keeps, when it keeps them: a store several replicas
+    /// share does, so that any replica serves any job's log. `None`: logs are files in
+    /// this process's `state_dir` (see `joblog`).
+    fn log_book(&self) -> Option<std::sync::Arc<dyn LogBook>> {
+        None
+    }
     /// Where the data lives, for the startup log line.
     fn describe(&self) -> String;
+}
+
+/// Job logs kept in the store, as bytes at offsets (the log's format is `joblog`'s).
+/// Pruning a job removes its log with it.
+pub trait LogBook: Send + Sync {
+    /// Appends `bytes` at the end of job `job`'s log; returns once durable.
+    fn append(&self, job: JobId, bytes: Vec<u8>) -> Answer<'_, ()>;
+    /// Up to `max` bytes of job `job`'s log from byte `from` (empty past its end).
+    fn read(&self, job: JobId, from: u64, max: u64) -> Answer<'_, Vec<u8>>;
 }
 
 /// Handle to the store; cheap to clone.

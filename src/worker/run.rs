@@ -398,11 +398,14 @@ impl Worker {
                 Some((hook, rule)) => self.deploy(&config, &job, hook, rule, cancel).await,
             }
         };
+        let ended = self.keep_lease(id, work).await;
+        // All of the log is in before the job can be seen ended.
+        w.logs.end(id).await;
         let Some(Ended {
             state,
             detail,
             summary,
-        }) = self.keep_lease(id, work).await
+        }) = ended
         else {
             tracing::warn!(job = id.0, hook = %job.hook, "job stopped: its lease was lost (another process recovered it); not recording how it ended");
             w.logs
@@ -648,7 +651,7 @@ impl Worker {
                 crate::event::ChangedPaths::Known(list) => Some(list.clone()),
                 crate::event::ChangedPaths::Unknown => None,
             },
-            log: w.logs.file(id, config.server.max_log_size).masking(mask),
+            log: w.logs.begin(id, config.server.max_log_size).masking(mask),
         };
         ended(w.parts.runner.run(spec, cancel).await, rule)
     }

@@ -1,7 +1,8 @@
 //! Several replicas on one PostgreSQL database, as real `deployhook serve` processes with
 //! state dirs of their own: a delivery sent to two at once is accepted once, any replica
 //! shows any job, a replica killed with -9 mid-job loses the job to the other (which runs
-//! it again), and `run_on` keeps a hook's jobs on the replicas it names.
+//! it again), `run_on` keeps a hook's jobs on the replicas it names, and any replica
+//! streams the log of a job another runs.
 
 use std::path::Path;
 use std::time::Duration;
@@ -216,6 +217,74 @@ fn run_on_keeps_a_hooks_jobs_on_the_replicas_it_names() {
             "run by {owner}, not b"
         );
     }
+}
+
+#[test]
+fn any_replica_streams_the_log_of_a_job_another_runs() {
+    let repo = Repo::new();
+    let sha = repo.commit(&[("version.txt", "1")], &[]);
+    let out = tempfile::tempdir().unwrap();
+    let rules = r#"
+[[hook.rule]]
+branches = ["main"]
+env = { OUT = "$OUTDIR" }
+commands = ["echo first-line; while [ ! -e \"$OUT/go\" ]; do sleep 0.05; done; echo second-line >&2"]
+"#;
+    let hooks = hook("site", &repo, &format!("run_on = [\"a\"]\n{rules}"));
+    let Some(r) = Replicas::start(&["a", "b"], out.path(), &hooks) else {
+        return;
+    };
+    let (headers, body) = signed_push("msg_log", "refs/heads/main", ZERO, &sha);
+    let res = post(r.addr(1), "/hooks/site", &refs(&headers), &body);
+    assert_eq!(res.status, 202, "{}", res.body);
+    let id = job_id(&res);
+    let log = format!("/api/jobs/{id}/log");
+    // Replica b shows what a's job wrote while it is still running.
+    let live = wait_for(
+        "b to show a's running job's output",
+        Duration::from_secs(60),
+        || {
+            let body = get(r.addr(1), &log).body;
+            body.contains(" out| first-line\n").then_some(body)
+        },
+    );
+    assert!(!live.contains("err| second-line"), "{live}");
+    assert_eq!(
+        get(r.addr(1), &format!("/api/jobs/{id}")).json()["state"],
+        "running"
+    );
+    let spool = r.dir.dir.path().join(format!("state-a/log-spool/{id}.log"));
+    assert!(
+        spool.exists(),
+        "a spools the running job's log at {}",
+        spool.display()
+    );
+    std::fs::write(out.path().join("go"), "").unwrap();
+    let job = wait_job_at(r.addr(1), id);
+    assert_eq!(job["state"], "succeeded", "{job}");
+    // Once it is seen ended, its whole log is there, the same from both replicas, and
+    // a keeps no file of it.
+    let whole = get(r.addr(1), &log).body;
+    assert!(whole.contains(" err| second-line\n"), "{whole}");
+    assert!(
+        whole.contains(&format!(
+            " job| job {id} succeeded: all commands succeeded\n"
+        )),
+        "{whole}"
+    );
+    assert!(
+        whole.find("out| first-line") < whole.find("err| second-line"),
+        "{whole}"
+    );
+    assert_eq!(get(r.addr(0), &log).body, whole);
+    assert!(!spool.exists(), "the spool outlived the job");
+    assert!(
+        !r.dir
+            .dir
+            .path()
+            .join(format!("state-a/logs/{id}.log"))
+            .exists()
+    );
 }
 
 #[test]

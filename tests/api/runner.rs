@@ -56,7 +56,7 @@ impl Job {
             private_paths: Vec::new(),
             tmp_dir: dir.path().join("tmp-job"),
             changed_files: None,
-            log: JobLogs::open(dir.path()).unwrap().file(JobId(1), 1 << 20),
+            log: JobLogs::open(dir.path()).unwrap().begin(JobId(1), 1 << 20),
         };
         Job { dir, spec }
     }

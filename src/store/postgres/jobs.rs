@@ -628,6 +628,7 @@ pub(super) async fn prune(tx: &Tx<'_>, keep: Retention, now: Now) -> Result<Vec<
     tx.execute("DELETE FROM job_events WHERE job = ANY($1)", &[&ids])
         .await?;
     super::outbox::forget(tx, &ids).await?;
+    super::logs::forget(tx, &ids).await?;
     super::deliveries::prune(tx, keep_jobs, cutoff, keep.at_most, now).await?;
     Ok(ids.into_iter().map(JobId).collect())
 }

@@ -18,6 +18,7 @@
 
 mod deliveries;
 mod jobs;
+mod logs;
 mod outbox;
 mod pauses;
 mod replicas;
@@ -39,7 +40,7 @@ use super::types::{
     Notification, OutboxDepth, OutboxId, Outgoing, Pause, Retention,
 };
 use super::wording::{Now, ms};
-use super::{Answer, Backend, StoreError};
+use super::{Answer, Backend, LogBook, StoreError};
 
 /// The advisory lock every job-writing transaction holds until it commits ("dphkwr").
 const WRITE_LOCK: i64 = 0x6470_686b_7772;
@@ -178,6 +179,7 @@ pub(super) struct Postgres {
     shown: String,
     /// This replica's `state_dir`, held while the store is open (see `store::lock`).
     held: Option<super::lock::StateLock>,
+    logs: Arc<logs::PgLogs>,
 }
 
 impl Postgres {
@@ -233,13 +235,14 @@ impl Postgres {
         };
         tokio::spawn(listen(config, connect.tls.clone(), heard));
         Ok(Postgres {
-            pool,
             batch,
             notify,
             cancels,
             me: InstanceId::new().as_str().to_owned(),
             shown: connect.shown,
             held: None,
+            logs: Arc::new(logs::PgLogs { pool: pool.clone() }),
+            pool,
         })
     }
 
@@ -719,6 +722,10 @@ impl Backend for Postgres {
 
     fn cancels(&self) -> watch::Receiver<u64> {
         self.cancels.subscribe()
+    }
+
+    fn log_book(&self) -> Option<Arc<dyn LogBook>> {
+        Some(Arc::clone(&self.logs) as Arc<dyn LogBook>)
     }
 
     fn describe(&self) -> String {

@@ -122,6 +122,21 @@ const MIGRATIONS: &[&str] = &[
         seen_at    BIGINT NOT NULL
     );
 ",
+    "
+    -- Job logs, in chunks as the running replica copies them in, so that any replica
+    -- can serve any job's log. A chunk's start is its byte offset in the log; a log's
+    -- size is the next chunk's start (taken and bumped in one statement).
+    CREATE TABLE job_logs (
+        job   BIGINT NOT NULL,
+        start BIGINT NOT NULL,
+        bytes BYTEA  NOT NULL,
+        PRIMARY KEY (job, start)
+    );
+    CREATE TABLE job_log_sizes (
+        job  BIGINT PRIMARY KEY,
+        size BIGINT NOT NULL
+    );
+",
 ];
 
 /// Why the database cannot be used by this build.

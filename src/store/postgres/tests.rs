@@ -328,3 +328,75 @@ async fn a_node_name_is_one_live_replicas_and_the_live_ones_are_counted() {
         CheckIn::Alive
     );
 }
+
+#[tokio::test]
+async fn job_logs_are_one_log_whoever_appends_and_go_with_their_job() {
+    let Some(cluster) = cluster() else { return };
+    let db = cluster.database();
+    let (a, b) = (
+        Store::from_backend(std::sync::Arc::new(open(cluster, &db).await)),
+        Store::from_backend(std::sync::Arc::new(open(cluster, &db).await)),
+    );
+    let id = conformance::queue(&a, "h", vec![conformance::job(0, Queue::Fifo, 'a')]).await[0];
+    let (book_a, book_b) = (a.log_book().unwrap(), b.log_book().unwrap());
+    // Two replicas append at once (the runner's copier on one, a note from the other):
+    // every chunk lands whole, none overlaps another, and the log has no gap.
+    let chunk = |who: char, n: usize| format!("{who}{n:03}{}\n", "x".repeat(n % 7)).into_bytes();
+    let appends = |book: std::sync::Arc<dyn crate::store::LogBook>, who: char| async move {
+        for n in 0..40 {
+            book.append(id, chunk(who, n)).await.unwrap();
+        }
+    };
+    tokio::join!(appends(book_a.clone(), 'a'), appends(book_b.clone(), 'b'));
+    let whole = book_b.read(id, 0, 1 << 20).await.unwrap();
+    let mut lines: Vec<&[u8]> = whole.split_inclusive(|&c| c == b'\n').collect();
+    assert_eq!(lines.len(), 80);
+    lines.sort_unstable();
+    let mut expected: Vec<Vec<u8>> = (0..40)
+        .flat_map(|n| [chunk('a', n), chunk('b', n)])
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(
+        lines,
+        expected.iter().map(Vec::as_slice).collect::<Vec<_>>()
+    );
+    // Any slice, from any offset, across chunk boundaries, reads what the whole says.
+    for from in [0, 1, 5, 6, 100, whole.len() - 1] {
+        for max in [1, 3, 64, 1 << 20] {
+            let part = book_a.read(id, from as u64, max as u64).await.unwrap();
+            let end = whole.len().min(from + max);
+            assert_eq!(part, whole[from..end], "from {from}, max {max}");
+        }
+    }
+    assert!(
+        book_a
+            .read(id, whole.len() as u64, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Pruned with its job, by whichever replica prunes.
+    let job = a
+        .claim(conformance::owner("w"), conformance::hour())
+        .await
+        .unwrap()
+        .unwrap();
+    a.finish(
+        conformance::owner("w"),
+        job.id,
+        JobState::Succeeded,
+        "ok".into(),
+        None,
+    )
+    .await
+    .unwrap();
+    let keep = Retention {
+        keep_jobs: 0,
+        keep_for: Duration::from_secs(3600),
+        at_most: 100,
+    };
+    assert_eq!(b.prune(keep).await.unwrap(), vec![id]);
+    assert!(book_a.read(id, 0, 1 << 20).await.unwrap().is_empty());
+    book_a.append(id, b"later\n".to_vec()).await.unwrap();
+    assert_eq!(book_b.read(id, 0, 100).await.unwrap(), b"later\n");
+}
