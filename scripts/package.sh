@@ -40,7 +40,7 @@ target=$(cargo metadata --format-version 1 --no-deps |
 rm -rf "$assets" "$target"/debian/deployhook_*.deb "$target"/generate-rpm/deployhook-*.rpm
 "$target/release/deployhook" generate --out "$assets" >/dev/null
 # Both formats want compressed man pages; -n keeps the bytes the same from run to run.
-gzip -9n "$assets"/*.1
+gzip -9n "$assets"/*.1 "$assets"/*.5
 # cargo-deb strips the binaries itself; cargo-generate-rpm packs what it is given.
 strip --strip-unneeded -o "$assets/deployhook" "$target/release/deployhook"
 strip --strip-unneeded -o "$assets/deployhook-sandbox" "$target/release/deployhook-sandbox"

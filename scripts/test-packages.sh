@@ -83,6 +83,7 @@ files=(
     /usr/share/man/man1/deployhook.1.gz
     /usr/share/man/man1/deployhook-check.1.gz
     /usr/share/man/man1/deployhook-serve.1.gz
+    /usr/share/man/man5/hooks.toml.5.gz
 )
 
 step "the .deb: $deb"
@@ -145,6 +146,7 @@ expect_stat /etc/deployhook/hooks.toml root:root 644
 cmp -s /usr/share/deployhook/hooks.schema.json packaging/hooks.schema.json ||
     fail "the installed schema is not packaging/hooks.schema.json"
 expect_eq "$(man -w deployhook)" /usr/share/man/man1/deployhook.1.gz "man -w deployhook"
+expect_eq "$(man -w 5 hooks.toml)" /usr/share/man/man5/hooks.toml.5.gz "man -w 5 hooks.toml"
 
 step "the unit"
 verify=$(systemd-analyze verify "$unit" 2>&1) || fail "systemd-analyze verify: $verify"

@@ -1,6 +1,9 @@
 //! Generated files for packaging: the man pages and shell completions (from the CLI
-//! definition) and the hooks.toml JSON Schema (from the config types). Packages run
-//! `deployhook generate --out DIR` at build time, so none of these is written by hand.
+//! definition), the hooks.toml JSON Schema (from the config types) and hooks.toml(5) (from
+//! the schema). Packages run `deployhook generate --out DIR` at build time, so none of
+//! these is written by hand.
+
+mod config_page;
 
 use std::borrow::Cow;
 use std::fs;
@@ -39,7 +42,7 @@ pub fn main(out: &Path) -> ExitCode {
     }
 }
 
-/// Writes the man pages, the bash, zsh and fish completions and the schema into `out`
+/// Writes the man pages (the commands' and hooks.toml(5)), the bash, zsh and fish completions and the schema into `out`
 /// (created if missing); returns their paths.
 pub fn generate(out: &Path) -> io::Result<Vec<PathBuf>> {
     fs::create_dir_all(out)?;
@@ -58,6 +61,11 @@ pub fn generate(out: &Path) -> io::Result<Vec<PathBuf>> {
 
     let path = out.join(SCHEMA_FILE);
     fs::write(&path, schema_json())?;
+    written.push(path);
+
+    let path = out.join(config_page::FILE);
+    let schema = serde_json::to_value(schema()).expect("a schema is plain JSON");
+    fs::write(&path, config_page::page(&schema))?;
     written.push(path);
     Ok(written)
 }
