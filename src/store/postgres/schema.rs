@@ -137,6 +137,21 @@ const MIGRATIONS: &[&str] = &[
         size BIGINT NOT NULL
     );
 ",
+    "
+    -- The pending jobs alone, for supersede and max_queued: in the (hook, rule_key,
+    -- state, id) index a scan for pending jobs walked every superseded one of the rule
+    -- (a prepared statement's generic plan could not use the state there), so each
+    -- delivery cost more the more history the hook had (ingest fell to 250/s at 3,000
+    -- jobs). Rows leave this index as they end, and plain index scans drop them.
+    CREATE INDEX jobs_pending ON jobs (hook, rule_key, id) WHERE state IN ('queued', 'held');
+    -- Every column later_push asks for equal, so no plan prefers (hook, git_ref) and walks
+    -- every job of the ref (as one did before the table's first ANALYZE: 0.9 ms a push).
+    DROP INDEX jobs_by_before;
+    CREATE INDEX jobs_by_before ON jobs (hook, before_sha, git_ref, rule_key);
+    -- Ended jobs are rewritten once or twice each; vacuum the queue often enough that
+    -- index-only scans (max_queued's count) need not visit their dead versions.
+    ALTER TABLE jobs SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 500);
+",
 ];
 
 /// Why the database cannot be used by this build.
