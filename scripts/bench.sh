@@ -8,7 +8,9 @@
 # kill -9 of deployhook after the run and another in the middle of a run, counting that
 # every 202 is on disk; 2 reject (wrong signature); 3 RSS idle / under load; 4 push-to-deploy
 # latency on a 10,000-commit repository against `git fetch` + `git checkout`; 5 a burst of
-# 1,000 pushes to one hook. Exits non-zero if either daemon answered wrongly.
+# 1,000 pushes to one hook; 6 ingest on the PostgreSQL store (a throwaway cluster), one
+# replica and two behind the same connections, counting that every 202 is in the
+# database. Exits non-zero if either daemon answered wrongly.
 #
 # Knobs (environment): BENCH_DURATION (ingest seconds, 15), BENCH_REJECT_DURATION (10),
 # BENCH_CONNECTIONS (64), BENCH_LAT_RUNS (7), BENCH_BURST (1000), BENCH_OUT (RESULTS.md
@@ -48,6 +50,9 @@ cleanup() {
         [[ -n $p ]] && kill -9 "$p" 2>/dev/null || true
     done
     wait 2>/dev/null || true
+    if [[ -n ${PG:-} && -f $PG/data/postmaster.pid ]]; then
+        pg_as "$pg_bin/pg_ctl" -D "$PG/data" -m immediate stop >/dev/null 2>&1 || true
+    fi
     if [[ ${BENCH_KEEP:-0} == 1 || $rc != 0 ]]; then
         log "work files kept in $W"
     else
@@ -67,6 +72,9 @@ command -v wrk >/dev/null || need+=(wrk)
 command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v git >/dev/null || need+=(git)
 command -v python3 >/dev/null || need+=(python3)
+# The PostgreSQL runs start a throwaway cluster (initdb + pg_ctl, as postgres when root).
+command -v initdb >/dev/null || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+command -v runuser >/dev/null || need+=(util-linux)
 if ((${#need[@]})); then
     log "installing ${need[*]}"
     as_root apt-get install -y "${need[@]}" >"$W/apt.log" 2>&1 ||
@@ -124,8 +132,12 @@ put repo_files "$(git -C "$W/origin.git" ls-tree -r main | wc -l)"
 
 # Request data for wrk: distinct bodies + their signatures
 N_INGEST=$((DURATION * 40000 + 50000))
+N_PG=$((DURATION * 10000 + 20000))   # per replica; PostgreSQL commits cost more than SQLite's
 put body_bytes "$(python3 "$HERE/payload.py" wrk-data "$W/wrk-ingest" "$N_INGEST" "$SECRET" "$PARENT" "$TIP")"
 python3 "$HERE/payload.py" wrk-data "$W/wrk-kill" 300000 "$SECRET" "$PARENT" "$TIP" k >/dev/null
+for t in one a b; do
+    python3 "$HERE/payload.py" wrk-data "$W/wrk-pg-$t" "$N_PG" "$SECRET" "$PARENT" "$TIP" "pg$t" >/dev/null
+done
 
 # ---------------------------------------------------------------------------------------
 # Configs: the same hooks for both daemons
@@ -452,6 +464,91 @@ put dh_prune_window_s "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a
 kill9_dh
 
 # ---------------------------------------------------------------------------------------
+# 6. The PostgreSQL store: a throwaway cluster on a unix socket (fsync and
+# synchronous_commit on, as shipped), one replica and then two replicas behind the same
+# $CONNS wrk connections (half to each); every 202 must be committed.
+log "6. PostgreSQL: starting a throwaway cluster"
+# Debian keeps the server's programs (initdb, pg_ctl, createdb, psql) together there.
+pg_bin=$(compgen -G '/usr/lib/postgresql/*/bin/initdb' | sort -V | tail -n 1 | xargs -r dirname)
+[[ -n $pg_bin ]] || pg_bin=$(dirname "$(command -v initdb)")
+pg_as() { if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+PG=$W/pg
+mkdir -p "$PG"
+chmod 711 "$W"
+[[ $(id -u) == 0 ]] && chown postgres "$PG"
+pg_as "$pg_bin/initdb" -D "$PG/data" -A trust -U deployhook --no-sync >"$W/initdb.log" 2>&1 ||
+    die "initdb failed; see $W/initdb.log"
+pg_as "$pg_bin/pg_ctl" -D "$PG/data" -l "$PG/server.log" -w \
+    -o "-c listen_addresses='' -c unix_socket_directories='$PG' -c max_connections=100" start >"$W/pg_ctl.log" 2>&1 ||
+    die "PostgreSQL did not start; see $PG/server.log"
+put pg_version "$("$pg_bin/postgres" --version)"
+psql_db() { "$pg_bin/psql" -X -q -At -h "$PG" -U deployhook -d "$1" -c "$2"; }
+pg_config() { # file port state db node
+    {
+        printf '[server]\nlisten = "127.0.0.1:%s"\nstate_dir = "%s"\ncommand_user = "%s"\n' "$2" "$3" "$(id -un)"
+        printf '\n[store]\nbackend = "postgres"\nurl = "postgres:///%s?host=%s&user=deployhook"\nnode_name = "%s"\n' "$4" "$PG" "$5"
+        dh_hook bench record.sh "dh-pg-$5.log"
+    } > "$1"
+    "$DH" check --config "$1" >"$W/check-pg.log" 2>&1 || { cat "$W/check-pg.log" >&2; die "deployhook check of $1 failed"; }
+}
+read -r PG_PORT_A PG_PORT_B < <(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(2)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in ss))')
+pg_wrk() { # tag port data prefix conns: wrk in the background, RESULT lines in $W/tag.wrk
+    wrk -t"$(( THREADS < $5 ? THREADS : $5 ))" -c"$5" -d"${DURATION}s" --timeout 10s --latency -s "$HERE/ingest.lua" \
+        "http://127.0.0.1:$2/hooks/bench" -- "$3" "$4" "$(( THREADS < $5 ? THREADS : $5 ))" > "$W/$1.wrk" 2>&1
+}
+# 6a. one replica
+"$pg_bin/createdb" -h "$PG" -U deployhook bench1
+pg_config "$W/pg-one.toml" "$PG_PORT_A" "$W/pg-one-state" bench1 one
+"$DH" serve --config "$W/pg-one.toml" >>"$W/deployhook-pg-one.log" 2>&1 &
+PG1_PID=$!
+BG_PIDS+=("$PG1_PID")
+wait_port "$PG_PORT_A" "$PG1_PID" deployhook-pg-one
+log "6a. PostgreSQL, one replica: ingest ${DURATION}s, $CONNS connections"
+m0=$(machine_ticks)
+pg_wrk dh_pg1 "$PG_PORT_A" "$W/wrk-pg-one" pg1- "$CONNS" || fail "wrk dh_pg1 exited with $?"
+m1=$(machine_ticks)
+put dh_pg1_machine_busy_s "$(awk -v a="${m0% *}" -v b="${m1% *}" -v t="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", (b - a) / t }')"
+sed -n "s/^RESULT \([a-z0-9_]*\) \(.*\)$/dh_pg1_\1=\2/p" "$W/dh_pg1.wrk" >> "$RES"
+kill -9 "$PG1_PID"; wait "$PG1_PID" 2>/dev/null || true
+# A delivery's replay key and its first job's id are committed with the job (the job row
+# itself may be pruned already: superseded and past keep_jobs).
+put dh_pg1_deliveries_in_db "$(psql_db bench1 "select count(*) from deliveries where hook = 'bench' and key like 'id:pg1-%' and job is not null")"
+put dh_pg1_jobs_in_db "$(psql_db bench1 "select count(*) from jobs where hook = 'bench' and delivery like 'pg1-%'")"
+# 6b. two replicas on one database, half the connections each
+"$pg_bin/createdb" -h "$PG" -U deployhook bench2
+pg_config "$W/pg-a.toml" "$PG_PORT_A" "$W/pg-a-state" bench2 a
+pg_config "$W/pg-b.toml" "$PG_PORT_B" "$W/pg-b-state" bench2 b
+"$DH" serve --config "$W/pg-a.toml" >>"$W/deployhook-pg-a.log" 2>&1 &
+PGA_PID=$!
+"$DH" serve --config "$W/pg-b.toml" >>"$W/deployhook-pg-b.log" 2>&1 &
+PGB_PID=$!
+BG_PIDS+=("$PGA_PID" "$PGB_PID")
+wait_port "$PG_PORT_A" "$PGA_PID" deployhook-pg-a
+wait_port "$PG_PORT_B" "$PGB_PID" deployhook-pg-b
+log "6b. PostgreSQL, two replicas: ingest ${DURATION}s, $((CONNS / 2)) connections to each"
+m0=$(machine_ticks)
+pg_wrk dh_pg2a "$PG_PORT_A" "$W/wrk-pg-a" pg2a- $((CONNS / 2)) &
+wa=$!
+pg_wrk dh_pg2b "$PG_PORT_B" "$W/wrk-pg-b" pg2b- $((CONNS / 2)) &
+wb=$!
+wait "$wa" || fail "wrk dh_pg2a exited with $?"
+wait "$wb" || fail "wrk dh_pg2b exited with $?"
+m1=$(machine_ticks)
+put dh_pg2_machine_busy_s "$(awk -v a="${m0% *}" -v b="${m1% *}" -v t="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", (b - a) / t }')"
+for t in dh_pg2a dh_pg2b; do
+    sed -n "s/^RESULT \([a-z0-9_]*\) \(.*\)$/${t}_\1=\2/p" "$W/$t.wrk" >> "$RES"
+done
+kill -9 "$PGA_PID" "$PGB_PID"; wait "$PGA_PID" "$PGB_PID" 2>/dev/null || true
+put dh_pg2_deliveries_in_db "$(psql_db bench2 "select count(*) from deliveries where hook = 'bench' and key like 'id:pg2%' and job is not null")"
+put dh_pg2_jobs_in_db "$(psql_db bench2 "select count(*) from jobs where hook = 'bench' and delivery like 'pg2%'")"
+put dh_pg2_owners "$(psql_db bench2 "select count(distinct split_part(owner, ':', 1)) from jobs where owner is not null")"
+pg_as "$pg_bin/pg_ctl" -D "$PG/data" -m immediate stop >>"$W/pg_ctl.log" 2>&1 || true
+
+# ---------------------------------------------------------------------------------------
 # Latency and burst on a fresh deployhook (new state_dir), so the flood above does not
 # interfere
 DH_STATE=$W/dh-state2
@@ -554,8 +651,9 @@ put wh_ingest_bad "$bad"
 ((n > 0)) || fail "webhook: no ingest request completed"
 (($(num dh_ingest_deliveries_on_disk) >= $(num dh_ingest_status_202))) ||
     fail "durability: wrk saw $(num dh_ingest_status_202) 202s but only $(num dh_ingest_deliveries_on_disk) deliveries survived kill -9"
-(($(num dh_ingest_jobs_rows) >= $(num dh_ingest_status_202))) ||
-    fail "durability: wrk saw $(num dh_ingest_status_202) 202s but only $(num dh_ingest_jobs_rows) jobs survived kill -9"
+# Jobs created, not rows left: the worker may already have pruned superseded ones.
+(($(num dh_ingest_jobs_created) >= $(num dh_ingest_status_202))) ||
+    fail "durability: wrk saw $(num dh_ingest_status_202) 202s but only $(num dh_ingest_jobs_created) jobs were created before kill -9"
 (($(num dh_kill_deliveries_on_disk) >= $(num dh_kill_status_202))) ||
     fail "durability: wrk saw $(num dh_kill_status_202) 202s before kill -9 but only $(num dh_kill_deliveries_on_disk) deliveries are on disk"
 (($(num dh_kill_status_202) > 0)) || fail "durability: no 202 before the kill -9 in the middle of the run"
@@ -571,6 +669,19 @@ for ((i = 1; i <= LAT_RUNS; i++)); do
     [[ -n $(get "dh_latency_ms_$i") ]] || fail "latency run $i has no deployhook measurement"
 done
 (($(num dh_burst_runs) > 0)) || fail "deployhook: the burst deployed nothing"
+for t in dh_pg1 dh_pg2a dh_pg2b; do
+    n=$(num "${t}_requests"); bad=$((n - $(num "${t}_status_202") + $(wrk_errors "$t")))
+    put "${t}_bad" "$bad"
+    ((n > 0)) || fail "deployhook on PostgreSQL ($t): no ingest request completed"
+    ((bad <= $(allowance "$n"))) || fail "deployhook on PostgreSQL ($t): $bad of $n valid ingest requests were not answered 202"
+    (($(num "${t}_overflow") == 0)) || fail "PostgreSQL ingest data too small ($t): wrk reused bodies; raise N_PG"
+done
+(($(num dh_pg1_deliveries_in_db) >= $(num dh_pg1_status_202))) ||
+    fail "durability (PostgreSQL): wrk saw $(num dh_pg1_status_202) 202s but only $(num dh_pg1_deliveries_in_db) deliveries with a job are in the database"
+pg2_202=$(($(num dh_pg2a_status_202) + $(num dh_pg2b_status_202)))
+put dh_pg2_status_202 "$pg2_202"
+(($(num dh_pg2_deliveries_in_db) >= pg2_202)) ||
+    fail "durability (PostgreSQL, two replicas): wrk saw $pg2_202 202s but only $(num dh_pg2_deliveries_in_db) deliveries with a job are in the database"
 kill -0 "$DH_PID" 2>/dev/null || fail "deployhook died"
 kill -0 "$WH_PID" 2>/dev/null || fail "webhook died"
 
