@@ -11,6 +11,8 @@ COMMITS x BYTES_PER_COMMIT. Deterministic: the same arguments give the same repo
 import random
 import sys
 
+import mkrepo  # the fast-import writer, in this folder
+
 FILES = 4096
 
 
@@ -24,17 +26,8 @@ def blob(rng, size):
 
 
 def commit(out, rng, seq, parent, files, size):
-    msg = f"commit {seq}\n".encode()
-    out.write(b"commit refs/heads/main\n")
-    out.write(f"committer Bench <bench@localhost> {1600000000 + seq} +0000\n".encode())
-    out.write(b"data %d\n%s" % (len(msg), msg))
-    if parent:
-        out.write(f"from {parent}\n".encode())
-    for n in files:
-        data = blob(rng, size)
-        out.write(f"M 100644 inline {path(n)}\n".encode())
-        out.write(b"data %d\n%s\n" % (len(data), data))
-    out.write(b"\n")
+    mkrepo.commit(out, seq, parent, files, data_of=lambda n, s: blob(rng, size),
+                  path_of=path, epoch=1600000000)
 
 
 def main(argv):

@@ -23,17 +23,18 @@ def path(n):
     return f"src/d{n % 20:02d}/f{n:04d}.txt"
 
 
-def commit(out, seq, parent, files):
+def commit(out, seq, parent, files, data_of=content, path_of=path, epoch=1700000000):
+    """One commit that writes `data_of(n, seq)` to `path_of(n)` for each n in `files`."""
     msg = f"commit {seq}\n".encode()
-    ts = 1700000000 + seq
+    ts = epoch + seq
     out.write(b"commit refs/heads/main\n")
     out.write(f"committer Bench <bench@localhost> {ts} +0000\n".encode())
     out.write(b"data %d\n%s" % (len(msg), msg))
     if parent:
         out.write(f"from {parent}\n".encode())
     for n in files:
-        data = content(n, seq)
-        out.write(f"M 100644 inline {path(n)}\n".encode())
+        data = data_of(n, seq)
+        out.write(f"M 100644 inline {path_of(n)}\n".encode())
         out.write(b"data %d\n%s\n" % (len(data), data))
     out.write(b"\n")
 
