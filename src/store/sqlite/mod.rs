@@ -221,6 +221,7 @@ impl Readers {
             )
             .map_err(read_err)?;
             c.busy_timeout(Duration::from_secs(5)).map_err(read_err)?;
+            schema::plan_once(&c).map_err(read_err)?;
             c
         };
         let out = f(&conn).map_err(read_err);
@@ -498,6 +499,95 @@ mod tests {
             std::future::ready(store)
         })
         .await;
+    }
+
+    /// SQLite re-plans a cached statement when a value bound to it could change the plan
+    /// (a parameter compared with a partial index's condition, a LIKE pattern, a LIMIT,
+    /// stat4 samples): a whole parse and plan per call, on the writer thread that every
+    /// delivery waits for. Run the delivery and job paths and check that no statement
+    /// was prepared again.
+    #[test]
+    fn no_statement_on_the_write_paths_is_planned_again_per_call() {
+        use super::super::types::{
+            EventKind, InstanceId, JobState, Queue, Retention, Subscription,
+        };
+        use rusqlite::StatementStatus;
+        use rusqlite::trace::{TraceEvent, TraceEventCodes};
+        use std::collections::BTreeMap;
+        use std::sync::{Arc, Mutex};
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = rusqlite::Connection::open(dir.path().join("deployhook.db")).unwrap();
+        super::schema::prepare(&mut conn).unwrap();
+        let replanned = Arc::new(Mutex::new(BTreeMap::<String, i32>::new()));
+        let seen = Arc::clone(&replanned);
+        conn.trace_v2(
+            TraceEventCodes::SQLITE_TRACE_PROFILE,
+            Some(move |e: TraceEvent<'_>| {
+                if let TraceEvent::Profile(stmt, _) = e {
+                    let n = stmt.get_status(StatementStatus::RePrepare);
+                    seen.lock().unwrap().insert(stmt.sql().into_owned(), n);
+                }
+            }),
+        )
+        .unwrap();
+        let owner = InstanceId::from_recorded("w");
+        let far = super::ms(std::time::SystemTime::now()) + 3_600_000;
+        let every = vec![EventKind::Queued, EventKind::Started, EventKind::Succeeded];
+        for n in 0..40_u32 {
+            let tx = conn.transaction().unwrap();
+            let now = super::Now::system();
+            let hook = if n % 2 == 0 { "h" } else { "paused" };
+            if n == 1 {
+                super::pauses::pause(&tx, "paused", "test", now).unwrap();
+            }
+            let mut job = conformance::job(0, Queue::Supersede, 'a');
+            job.event.after = crate::event::Sha::parse(&format!("{n:040x}")).unwrap();
+            job.event.before = crate::event::Sha::parse(&format!("{:040x}", n + 1000)).unwrap();
+            job.notify = vec![Subscription {
+                target: "status".into(),
+                on: every.clone(),
+                latest_only: n % 4 == 0,
+            }];
+            let keys = vec![format!("id:{n}"), format!("body:{n}")];
+            super::deliveries::accept(&tx, &conformance::delivery(hook), &keys, &[job], 1_000, now)
+                .unwrap();
+            super::deliveries::record(
+                &tx,
+                &conformance::delivery(hook),
+                super::NotQueued::Ignored,
+                "a tag",
+                now,
+            )
+            .unwrap();
+            if let Some(job) = super::jobs::claim(&tx, &owner, far, "[]", now).unwrap() {
+                super::jobs::finish(
+                    &tx,
+                    &owner,
+                    job.id,
+                    JobState::Succeeded,
+                    "exit 0",
+                    None,
+                    now,
+                )
+                .unwrap();
+            }
+            let keep = Retention {
+                keep_jobs: 3,
+                keep_for: std::time::Duration::ZERO,
+                at_most: 10,
+            };
+            super::jobs::prune(&tx, keep, now).unwrap();
+            tx.commit().unwrap();
+        }
+        let replanned = replanned.lock().unwrap();
+        assert!(
+            replanned.len() > 10,
+            "the trace saw {} statements",
+            replanned.len()
+        );
+        let again: Vec<_> = replanned.iter().filter(|(_, n)| **n > 0).collect();
+        assert!(again.is_empty(), "planned again per call: {again:#?}");
     }
 
     #[tokio::test]

@@ -139,6 +139,7 @@ pub fn prepare(conn: &mut Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    plan_once(conn)?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let done = usize::try_from(version).unwrap_or(usize::MAX);
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
@@ -151,5 +152,19 @@ pub fn prepare(conn: &mut Connection) -> rusqlite::Result<()> {
         )?;
         tx.commit()?;
     }
+    Ok(())
+}
+
+/// Plans each cached statement once, whatever is bound to it. By default SQLite plans a
+/// statement again when a bound value could change its plan, and it judged so for the
+/// outbox's fan-out (`instr(events, ?)`) on every call: a parse and plan per job event,
+/// on the writer thread every delivery waits for. Our statements are written for the
+/// indexes they use, so a value-blind plan is the one we want (the query planner
+/// stability guarantee).
+pub fn plan_once(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     Ok(())
 }
