@@ -85,8 +85,13 @@ fn retire_hook_worktrees(state_dir: &Path, git: &Git, hooks: &[String]) {
     }
 }
 
-/// The most finished jobs pruned on each tick, busy or not.
-const PRUNE_SLICE: usize = 200;
+/// The most finished jobs pruned by one store operation on a tick, busy or not.
+pub(super) const PRUNE_SLICE: usize = 200;
+
+/// The most slices pruned one after another on a tick: enough to keep up with 2,000
+/// superseded jobs a second at the default tick, while deliveries wait behind one slice
+/// at most (each slice is a writer operation of its own).
+const PRUNE_SLICES_PER_TICK: usize = 50;
 
 /// The most finished jobs pruned at once while deliveries pause.
 const PRUNE_BATCH: usize = 2_000;
@@ -216,11 +221,17 @@ impl Worker {
                 _ = tick.tick() => {
                     self.check_in().await;
                     self.recover().await;
-                    self.prune(PRUNE_SLICE).await;
+                    for _ in 0..PRUNE_SLICES_PER_TICK {
+                        if self.prune(PRUNE_SLICE).await < PRUNE_SLICE {
+                            break;
+                        }
+                    }
                 }
                 // Once deliveries pause for a tick: a big slice, to work off a flood's
                 // backlog.
-                () = tokio::time::sleep(w.parts.timing.tick) => self.prune(PRUNE_BATCH).await,
+                () = tokio::time::sleep(w.parts.timing.tick) => {
+                    self.prune(PRUNE_BATCH).await;
+                }
                 Some(_) = tasks.join_next() => {}
                 _ = shutdown.changed() => break,
             }
@@ -359,7 +370,8 @@ impl Worker {
         }
     }
 
-    async fn prune(&self, at_most: usize) {
+    /// Prunes up to `at_most` finished jobs past retention; how many went.
+    async fn prune(&self, at_most: usize) -> usize {
         let w = &self.0;
         let config = w.config.get();
         let keep = Retention {
@@ -370,11 +382,16 @@ impl Worker {
         drop(config);
         match w.store.prune(keep).await {
             Ok(removed) if !removed.is_empty() => {
-                tracing::info!(count = removed.len(), "pruned old jobs and their logs");
+                let count = removed.len();
+                tracing::info!(count, "pruned old jobs and their logs");
                 w.logs.remove(removed).await;
+                count
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot prune old jobs"),
+            Ok(_) => 0,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot prune old jobs");
+                0
+            }
         }
     }
 

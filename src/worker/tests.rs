@@ -12,6 +12,7 @@ use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 use tokio::sync::watch;
 
+use super::run::PRUNE_SLICE;
 use super::*;
 use crate::config::{LiveConfig, load_str};
 use crate::event::{ChangedPaths, Forge, PushEvent, RefName, Sha};
@@ -412,11 +413,70 @@ async fn pruning_keeps_up_under_steady_traffic() {
     run.await.unwrap();
 }
 
+/// A backlog of history larger than one slice is worked off on one tick, slice after
+/// slice, under steady traffic (which keeps the big idle-time prune from ever running):
+/// not one slice per tick, which let history grow at a steady 1,000 deliveries/s.
+#[tokio::test]
+async fn a_tick_prunes_slice_after_slice_until_caught_up() {
+    let s = setup_with(Commands::Succeed, false, "keep_jobs = 3");
+    for _ in 0..(PRUNE_SLICE + PRUNE_SLICE / 2) {
+        let id = queue(&s.store, "h").await;
+        s.store.cancel(id).await.unwrap();
+    }
+    let counting = Arc::new(FullDisk {
+        inner: s.store.clone(),
+        failures: AtomicUsize::new(0),
+        seen: std::sync::Mutex::default(),
+    });
+    let state_dir = s.config.get().server.state_dir.clone();
+    let worker = Worker::new(
+        Arc::clone(&s.config),
+        Store::from_backend(Arc::clone(&counting) as Arc<dyn crate::store::Backend>),
+        JobLogs::open(&state_dir).unwrap(),
+        Arc::new(Metrics::default()),
+        s.parts.clone(),
+    );
+    let (stop, stopped) = watch::channel(false);
+    let run = tokio::spawn(worker.clone().run(stopped));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let pruned = || {
+        counting
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|op| op.strip_prefix("prune:")?.parse::<usize>().ok())
+            .sum::<usize>()
+    };
+    while pruned() < PRUNE_SLICE + PRUNE_SLICE / 2 - 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            counting.seen.lock().unwrap()
+        );
+        worker.handle().wake();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    run.await.unwrap();
+    let seen = counting.seen.lock().unwrap();
+    let full = seen
+        .iter()
+        .position(|op| *op == format!("prune:{PRUNE_SLICE}"))
+        .expect("a full slice");
+    assert!(
+        seen[full + 1].starts_with("prune:"),
+        "after a full slice the same tick prunes again: {seen:?}"
+    );
+}
+
 /// A store whose `finish` fails the first `failures` times (a full disk), and otherwise
 /// is the SQLite store it wraps.
 struct FullDisk {
     inner: Store,
     failures: AtomicUsize,
+    /// The recoveries and prunes asked for, in order: `recover`, `prune:<removed>`.
+    seen: std::sync::Mutex<Vec<String>>,
 }
 
 type Answer<'a, T> = BoxFuture<'a, Result<T, crate::store::StoreError>>;
@@ -474,6 +534,7 @@ impl crate::store::Backend for FullDisk {
         self.inner.cancel(id)
     }
     fn recover(&self, now: SystemTime) -> Answer<'_, Vec<crate::store::Job>> {
+        self.seen.lock().unwrap().push("recover".into());
         self.inner.recover(now)
     }
     fn requeue(&self, id: JobId) -> Answer<'_, JobId> {
@@ -520,7 +581,15 @@ impl crate::store::Backend for FullDisk {
         self.inner.count_by_state()
     }
     fn prune(&self, r: crate::store::Retention) -> Answer<'_, Vec<JobId>> {
-        self.inner.prune(r)
+        async move {
+            let removed = self.inner.prune(r).await?;
+            self.seen
+                .lock()
+                .unwrap()
+                .push(format!("prune:{}", removed.len()));
+            Ok(removed)
+        }
+        .boxed()
     }
     fn outbox_due(
         &self,
@@ -562,6 +631,7 @@ async fn an_end_that_cannot_be_recorded_is_recorded_once_it_can() {
     let flaky = Store::from_backend(Arc::new(FullDisk {
         inner: s.store.clone(),
         failures: AtomicUsize::new(3),
+        seen: std::sync::Mutex::default(),
     }));
     let state_dir = s.config.get().server.state_dir.clone();
     let worker = Worker::new(
