@@ -8,7 +8,8 @@ use super::jobs::{forge, insert, parse, parse_opt};
 use super::{Now, from_ms};
 use crate::event::{DeliveryId, RefName, Sha};
 use crate::store::types::{
-    Acceptance, Delivery, DeliveryOutcome, DeliveryRecord, JobId, NewJob, NotQueued, Prior,
+    Acceptance, Delivery, DeliveryOutcome, DeliveryRecord, JobId, JobState, NewJob, NotQueued,
+    Prior,
 };
 use crate::store::wording;
 
@@ -45,17 +46,17 @@ pub(in crate::store) fn accept(
             return Ok(Acceptance::Duplicate(prior));
         }
     }
-    // Counting stops at the limit: the cost is bounded, whatever the queue's depth.
-    let waiting: i64 = conn
-        .prepare_cached(
-            "SELECT count(*) FROM
-                 (SELECT 1 FROM jobs WHERE state IN ('queued', 'held') AND hook = ?1 LIMIT ?2)",
-        )?
-        .query_row(
-            params![hook, i64::try_from(max_queued).unwrap_or(i64::MAX)],
-            |r| r.get(0),
-        )?;
-    let waiting = usize::try_from(waiting).unwrap_or(usize::MAX);
+    // Counting stops at the limit: the cost is bounded, whatever the queue's depth. One
+    // count per state: `state IN (...)` would build a temporary b-tree per delivery.
+    let mut count = conn.prepare_cached(
+        "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE hook = ?1 AND state = ?2 LIMIT ?3)",
+    )?;
+    let limit = i64::try_from(max_queued).unwrap_or(i64::MAX);
+    let mut waiting = 0_usize;
+    for state in [JobState::Queued, JobState::Held] {
+        let n: i64 = count.query_row(params![hook, state.as_str(), limit], |r| r.get(0))?;
+        waiting = waiting.saturating_add(usize::try_from(n).unwrap_or(usize::MAX));
+    }
     if !jobs.is_empty() && waiting >= max_queued {
         let why = wording::queue_full(waiting);
         log(
@@ -227,26 +228,21 @@ pub(super) fn prune(
     let at_most = i64::try_from(at_most).unwrap_or(i64::MAX);
     // Per hook, by index ranges: the keep-th newest record bounds the rest (see
     // `jobs::prune` for why never a scan of the whole log).
-    let hooks: Vec<String> = conn
-        .prepare_cached(
-            "WITH RECURSIVE hooks(hook) AS (
-                 SELECT (SELECT hook FROM delivery_log ORDER BY hook LIMIT 1)
-                 UNION ALL
-                 SELECT (SELECT hook FROM delivery_log WHERE hook > hooks.hook ORDER BY hook LIMIT 1)
-                 FROM hooks WHERE hooks.hook IS NOT NULL)
-             SELECT hook FROM hooks WHERE hook IS NOT NULL",
-        )?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let hooks = super::jobs::distinct(
+        conn,
+        "SELECT hook FROM delivery_log WHERE hook > ?1 ORDER BY hook LIMIT 1",
+    )?;
     let mut bound = conn.prepare_cached(
         "SELECT id FROM delivery_log INDEXED BY delivery_log_by_hook
          WHERE hook = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2",
     )?;
-    let mut delete = conn.prepare_cached(
-        "DELETE FROM delivery_log WHERE id IN (
-             SELECT id FROM delivery_log INDEXED BY delivery_log_by_hook
-             WHERE hook = ?1 AND (id <= ?2 OR received_at < ?3) ORDER BY id LIMIT ?4)",
+    // Found, then deleted one by one: `DELETE ... WHERE id IN (SELECT ...)` builds a
+    // temporary b-tree of the ids.
+    let mut past = conn.prepare_cached(
+        "SELECT id FROM delivery_log INDEXED BY delivery_log_by_hook
+         WHERE hook = ?1 AND (id <= ?2 OR received_at < ?3) ORDER BY id LIMIT ?4",
     )?;
+    let mut delete = conn.prepare_cached("DELETE FROM delivery_log WHERE id = ?1")?;
     let mut left = at_most;
     for hook in &hooks {
         if left <= 0 {
@@ -260,14 +256,29 @@ pub(super) fn prune(
                 .optional()?
                 .map_or(i64::MIN, |newest_kept| newest_kept - 1)
         };
-        let gone = delete.execute(params![hook, below, cutoff.saturating_mul(1000), left])?;
-        left -= i64::try_from(gone).unwrap_or(i64::MAX);
+        let gone = past
+            .query_map(
+                params![hook, below, cutoff.saturating_mul(1000), left],
+                |r| r.get::<_, i64>(0),
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for id in &gone {
+            delete.execute([id])?;
+        }
+        left -= i64::try_from(gone.len()).unwrap_or(i64::MAX);
     }
-    conn.prepare_cached(
-        "DELETE FROM deliveries WHERE (hook, key) IN (
-             SELECT hook, key FROM deliveries INDEXED BY deliveries_by_age
-             WHERE received_at < ?1 ORDER BY received_at LIMIT ?2)",
-    )?
-    .execute(params![wording::replay_cutoff(cutoff, now), at_most])?;
+    let expired = conn
+        .prepare_cached(
+            "SELECT hook, key FROM deliveries INDEXED BY deliveries_by_age
+             WHERE received_at < ?1 ORDER BY received_at LIMIT ?2",
+        )?
+        .query_map(params![wording::replay_cutoff(cutoff, now), at_most], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut forget = conn.prepare_cached("DELETE FROM deliveries WHERE hook = ?1 AND key = ?2")?;
+    for (hook, key) in &expired {
+        forget.execute(params![hook, key])?;
+    }
     Ok(())
 }

@@ -246,75 +246,107 @@ fn supersede_older(
     now: Now,
 ) -> rusqlite::Result<()> {
     let why = wording::superseded_by(newer);
-    let replaced: Vec<i64> = conn
-        .prepare_cached(
-            "UPDATE jobs SET state = 'superseded', finished_at = ?4, detail = ?5
-             WHERE hook = ?1 AND rule_key = ?2 AND state IN ('queued', 'held') AND queue = 'supersede'
-               AND id < ?3
-             RETURNING id",
-        )?
-        .query_map(params![hook, rule, newer.0, now.secs, why], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    // Found first, then changed by id: an UPDATE that walks an index whose `state` it
+    // changes collects its rows in a temporary b-tree first, and `IN` makes another.
+    let mut pending = conn.prepare_cached(
+        "SELECT id FROM jobs
+         WHERE hook = ?1 AND rule_key = ?2 AND state = ?3 AND queue = 'supersede' AND id < ?4",
+    )?;
+    let mut replaced = Vec::new();
+    for state in [JobState::Queued, JobState::Held] {
+        let ids = pending.query_map(params![hook, rule, state.as_str(), newer.0], |r| r.get(0))?;
+        replaced.extend(ids.collect::<rusqlite::Result<Vec<i64>>>()?);
+    }
+    replaced.sort_unstable();
+    let mut supersede = conn.prepare_cached(
+        "UPDATE jobs SET state = 'superseded', finished_at = ?2, detail = ?3 WHERE id = ?1",
+    )?;
     for id in replaced {
+        supersede.execute(params![id, now.secs, why])?;
         event(conn, JobId(id), hook, EventKind::Superseded, now, &why)?;
     }
     Ok(())
 }
 
-/// The oldest queued job of each lane (a hook, or a hook's rule) with nothing running and
-/// whose lock (if any) is free, oldest first: the lanes with queued jobs are walked one
-/// index step each (a loose index scan), so the cost grows with the number of lanes, not
-/// of queued jobs.
-const NEXT_TO_CLAIM: &str = "WITH RECURSIVE waiting(lane) AS (
-                 SELECT (SELECT lane FROM jobs WHERE state = 'queued' ORDER BY lane LIMIT 1)
-                 UNION ALL
-                 SELECT (SELECT lane FROM jobs WHERE state = 'queued' AND lane > waiting.lane
-                         ORDER BY lane LIMIT 1)
-                 FROM waiting WHERE waiting.lane IS NOT NULL)
-             SELECT first FROM (
-                 SELECT (SELECT id FROM jobs WHERE state = 'queued' AND lane = waiting.lane
-                         ORDER BY id LIMIT 1) AS first
-                 FROM waiting
-                 WHERE lane IS NOT NULL
-                   AND NOT EXISTS (SELECT 1 FROM jobs WHERE state = 'running' AND lane = waiting.lane))
-             WHERE NOT EXISTS (SELECT 1 FROM jobs held, jobs wanted
-                               WHERE wanted.id = first AND wanted.lock IS NOT NULL
-                                 AND held.state = 'running' AND held.lock = wanted.lock)
-               AND (SELECT hook FROM jobs WHERE id = first)
-                   NOT IN (SELECT value FROM json_each(?1))
-             ORDER BY first LIMIT 1";
+/// The distinct values of an indexed text column, one index step each (a loose index
+/// scan): `next` selects the smallest value above `?1`, so the cost grows with the number
+/// of values, not of rows. The values are never empty (hook ids and lanes), so `''` is
+/// below the first. A loop here rather than a recursive CTE, which keeps its queue in a
+/// temporary b-tree.
+pub(super) fn distinct(conn: &Connection, next: &str) -> rusqlite::Result<Vec<String>> {
+    let mut step = conn.prepare_cached(next)?;
+    let mut values: Vec<String> = Vec::new();
+    loop {
+        let after = values.last().map_or("", String::as_str);
+        match step.query_row([after], |r| r.get(0)).optional()? {
+            Some(value) => values.push(value),
+            None => return Ok(values),
+        }
+    }
+}
 
-/// Whether a job could be claimed now, leaving out the hooks in `skip` (a JSON list).
-/// On a read connection: most wake-ups of the worker (a delivery for a paused hook, a
-/// busy lane) find nothing, and the writer, which every delivery waits for, is then not
-/// taken for nothing.
-pub(super) fn claimable(conn: &Connection, skip: &str) -> rusqlite::Result<bool> {
-    Ok(conn
-        .prepare_cached(NEXT_TO_CLAIM)?
-        .query_row([skip], |r| r.get::<_, i64>(0))
-        .optional()?
-        .is_some())
+/// The oldest queued job of each lane (a hook, or a hook's rule) with nothing running and
+/// whose lock (if any) is free, oldest first, leaving out the hooks in `skip`: the lanes
+/// with queued jobs are walked one index step each (see [`distinct`]), so the cost grows
+/// with the number of lanes, not of queued jobs. Its id and hook.
+fn next_to_claim(conn: &Connection, skip: &[String]) -> rusqlite::Result<Option<(i64, String)>> {
+    let lanes = distinct(
+        conn,
+        "SELECT lane FROM jobs WHERE state = 'queued' AND lane > ?1 ORDER BY lane LIMIT 1",
+    )?;
+    let mut busy =
+        conn.prepare_cached("SELECT 1 FROM jobs WHERE state = 'running' AND lane = ?1 LIMIT 1")?;
+    let mut oldest = conn.prepare_cached(
+        "SELECT id, hook, lock FROM jobs WHERE state = 'queued' AND lane = ?1 ORDER BY id LIMIT 1",
+    )?;
+    let mut locked =
+        conn.prepare_cached("SELECT 1 FROM jobs WHERE state = 'running' AND lock = ?1 LIMIT 1")?;
+    let mut first: Option<(i64, String)> = None;
+    for lane in &lanes {
+        if busy.exists([lane])? {
+            continue;
+        }
+        let Some((id, hook, lock)) = oldest
+            .query_row([lane], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })
+            .optional()?
+        else {
+            continue;
+        };
+        if first.as_ref().is_some_and(|(best, _)| *best < id) || skip.contains(&hook) {
+            continue;
+        }
+        if let Some(lock) = lock
+            && locked.exists([lock])?
+        {
+            continue;
+        }
+        first = Some((id, hook));
+    }
+    Ok(first)
+}
+
+/// Whether a job could be claimed now, leaving out the hooks in `skip`. On a read
+/// connection: most wake-ups of the worker (a delivery for a paused hook, a busy lane)
+/// find nothing, and the writer, which every delivery waits for, is then not taken for
+/// nothing.
+pub(super) fn claimable(conn: &Connection, skip: &[String]) -> rusqlite::Result<bool> {
+    Ok(next_to_claim(conn, skip)?.is_some())
 }
 
 pub(super) fn claim(
     conn: &Connection,
     owner: &InstanceId,
     lease_until: i64,
-    skip: &str,
+    skip: &[String],
     now: Now,
 ) -> rusqlite::Result<Option<Job>> {
-    let next: Option<(i64, String)> = conn
-        .prepare_cached(NEXT_TO_CLAIM)?
-        .query_row([skip], |r| r.get::<_, i64>(0))
-        .optional()?
-        .map(|id| -> rusqlite::Result<(i64, String)> {
-            let hook = conn
-                .prepare_cached("SELECT hook FROM jobs WHERE id = ?1")?
-                .query_row([id], |r| r.get(0))?;
-            Ok((id, hook))
-        })
-        .transpose()?;
-    let Some((id, hook)) = next else {
+    let Some((id, hook)) = next_to_claim(conn, skip)? else {
         return Ok(None);
     };
     conn.prepare_cached(
@@ -340,14 +372,18 @@ pub(super) fn heartbeat(
     lease_until: i64,
 ) -> rusqlite::Result<Heartbeat> {
     let mut beat = Heartbeat::default();
-    let mut renew = conn.prepare_cached(
-        "UPDATE jobs SET lease_until = ?3 WHERE id = ?1 AND owner = ?2 AND state = 'running'
-         RETURNING cancel_requested",
+    // Read, then written by id: RETURNING collects its rows in a temporary b-tree.
+    let mut held = conn.prepare_cached(
+        "SELECT cancel_requested FROM jobs WHERE id = ?1 AND owner = ?2 AND state = 'running'",
     )?;
+    let mut renew = conn.prepare_cached("UPDATE jobs SET lease_until = ?2 WHERE id = ?1")?;
     for id in running {
-        let cancel: Option<bool> = renew
-            .query_row(params![id.0, owner.as_str(), lease_until], |r| r.get(0))
+        let cancel: Option<bool> = held
+            .query_row(params![id.0, owner.as_str()], |r| r.get(0))
             .optional()?;
+        if cancel.is_some() {
+            renew.execute(params![id.0, lease_until])?;
+        }
         match cancel {
             None => beat.lost.push(*id),
             Some(true) => beat.cancel.push(*id),
@@ -369,27 +405,18 @@ pub(super) fn finish(
     let Some(kind) = EventKind::ended(state) else {
         return Ok(Finished::NotOwner);
     };
+    // Read, then written by id: RETURNING collects its rows in a temporary b-tree.
     let hook: Option<String> = conn
-        .prepare_cached(
-            "UPDATE jobs SET state = ?2, finished_at = ?3, detail = ?4, summary = ?6
-             WHERE id = ?1 AND state = 'running' AND owner = ?5
-             RETURNING hook",
-        )?
-        .query_row(
-            params![
-                id.0,
-                state.as_str(),
-                now.secs,
-                detail,
-                owner.as_str(),
-                summary
-            ],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT hook FROM jobs WHERE id = ?1 AND state = 'running' AND owner = ?2")?
+        .query_row(params![id.0, owner.as_str()], |r| r.get(0))
         .optional()?;
     let Some(hook) = hook else {
         return Ok(Finished::NotOwner);
     };
+    conn.prepare_cached(
+        "UPDATE jobs SET state = ?2, finished_at = ?3, detail = ?4, summary = ?5 WHERE id = ?1",
+    )?
+    .execute(params![id.0, state.as_str(), now.secs, detail, summary])?;
     event(conn, id, &hook, kind, now, detail)?;
     Ok(Finished::Recorded)
 }
@@ -424,14 +451,15 @@ pub(super) fn recover(
     expired_before: i64,
     now: Now,
 ) -> rusqlite::Result<Vec<Job>> {
-    let lapsed: Vec<Job> = conn
+    let mut lapsed: Vec<Job> = conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM jobs
-             WHERE state = 'running' AND (lease_until IS NULL OR lease_until < ?1)
-             ORDER BY id"
+             WHERE state = 'running' AND (lease_until IS NULL OR lease_until < ?1)"
         ))?
         .query_map(params![expired_before], job)?
         .collect::<rusqlite::Result<_>>()?;
+    // Oldest first, sorted here: the index of running jobs is by lane.
+    lapsed.sort_by_key(|j| j.id);
     let mut interrupted = Vec::with_capacity(lapsed.len());
     for mut j in lapsed {
         let (state, kind, why) = wording::lapsed(&j);
@@ -554,12 +582,7 @@ pub(super) fn count_by_state(conn: &Connection) -> rusqlite::Result<Vec<(JobStat
 }
 
 /// Each hook with jobs, by a loose index scan (one index step per hook).
-const HOOKS_WITH_JOBS: &str = "WITH RECURSIVE hooks(hook) AS (
-         SELECT (SELECT hook FROM jobs ORDER BY hook LIMIT 1)
-         UNION ALL
-         SELECT (SELECT hook FROM jobs WHERE hook > hooks.hook ORDER BY hook LIMIT 1)
-         FROM hooks WHERE hooks.hook IS NOT NULL)
-     SELECT hook FROM hooks WHERE hook IS NOT NULL";
+const HOOKS_WITH_JOBS: &str = "SELECT hook FROM jobs WHERE hook > ?1 ORDER BY hook LIMIT 1";
 
 /// Finished jobs that no pending notification needs, of one hook in one state.
 const NEWEST_DONE: &str = "SELECT id FROM jobs INDEXED BY jobs_by_hook_state
@@ -587,10 +610,7 @@ pub(super) fn prune(conn: &Connection, keep: Retention, now: Now) -> rusqlite::R
         .filter(|s| !matches!(s, JobState::Queued | JobState::Held | JobState::Running))
         .map(|s| s.as_str())
         .collect();
-    let hooks: Vec<String> = conn
-        .prepare_cached(HOOKS_WITH_JOBS)?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let hooks = distinct(conn, HOOKS_WITH_JOBS)?;
     let mut newest = conn.prepare_cached(NEWEST_DONE)?;
     let mut oldest = conn.prepare_cached(OLDEST_PAST)?;
     let mut ids: Vec<i64> = Vec::new();

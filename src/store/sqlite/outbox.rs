@@ -52,14 +52,29 @@ pub(super) fn fan_out(
     kind: EventKind,
     now: Now,
 ) -> rusqlite::Result<()> {
+    // Most jobs have no one to tell: one lookup instead of two statements per event.
+    if !conn
+        .prepare_cached("SELECT 1 FROM job_targets WHERE job = ?1")?
+        .exists([job.0])?
+    {
+        return Ok(());
+    }
     let pattern = wording::kind_pattern(kind);
-    conn.prepare_cached(
-        "UPDATE outbox SET state = 'replaced', done_at = ?3
-         WHERE job = ?1 AND state = 'pending'
-           AND target IN (SELECT target FROM job_targets
-                          WHERE job = ?1 AND latest_only = 1 AND instr(events, ?2) > 0)",
-    )?
-    .execute(params![job.0, pattern, now.ms])?;
+    // Found, then replaced by id: an UPDATE of the `state` its partial index is defined
+    // on collects its rows in a temporary b-tree first, per job event.
+    let replaced = conn
+        .prepare_cached(
+            "SELECT o.id FROM outbox o JOIN job_targets t ON t.job = o.job AND t.target = o.target
+             WHERE o.job = ?1 AND o.state = 'pending'
+               AND t.latest_only = 1 AND instr(t.events, ?2) > 0",
+        )?
+        .query_map(params![job.0, pattern], |r| r.get::<_, i64>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut replace =
+        conn.prepare_cached("UPDATE outbox SET state = 'replaced', done_at = ?2 WHERE id = ?1")?;
+    for id in replaced {
+        replace.execute(params![id, now.ms])?;
+    }
     conn.prepare_cached(
         "INSERT INTO outbox (job, target, lane, event, state, created_at, next_at)
          SELECT t.job, t.target, t.target || char(31) || j.repository, ?2, 'pending', ?4, ?4

@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::jobs::event;
 use super::{Now, from_ms};
-use crate::store::types::{EventKind, JobId, Pause};
+use crate::store::types::{EventKind, JobId, JobState, Pause};
 use crate::store::wording;
 
 /// Why a job of `hook` is held, if the hook is paused.
@@ -54,12 +54,7 @@ pub(super) fn pause(
          ON CONFLICT (hook) DO UPDATE SET reason = excluded.reason",
     )?
     .execute(params![hook, reason, now.ms])?;
-    let held: Vec<JobId> = conn
-        .prepare_cached(
-            "UPDATE jobs SET state = 'held' WHERE hook = ?1 AND state = 'queued' RETURNING id",
-        )?
-        .query_map([hook], |r| r.get(0).map(JobId))?
-        .collect::<rusqlite::Result<_>>()?;
+    let held = move_state(conn, hook, JobState::Queued, JobState::Held)?;
     let why = wording::held(reason);
     for id in &held {
         event(conn, *id, hook, EventKind::Held, now, &why)?;
@@ -81,17 +76,31 @@ pub(super) fn resume(
     {
         return Ok(None);
     }
-    let mut released: Vec<JobId> = conn
-        .prepare_cached(
-            "UPDATE jobs SET state = 'queued' WHERE hook = ?1 AND state = 'held' RETURNING id",
-        )?
-        .query_map([hook], |r| r.get(0).map(JobId))?
-        .collect::<rusqlite::Result<_>>()?;
-    released.sort();
+    let released = move_state(conn, hook, JobState::Held, JobState::Queued)?;
     for id in &released {
         event(conn, *id, hook, EventKind::Released, now, wording::RESUMED)?;
     }
     Ok(Some(released))
+}
+
+/// Moves `hook`'s jobs in state `from` to `to`; returns them, oldest first. Found, then
+/// changed by id: an UPDATE that walks the index whose `state` it changes, or RETURNING,
+/// collects its rows in a temporary b-tree.
+fn move_state(
+    conn: &Connection,
+    hook: &str,
+    from: JobState,
+    to: JobState,
+) -> rusqlite::Result<Vec<JobId>> {
+    let ids: Vec<JobId> = conn
+        .prepare_cached("SELECT id FROM jobs WHERE hook = ?1 AND state = ?2 ORDER BY id")?
+        .query_map(params![hook, from.as_str()], |r| r.get(0).map(JobId))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut set = conn.prepare_cached("UPDATE jobs SET state = ?2 WHERE id = ?1")?;
+    for id in &ids {
+        set.execute(params![id.0, to.as_str()])?;
+    }
+    Ok(ids)
 }
 
 pub(super) fn list(conn: &Connection) -> rusqlite::Result<Vec<Pause>> {
