@@ -85,13 +85,14 @@ fn retire_hook_worktrees(state_dir: &Path, git: &Git, hooks: &[String]) {
     }
 }
 
-/// The most finished jobs pruned by one store operation on a tick, busy or not.
-pub(super) const PRUNE_SLICE: usize = 200;
+/// The most finished jobs pruned by one store operation on a tick, busy or not: a
+/// delivery may wait behind one slice, whose cost grows with its size, so it is small.
+pub(super) const PRUNE_SLICE: usize = 50;
 
 /// The most slices pruned one after another on a tick: enough to keep up with 2,000
 /// superseded jobs a second at the default tick, while deliveries wait behind one slice
 /// at most (each slice is a writer operation of its own).
-const PRUNE_SLICES_PER_TICK: usize = 50;
+const PRUNE_SLICES_PER_TICK: usize = 200;
 
 /// The most finished jobs pruned at once while deliveries pause.
 const PRUNE_BATCH: usize = 2_000;
