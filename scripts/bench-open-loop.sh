@@ -145,6 +145,8 @@ finished=$((FINISHES - $(count "SELECT count(*) FROM jobs WHERE hook = 'work'
                                  AND state IN ('queued', 'held', 'running', 'interrupted')")))
 row "busy" "$BUSY_RATE" "signed push (202), pruning and finishing" "$busy"
 {
+    echo "ol_seconds=$SECONDS_EACH"
+    echo "ol_busy_rate=$BUSY_RATE"
     echo "ol_busy_history=$HISTORY"
     echo "ol_busy_pruned=$pruned"
     echo "ol_busy_finished=$finished"

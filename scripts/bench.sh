@@ -10,10 +10,13 @@
 # latency on a 10,000-commit repository against `git fetch` + `git checkout`; 5 a burst of
 # 1,000 pushes to one hook; 6 ingest on the PostgreSQL store (a throwaway cluster), one
 # replica and two behind the same connections, counting that every 202 is in the
-# database. Exits non-zero if either daemon answered wrongly.
+# database; 7 open loop: fixed-rate pushes timed from their scheduled send time, forged
+# ones at the same rate, fsync, and a busy run (scripts/bench-open-loop.sh). Exits
+# non-zero if either daemon answered wrongly.
 #
 # Knobs (environment): BENCH_DURATION (ingest seconds, 15), BENCH_REJECT_DURATION (10),
-# BENCH_CONNECTIONS (64), BENCH_LAT_RUNS (7), BENCH_BURST (1000), BENCH_OUT (RESULTS.md
+# BENCH_CONNECTIONS (64), BENCH_LAT_RUNS (7), BENCH_BURST (1000), BENCH_OPEN_LOOP_RATES
+# ("500 1000"), BENCH_OPEN_LOOP_SECONDS (10), BENCH_OUT (RESULTS.md
 # path), DEPLOYHOOK_BIN (skip the cargo build), BENCH_KEEP=1 (keep the temp dir).
 set -euo pipefail
 export LC_ALL=C
@@ -25,6 +28,8 @@ REJECT_DURATION=${BENCH_REJECT_DURATION:-10}
 CONNS=${BENCH_CONNECTIONS:-64}
 LAT_RUNS=${BENCH_LAT_RUNS:-7}
 BURST=${BENCH_BURST:-1000}
+OPEN_LOOP_RATES=${BENCH_OPEN_LOOP_RATES:-500 1000}
+OPEN_LOOP_SECONDS=${BENCH_OPEN_LOOP_SECONDS:-10}
 OUT=${BENCH_OUT:-$ROOT/benches/RESULTS.md}
 THREADS=$(nproc)
 COMMITS=10000
@@ -639,6 +644,16 @@ put dh_burst_job_states "$(sql "select group_concat(state || '×' || n, ', ') fr
 put burst_n "$BURST"
 
 # ---------------------------------------------------------------------------------------
+# 7. Open loop (scripts/bench-open-loop.sh, its own daemon and state_dir): answer times at
+# a fixed rate from each request's scheduled send time, the forged path at the same rate,
+# fsync in state_dir, and a busy run with history to prune and jobs running.
+log "7. open loop: ${OPEN_LOOP_RATES} /s, ${OPEN_LOOP_SECONDS} s each, then a busy run"
+DEPLOYHOOK_BIN=$DH BENCH_RATES=$OPEN_LOOP_RATES BENCH_SECONDS=$OPEN_LOOP_SECONDS BENCH_KV="$W/open-loop.kv" \
+    bash "$ROOT/scripts/bench-open-loop.sh" > "$W/open-loop.md" 2>&1 ||
+    fail "open-loop run failed: $(tail -n 3 "$W/open-loop.md" | tr '\n' ' ')"
+[[ -s $W/open-loop.kv ]] && cat "$W/open-loop.kv" >> "$RES"
+
+# ---------------------------------------------------------------------------------------
 # Checks: wrong answers fail the run
 n=$(num dh_ingest_requests); bad=$((n - $(num dh_ingest_status_202) + $(wrk_errors dh_ingest)))
 put dh_ingest_bad "$bad"
@@ -690,7 +705,9 @@ put failures "${#FAILURES[@]}"
 for f in "${FAILURES[@]}"; do put failure "$f"; done
 put total_s "$(elapsed)"
 log "writing $OUT"
-python3 "$HERE/report.py" "$RES" "$OUT.tmp" "$ROOT/benches/README.md" && mv "$OUT.tmp" "$OUT"
+python3 "$HERE/report.py" "$RES" "$OUT.tmp" "$ROOT/benches/README.md" ||
+    die "report.py could not write the report; the measured values are in $RES (kept)"
+mv "$OUT.tmp" "$OUT"
 if ((${#FAILURES[@]})); then
     log "${#FAILURES[@]} check(s) failed:"
     printf '  - %s\n' "${FAILURES[@]}" >&2

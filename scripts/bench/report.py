@@ -146,6 +146,70 @@ def pg_section(w, r, sqlite_rps, wh_rps):
     w("")
 
 
+def open_loop(r, dh_rej, dh_rps):
+    """Scenario 7's figures and the issue-15 targets: at 1,000/s, p99 of a 202 within the
+    forged path's p99 plus two fsync p99s, p99.9 within its p99.9 plus four; at
+    saturation, ingest at least half the reject rate."""
+    fs = r.f("ol_fsync_p99")
+    sp99, sp999 = r.f("ol_signed_1000_p99"), r.f("ol_signed_1000_p999")
+    fp99, fp999 = r.f("ol_forged_1000_p99"), r.f("ol_forged_1000_p999")
+    bp99, bp999 = r.f("ol_busy_p99"), r.f("ol_busy_p999")
+    lim99 = fp99 + 2 * fs if None not in (fp99, fs) else None
+    lim999 = fp999 + 4 * fs if None not in (fp999, fs) else None
+    return {
+        "fsync": fs, "lim99": lim99, "lim999": lim999,
+        "p99": sp99, "p999": sp999, "busy99": bp99, "busy999": bp999,
+        "p99_ok": None not in (sp99, lim99) and sp99 <= lim99,
+        "p999_ok": None not in (sp999, lim999) and sp999 <= lim999,
+        "busy_ok": None not in (bp99, lim99, bp999, lim999) and bp99 <= lim99 and bp999 <= lim999,
+        "share": dh_rps / dh_rej if dh_rps and dh_rej else None,
+        "share_ok": bool(dh_rps and dh_rej and dh_rps >= 0.5 * dh_rej),
+    }
+
+
+def open_loop_section(w, r, o):
+    if r.f("ol_fsync_p99") is None:
+        return
+    w("## 7. Open loop: answer time at a fixed rate")
+    w("")
+    w("`scripts/bench-open-loop.sh`, run by this script: a sender (`benches/open_loop.rs`) keeps a "
+      "fixed rate of distinct, correctly signed pushes over 48 keep-alive connections and times each "
+      "answer from its *scheduled* send time, so waiting behind a stall counts. The hook is paused: "
+      "every push is verified, parsed, routed and committed, no job runs. The forged path (401: no "
+      "parse, no store) runs at the same rate on the same daemon. The busy run sends at "
+      f"{r.s('ol_busy_rate', '1000')}/s while the daemon has {fmt(r.f('ol_busy_history'))} finished jobs "
+      f"(with their events and delivery records) to prune and {fmt(r.f('ol_busy_queued'))} queued jobs "
+      "of another hook to run (real checkouts), released as the sender starts. Milliseconds.")
+    w("")
+    w("| rate | path | answers as expected | p50 | p99 | p99.9 | max |")
+    w("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    rates = sorted({int(k.split("_")[2]) for k in r.v if k.startswith("ol_signed_") and k.endswith("_p99")})
+    for rate in rates:
+        for key, what in ((f"signed_{rate}", "signed push (202)"), (f"forged_{rate}", "forged signature (401)")):
+            w(f"| {rate}/s | {what} | {r.s(f'ol_{key}_ok')} of {r.s(f'ol_{key}_sent')} | {r.s(f'ol_{key}_p50')} | "
+              f"{r.s(f'ol_{key}_p99')} | {r.s(f'ol_{key}_p999')} | {r.s(f'ol_{key}_max')} |")
+    w(f"| {r.s('ol_busy_rate', '1000')}/s | signed push (202), while pruning and running jobs | "
+      f"{r.s('ol_busy_ok')} of {r.s('ol_busy_sent')} | {r.s('ol_busy_p50')} | {r.s('ol_busy_p99')} | "
+      f"{r.s('ol_busy_p999')} | {r.s('ol_busy_max')} |")
+    w("")
+    w(f"fsync of a 4 KiB append in `state_dir`, 2,000 times: p50 {r.s('ol_fsync_p50')} ms, p99 {r.s('ol_fsync_p99')} ms, "
+      f"max {r.s('ol_fsync_max')} ms. During the busy run's {r.s('ol_seconds', '10')} s the daemon pruned "
+      f"{fmt(r.f('ol_busy_pruned'))} old jobs and finished {fmt(r.f('ol_busy_finished'))} jobs.")
+    w("")
+    w("| at 1,000/s | measured | limit | |")
+    w("| --- | ---: | ---: | --- |")
+    w(f"| p99 of a 202 ≤ forged p99 + 2 fsync p99 | {fmt(o['p99'], 2)} | {fmt(o['lim99'], 2)} | {yes(o['p99_ok'])} |")
+    w(f"| p99.9 of a 202 ≤ forged p99.9 + 4 fsync p99 | {fmt(o['p999'], 2)} | {fmt(o['lim999'], 2)} | {yes(o['p999_ok'])} |")
+    w(f"| the same while pruning and running jobs (p99 / p99.9) | {fmt(o['busy99'], 2)} / {fmt(o['busy999'], 2)} | "
+      f"{fmt(o['lim99'], 2)} / {fmt(o['lim999'], 2)} | {yes(o['busy_ok'])} |")
+    share = 'n/a' if o['share'] is None else f"{100 * o['share']:.1f}%"
+    w(f"| saturation: ingest ≥ 50% of reject (scenarios 1 and 2) | {share} | 50% | {yes(o['share_ok'])} |")
+    w("")
+    w("Ratios of the 202 to the 401 at the same rate (p99): " + ", ".join(
+        f"{rate}/s {ratio(r.f(f'ol_signed_{rate}_p99'), r.f(f'ol_forged_{rate}_p99'))}" for rate in rates) + ".")
+    w("")
+
+
 def build(values, failures):
     r = R(values)
     out = []
@@ -414,6 +478,8 @@ def build(values, failures):
     w("")
 
     pg_section(w, r, dh_rps, wh_rps)
+    ol = open_loop(r, dh_rej, dh_rps)
+    open_loop_section(w, r, ol)
 
     w("## What this means")
     w("")
@@ -548,6 +614,7 @@ def build(values, failures):
         "burst": f"{r.s('dh_burst_runs')} runs, push {r.s('dh_burst_final_index')}/{n} vs {r.s('wh_burst_runs')} runs, push {r.s('wh_burst_final_index')}/{n}",
         "ok": (ingest_ok, p99_ok, durable_ok, reject_ok, idle_ok and warm_ok, bounded_ok),
         "failed": bool(failures),
+        "ol": ol,
     }
 
 
@@ -568,6 +635,15 @@ def readme_block(s):
         f"| push-to-deploy vs git fetch + checkout (median) | {s['latency']} | |",
         f"| burst of pushes to one hook | {s['burst']} | |",
     ]
+    o = s["ol"]
+    if o["fsync"] is not None:
+        share = 'n/a' if o['share'] is None else f"{100 * o['share']:.1f}%"
+        lines += [
+            f"| open loop, 1,000/s: p99 of a 202 ≤ forged p99 + 2 fsync p99 | {fmt(o['p99'], 2)} ms (limit {fmt(o['lim99'], 2)}) | {mark(o['p99_ok'])} |",
+            f"| open loop, 1,000/s: p99.9 ≤ forged p99.9 + 4 fsync p99 | {fmt(o['p999'], 2)} ms (limit {fmt(o['lim999'], 2)}) | {mark(o['p999_ok'])} |",
+            f"| the same while pruning 100,000 old jobs and running jobs | {fmt(o['busy99'], 2)} / {fmt(o['busy999'], 2)} ms | {mark(o['busy_ok'])} |",
+            f"| saturation: ingest ≥ 50% of reject | {share} of {s['dh_rej']} req/s | {mark(o['share_ok'])} |",
+        ]
     return "\n".join(lines)
 
 
