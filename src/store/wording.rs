@@ -213,6 +213,27 @@ pub(super) fn fresh_secret() -> std::io::Result<Vec<u8>> {
     Ok(fresh)
 }
 
+/// A hook's finished jobs with an id below this one are past the `keep` newest, given
+/// the newest ids of each finished state (`kept`, up to `keep` each, in any order).
+pub(super) fn jobs_kept_above(mut kept: Vec<i64>, keep: i64) -> i64 {
+    kept.sort_unstable_by(|a, b| b.cmp(a));
+    match usize::try_from(keep) {
+        Ok(0) => i64::MAX,
+        Ok(n) => kept.get(n - 1).copied().unwrap_or(i64::MIN),
+        Err(_) => i64::MIN,
+    }
+}
+
+/// A hook's delivery records with an id up to this one are past the `keep` newest,
+/// given the id of its `keep`-th newest record (`None`: it has fewer).
+pub(super) fn records_past(keep: i64, keep_th_newest: Option<i64>) -> i64 {
+    if keep <= 0 {
+        i64::MAX
+    } else {
+        keep_th_newest.map_or(i64::MIN, |id| id - 1)
+    }
+}
+
 /// Replay keys are kept a year, so that an old push cannot come back soon; delivery
 /// records go as jobs do. The cutoff for replay keys, in unix seconds.
 pub(super) fn replay_cutoff(cutoff: i64, now: Now) -> i64 {

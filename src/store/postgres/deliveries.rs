@@ -234,7 +234,17 @@ pub(super) async fn secret(c: &impl GenericClient, name: &str) -> Result<Vec<u8>
     Ok(c.query_one(&stmt, &[&name]).await?.try_get(0)?)
 }
 
-/// Delivery records go as jobs do; replay keys stay a year (see `wording::replay_cutoff`).
+/// Each hook with delivery records, by a loose index scan (one index probe per hook).
+pub(super) const HOOKS_WITH_RECORDS: &str = "WITH RECURSIVE hooks(hook) AS (
+         (SELECT hook FROM delivery_log ORDER BY hook LIMIT 1)
+         UNION ALL
+         SELECT (SELECT hook FROM delivery_log WHERE hook > hooks.hook ORDER BY hook LIMIT 1)
+         FROM hooks WHERE hooks.hook IS NOT NULL)
+     SELECT hook FROM hooks WHERE hook IS NOT NULL";
+
+/// Delivery records go as jobs do (beyond `keep` per hook, or received before `cutoff`,
+/// unix seconds); replay keys stay a year (see `wording::replay_cutoff`). At most
+/// `at_most` of each, found by index ranges: never a scan of the whole log.
 pub(super) async fn prune(
     tx: &Tx<'_>,
     keep: i64,
@@ -242,24 +252,50 @@ pub(super) async fn prune(
     at_most: usize,
     now: Now,
 ) -> Result<(), Fail> {
-    let stmt = tx
+    let at_most = i64::try_from(at_most).unwrap_or(i64::MAX);
+    let hooks = super::jobs::strings(tx, HOOKS_WITH_RECORDS).await?;
+    let bound = tx
         .prepare_cached(
-            "DELETE FROM delivery_log WHERE id IN (
-                 SELECT id FROM (
-                     SELECT id, received_at,
-                            ROW_NUMBER() OVER (PARTITION BY hook ORDER BY id DESC) AS newer
-                     FROM delivery_log) AS ranked
-                 WHERE newer > $1 OR received_at < $2
-                 LIMIT $3)",
+            "SELECT id FROM delivery_log WHERE hook = $1 ORDER BY id DESC LIMIT 1 OFFSET $2",
         )
         .await?;
-    let at_most = i64::try_from(at_most).unwrap_or(i64::MAX);
-    tx.execute(&stmt, &[&keep, &cutoff.saturating_mul(1000), &at_most])
+    let delete = tx
+        .prepare_cached(
+            "DELETE FROM delivery_log WHERE id IN (
+                 SELECT id FROM delivery_log
+                 WHERE hook = $1 AND (id <= $2 OR received_at < $3) ORDER BY id LIMIT $4)",
+        )
         .await?;
+    let mut left = at_most;
+    for hook in &hooks {
+        if left <= 0 {
+            break;
+        }
+        let keep_th = match keep {
+            ..=0 => None,
+            _ => tx
+                .query_opt(&bound, &[hook, &(keep - 1)])
+                .await?
+                .map(|r| r.try_get::<_, i64>(0))
+                .transpose()?,
+        };
+        let below = wording::records_past(keep, keep_th);
+        let gone = tx
+            .execute(
+                &delete,
+                &[hook, &below, &cutoff.saturating_mul(1000), &left],
+            )
+            .await?;
+        left -= i64::try_from(gone).unwrap_or(i64::MAX);
+    }
     let stmt = tx
-        .prepare_cached("DELETE FROM deliveries WHERE received_at < $1")
+        .prepare_cached(
+            "DELETE FROM deliveries WHERE (hook, key) IN (
+                 SELECT hook, key FROM deliveries WHERE received_at < $1
+                 ORDER BY received_at LIMIT $2)",
+        )
         .await?;
-    tx.execute(&stmt, &[&wording::replay_cutoff(cutoff, now)])
+    tx.execute(&stmt, &[&wording::replay_cutoff(cutoff, now), &at_most])
         .await?;
     Ok(())
 }

@@ -598,29 +598,77 @@ pub(super) async fn count_by_state(c: &impl GenericClient) -> Result<Vec<(JobSta
         .collect()
 }
 
+/// The first column of every row of `sql`, which takes no parameters.
+pub(super) async fn strings(tx: &Tx<'_>, sql: &str) -> Result<Vec<String>, Fail> {
+    let stmt = tx.prepare_cached(sql).await?;
+    Ok(tx
+        .query(&stmt, &[])
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?)
+}
+
+/// Each hook with jobs, by a loose index scan (one index probe per hook).
+pub(super) const HOOKS_WITH_JOBS: &str = "WITH RECURSIVE hooks(hook) AS (
+         (SELECT hook FROM jobs ORDER BY hook LIMIT 1)
+         UNION ALL
+         SELECT (SELECT hook FROM jobs WHERE hook > hooks.hook ORDER BY hook LIMIT 1)
+         FROM hooks WHERE hooks.hook IS NOT NULL)
+     SELECT hook FROM hooks WHERE hook IS NOT NULL";
+
+/// Finished jobs that no pending notification needs, of one hook in one state: the
+/// newest (which bound what is kept), and the oldest past retention.
+pub(super) const NEWEST_DONE: &str = "SELECT id FROM jobs
+     WHERE hook = $1 AND state = $2
+       AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.job = jobs.id AND outbox.state = 'pending')
+     ORDER BY id DESC LIMIT $3";
+pub(super) const OLDEST_PAST: &str = "SELECT id FROM jobs
+     WHERE hook = $1 AND state = $2 AND (id < $3 OR created_at < $4)
+       AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.job = jobs.id AND outbox.state = 'pending')
+     ORDER BY id LIMIT $5";
+
+/// Removes up to `keep.at_most` finished jobs past retention (see the SQLite store's
+/// `prune`, which this follows): per hook and state, index ranges from where they start
+/// to where they have enough, so the cost grows with the hooks, `keep_jobs` and the
+/// slice, never with the history (it ranked every finished job with a window function).
 pub(super) async fn prune(tx: &Tx<'_>, keep: Retention, now: Now) -> Result<Vec<JobId>, Fail> {
     let keep_jobs = count(keep.keep_jobs);
     let keep_for = i64::try_from(keep.keep_for.as_secs()).unwrap_or(i64::MAX / 2);
     let cutoff = now.secs.saturating_sub(keep_for);
-    let stmt = tx
-        .prepare_cached(
-            "SELECT id FROM (
-                 SELECT id, created_at,
-                        ROW_NUMBER() OVER (PARTITION BY hook ORDER BY id DESC) AS newer
-                 FROM jobs WHERE state NOT IN ('queued', 'held', 'running')
-                   AND NOT EXISTS (SELECT 1 FROM outbox
-                                   WHERE outbox.job = jobs.id AND outbox.state = 'pending')
-             ) AS done
-             WHERE newer > $1 OR created_at < $2
-             ORDER BY id LIMIT $3",
-        )
-        .await?;
-    let ids: Vec<i64> = tx
-        .query(&stmt, &[&keep_jobs, &cutoff, &count(keep.at_most)])
-        .await?
+    let finished: Vec<&str> = JobState::ALL
         .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()?;
+        .filter(|s| !matches!(s, JobState::Queued | JobState::Held | JobState::Running))
+        .map(|s| s.as_str())
+        .collect();
+    let hooks = strings(tx, HOOKS_WITH_JOBS).await?;
+    let newest = tx.prepare_cached(NEWEST_DONE).await?;
+    let oldest = tx.prepare_cached(OLDEST_PAST).await?;
+    let mut ids: Vec<i64> = Vec::new();
+    for hook in &hooks {
+        // The hook's keep_jobs newest finished jobs stay: the smallest of them bounds
+        // the rest.
+        let mut kept: Vec<i64> = Vec::new();
+        for state in &finished {
+            for r in tx.query(&newest, &[hook, state, &keep_jobs]).await? {
+                kept.push(r.try_get(0)?);
+            }
+        }
+        let below = wording::jobs_kept_above(kept, keep_jobs);
+        for state in &finished {
+            let room = count(keep.at_most.saturating_sub(ids.len()));
+            if room == 0 {
+                break;
+            }
+            for r in tx
+                .query(&oldest, &[hook, state, &below, &cutoff, &room])
+                .await?
+            {
+                ids.push(r.try_get(0)?);
+            }
+        }
+    }
+    ids.sort_unstable();
     tx.execute("DELETE FROM jobs WHERE id = ANY($1)", &[&ids])
         .await?;
     tx.execute("DELETE FROM job_events WHERE job = ANY($1)", &[&ids])

@@ -248,14 +248,13 @@ pub(super) fn prune(
         if left <= 0 {
             break;
         }
-        let below: i64 = if keep <= 0 {
-            i64::MAX
-        } else {
-            bound
+        let keep_th = match keep {
+            ..=0 => None,
+            _ => bound
                 .query_row(params![hook, keep - 1], |r| r.get::<_, i64>(0))
-                .optional()?
-                .map_or(i64::MIN, |newest_kept| newest_kept - 1)
+                .optional()?,
         };
+        let below = wording::records_past(keep, keep_th);
         let gone = past
             .query_map(
                 params![hook, below, cutoff.saturating_mul(1000), left],

@@ -622,12 +622,7 @@ pub(super) fn prune(conn: &Connection, keep: Retention, now: Now) -> rusqlite::R
             let top = newest.query_map(params![hook, state, keep_jobs], |r| r.get(0))?;
             kept.extend(top.collect::<rusqlite::Result<Vec<i64>>>()?);
         }
-        kept.sort_unstable_by(|a, b| b.cmp(a));
-        let below = match usize::try_from(keep_jobs) {
-            Ok(0) => i64::MAX,
-            Ok(n) => kept.get(n - 1).copied().unwrap_or(i64::MIN),
-            Err(_) => i64::MIN,
-        };
+        let below = wording::jobs_kept_above(kept, keep_jobs);
         for state in &finished {
             let room = keep.at_most.saturating_sub(ids.len());
             if room == 0 {
