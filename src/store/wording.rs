@@ -1,6 +1,7 @@
 //! What both backends write the same way: the reasons recorded in events and delivery
-//! records, the encodings of a few columns, and the transaction's clock. Kept here so
-//! that a job's history reads the same whichever database holds it.
+//! records, the encodings of a few columns, the transaction's clock, and the bounds a
+//! prune keeps above. Kept here so that a job's history reads (and is pruned) the same
+//! whichever database holds it.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
