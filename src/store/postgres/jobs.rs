@@ -638,7 +638,7 @@ pub(super) async fn prune(tx: &Tx<'_>, keep: Retention, now: Now) -> Result<Vec<
     let cutoff = now.secs.saturating_sub(keep_for);
     let finished: Vec<&str> = JobState::ALL
         .iter()
-        .filter(|s| !matches!(s, JobState::Queued | JobState::Held | JobState::Running))
+        .filter(|s| s.is_final())
         .map(|s| s.as_str())
         .collect();
     let hooks = strings(tx, HOOKS_WITH_JOBS).await?;

@@ -607,7 +607,7 @@ pub(super) fn prune(conn: &Connection, keep: Retention, now: Now) -> rusqlite::R
     let cutoff = now.secs.saturating_sub(keep_for);
     let finished: Vec<&str> = JobState::ALL
         .iter()
-        .filter(|s| !matches!(s, JobState::Queued | JobState::Held | JobState::Running))
+        .filter(|s| s.is_final())
         .map(|s| s.as_str())
         .collect();
     let hooks = distinct(conn, HOOKS_WITH_JOBS)?;
