@@ -326,12 +326,14 @@ def build(values, failures):
     w(f"| daemon CPU per request | {fmt(ca, 0, ' µs')} | {fmt(cb, 0, ' µs')} | {ratio(ca, cb)} |")
     a = r.f("dh_ingest_thread_cpu_store_writer")
     dur = (r.f("dh_ingest_duration_us") or 0) / 1e6
-    w(f"| of which the `store-writer` thread (all SQLite work) | {fmt(a, 2, ' s')}"
+    w(f"| of which the `store-writer` thread (every SQLite write) | {fmt(a, 2, ' s')}"
       + (f" ({a / dur:.0%} of one core)" if a is not None and dur else "") + " | | |")
+    ck = r.f("dh_ingest_thread_cpu_store_checkpoint") or 0.0
+    w(f"| of which the `store-checkpoint` thread (copying the WAL into the database) | {fmt(ck, 2, ' s')} | | |")
     a = r.f("dh_ingest_thread_cpu_actix_rt_system")
     w(f"| of which the HTTP workers (`actix-rt`) | {fmt(a, 2, ' s')} | | |")
     tot, sw_, ax = r.f("dh_ingest_cpu_s"), r.f("dh_ingest_thread_cpu_store_writer"), r.f("dh_ingest_thread_cpu_actix_rt_system")
-    rest = tot - sw_ - ax if None not in (tot, sw_, ax) else None
+    rest = tot - sw_ - ax - ck if None not in (tot, sw_, ax) else None
     w(f"| of which every other thread (worker: git checkouts, spawning commands) | {fmt(rest, 2, ' s')} | | |")
     a, b = r.f("dh_ingest_children_cpu_s"), r.f("wh_ingest_children_cpu_s")
     w(f"| CPU of reaped child processes (commands, supervisors) | {fmt(a, 2, ' s')} | {fmt(b, 2, ' s')} | |")
@@ -522,7 +524,7 @@ def build(values, failures):
                        "for webhook (daemon threads only)." if busy / total >= 0.9 else ""))
     if sw is not None and dur:
         pw = (r.f("dh_ingest_sys_pwrite64") or 0) / accepted if accepted else None
-        para.append(f"The single `store-writer` thread, which does all SQLite work in order, was on CPU "
+        para.append(f"The single `store-writer` thread, which does every SQLite write in order, was on CPU "
                     f"{sw / dur:.0%} of the run"
                     + (f", writing {pw:.1f} WAL pages (`pwrite64`) per delivery, with "
                        f"{fmt(per_sync, 1)} deliveries per fsync on average" if pw and per_sync else "")

@@ -7,6 +7,7 @@
 //! run on connections of their own (WAL lets them), so an API call never waits behind
 //! the writer.
 
+mod checkpoint;
 mod deliveries;
 mod jobs;
 mod outbox;
@@ -92,6 +93,9 @@ pub(super) struct Sqlite {
     /// Bumped after each commit, before its callers hear back.
     notify: Arc<watch::Sender<u64>>,
     path: PathBuf,
+    /// Held, no WAL checkpoint runs (see `checkpoint::start`).
+    #[cfg(test)]
+    checkpoint_hold: Arc<Mutex<()>>,
 }
 
 impl Sqlite {
@@ -123,6 +127,8 @@ impl Sqlite {
         // can be running a job in this file: every lease left behind is void, and the
         // worker's first recovery finds those jobs at once instead of a lease later.
         jobs::void_leases(&conn).map_err(|e| open_err(e.to_string()))?;
+        let checkpoint_hold = Arc::new(Mutex::new(()));
+        checkpoint::start(&path, &mut conn, Arc::clone(&checkpoint_hold)).map_err(open_err)?;
         let (tx, rx) = mpsc::channel();
         let notify = Arc::new(watch::Sender::new(0));
         let announce = Arc::clone(&notify);
@@ -142,6 +148,8 @@ impl Sqlite {
             }),
             notify,
             path,
+            #[cfg(test)]
+            checkpoint_hold,
         })
     }
 
@@ -498,6 +506,69 @@ mod tests {
             std::future::ready(store)
         })
         .await;
+    }
+
+    /// The writer never copies the log into the database itself: with checkpoints held,
+    /// three checkpoints' worth of deliveries commit and the database file is untouched
+    /// (SQLite's automatic checkpoint, run by the committing connection, would have
+    /// copied the log at the first thousand pages); let go, the checkpoint thread does.
+    #[test]
+    fn a_checkpoint_never_runs_on_the_writer_thread() {
+        use super::super::Backend as _;
+        use super::super::types::Queue;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::Sqlite::open(dir.path()).unwrap();
+        let (db, wal) = (
+            dir.path().join("deployhook.db"),
+            dir.path().join("deployhook.db-wal"),
+        );
+        let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let page: i64 = rusqlite::Connection::open(&db)
+            .unwrap()
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap();
+        let page = u64::try_from(page).unwrap();
+        let accept = |n: u32| {
+            let mut job = conformance::job(0, Queue::Supersede, 'a');
+            job.event.after = crate::event::Sha::parse(&format!("{n:040x}")).unwrap();
+            let keys = vec![format!("id:{n}")];
+            rt.block_on(store.accept(conformance::delivery("h"), keys, vec![job], 1_000))
+                .unwrap();
+        };
+        let checkpoints = std::sync::Arc::clone(&store.checkpoint_hold);
+        let held = checkpoints.lock().unwrap();
+        let before = size(&db);
+        let enough = 3 * u64::try_from(super::checkpoint::PAGES).unwrap() * page;
+        let mut n = 0;
+        while size(&wal) < enough {
+            assert!(
+                n < 5_000,
+                "the log stayed at {} bytes over {n} deliveries: something checkpoints it on the writer's connection",
+                size(&wal)
+            );
+            accept(n);
+            n += 1;
+        }
+        assert_eq!(
+            size(&db),
+            before,
+            "the database file changed while checkpoints were held: the writer copied the log itself"
+        );
+        drop(held);
+        // The next commit finds the log over the threshold and wakes the checkpoint thread.
+        accept(n);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while size(&db) == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint 30 s after they were let go"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     /// What SQLite counted for one statement, as of its last run.
