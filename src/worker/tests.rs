@@ -427,15 +427,9 @@ async fn a_tick_prunes_slice_after_slice_until_caught_up() {
         inner: s.store.clone(),
         failures: AtomicUsize::new(0),
         seen: std::sync::Mutex::default(),
+        prunes: unheld(),
     });
-    let state_dir = s.config.get().server.state_dir.clone();
-    let worker = Worker::new(
-        Arc::clone(&s.config),
-        Store::from_backend(Arc::clone(&counting) as Arc<dyn crate::store::Backend>),
-        JobLogs::open(&state_dir).unwrap(),
-        Arc::new(Metrics::default()),
-        s.parts.clone(),
-    );
+    let worker = worker_on(&s, Arc::clone(&counting));
     let (stop, stopped) = watch::channel(false);
     let run = tokio::spawn(worker.clone().run(stopped));
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -459,7 +453,14 @@ async fn a_tick_prunes_slice_after_slice_until_caught_up() {
     }
     stop.send(true).unwrap();
     run.await.unwrap();
-    let seen = counting.seen.lock().unwrap();
+    let seen: Vec<String> = counting
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|op| *op != "prune asked")
+        .cloned()
+        .collect();
     let full = seen
         .iter()
         .position(|op| *op == format!("prune:{PRUNE_SLICE}"))
@@ -470,13 +471,74 @@ async fn a_tick_prunes_slice_after_slice_until_caught_up() {
     );
 }
 
+/// A worker made as `s`'s, on `store`.
+fn worker_on(s: &Setup, store: Arc<FullDisk>) -> Worker {
+    let state_dir = s.config.get().server.state_dir.clone();
+    Worker::new(
+        Arc::clone(&s.config),
+        Store::from_backend(store as Arc<dyn crate::store::Backend>),
+        JobLogs::open(&state_dir).unwrap(),
+        Arc::new(Metrics::default()),
+        s.parts.clone(),
+    )
+}
+
+/// Prunes that never wait.
+fn unheld() -> tokio::sync::Semaphore {
+    tokio::sync::Semaphore::new(tokio::sync::Semaphore::MAX_PERMITS)
+}
+
+/// Jobs are claimed and run while a prune is under way: a tick's sweep of history runs
+/// beside the loop that claims, not in it (slice after slice, each waiting for a group
+/// commit, it took seconds under load, and no job started meanwhile).
+#[tokio::test]
+async fn jobs_start_while_history_is_pruned() {
+    let s = setup_with(Commands::Succeed, false, "keep_jobs = 3");
+    let held = Arc::new(FullDisk {
+        inner: s.store.clone(),
+        failures: AtomicUsize::new(0),
+        seen: std::sync::Mutex::default(),
+        prunes: tokio::sync::Semaphore::new(0),
+    });
+    let worker = worker_on(&s, Arc::clone(&held));
+    let (stop, stopped) = watch::channel(false);
+    let run = tokio::spawn(worker.clone().run(stopped));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let asked = || {
+        held.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|op| op == "prune asked")
+    };
+    while !asked() {
+        assert!(std::time::Instant::now() < deadline, "no prune asked for");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    queue(&s.store, "h").await;
+    worker.handle().wake();
+    while s.started.load(Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no job started while a prune was under way"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    held.prunes.add_permits(tokio::sync::Semaphore::MAX_PERMITS);
+    stop.send(true).unwrap();
+    run.await.unwrap();
+}
+
 /// A store whose `finish` fails the first `failures` times (a full disk), and otherwise
 /// is the SQLite store it wraps.
 struct FullDisk {
     inner: Store,
     failures: AtomicUsize,
-    /// The recoveries and prunes asked for, in order: `recover`, `prune:<removed>`.
+    /// The recoveries and prunes asked for, in order: `recover`, `prune asked` and, once
+    /// answered, `prune:<removed>`.
     seen: std::sync::Mutex<Vec<String>>,
+    /// A prune waits for a permit (none: every prune hangs until some are added).
+    prunes: tokio::sync::Semaphore,
 }
 
 type Answer<'a, T> = BoxFuture<'a, Result<T, crate::store::StoreError>>;
@@ -582,6 +644,8 @@ impl crate::store::Backend for FullDisk {
     }
     fn prune(&self, r: crate::store::Retention) -> Answer<'_, Vec<JobId>> {
         async move {
+            self.seen.lock().unwrap().push("prune asked".into());
+            let _permit = self.prunes.acquire().await.unwrap();
             let removed = self.inner.prune(r).await?;
             self.seen
                 .lock()
@@ -628,18 +692,14 @@ impl crate::store::Backend for FullDisk {
 #[tokio::test]
 async fn an_end_that_cannot_be_recorded_is_recorded_once_it_can() {
     let s = setup(Commands::Succeed, false);
-    let flaky = Store::from_backend(Arc::new(FullDisk {
-        inner: s.store.clone(),
-        failures: AtomicUsize::new(3),
-        seen: std::sync::Mutex::default(),
-    }));
-    let state_dir = s.config.get().server.state_dir.clone();
-    let worker = Worker::new(
-        Arc::clone(&s.config),
-        flaky,
-        JobLogs::open(&state_dir).unwrap(),
-        Arc::new(Metrics::default()),
-        s.parts.clone(),
+    let worker = worker_on(
+        &s,
+        Arc::new(FullDisk {
+            inner: s.store.clone(),
+            failures: AtomicUsize::new(3),
+            seen: std::sync::Mutex::default(),
+            prunes: unheld(),
+        }),
     );
     let first = queue(&s.store, "h").await;
     let second = queue(&s.store, "h").await;

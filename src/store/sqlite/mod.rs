@@ -45,7 +45,7 @@ impl From<rusqlite::Error> for StoreError {
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
-/// A delivery waiting for the next group commit.
+/// A write waiting for the next group commit.
 enum Batched {
     Accept {
         delivery: Delivery,
@@ -60,6 +60,21 @@ enum Batched {
         reason: String,
         reply: Reply<()>,
     },
+    /// A slice of history: committed with the deliveries beside it rather than with an
+    /// fsync of its own, so a delivery waits at most one small slice's statements.
+    Prune {
+        retention: Retention,
+        reply: Reply<Vec<JobId>>,
+    },
+}
+
+/// What one batched write did, before its transaction commits.
+enum Done {
+    Accepted(Acceptance),
+    Recorded,
+    /// A prune's error stays its own: its savepoint rolled back, the deliveries beside it
+    /// commit.
+    Pruned(Result<Vec<JobId>, StoreError>),
 }
 
 /// One request to the writer thread.
@@ -369,7 +384,7 @@ impl Backend for Sqlite {
     }
 
     fn prune(&self, retention: Retention) -> Answer<'_, Vec<JobId>> {
-        self.write(move |tx, now| jobs::prune(tx, retention, now))
+        self.batched(|reply| Batched::Prune { retention, reply })
     }
 
     fn outbox_due(
@@ -446,48 +461,100 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Batched>, notify: &watch::Send
     if batch.is_empty() {
         return;
     }
-    let result = (|| -> rusqlite::Result<Vec<Option<Acceptance>>> {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let result = (|| -> rusqlite::Result<Vec<Done>> {
+        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = Now::system();
-        let outcomes = batch
-            .iter()
-            .map(|b| match b {
+        let mut done = Vec::with_capacity(batch.len());
+        for b in &batch {
+            done.push(match b {
                 Batched::Accept {
                     delivery,
                     replay_keys,
                     jobs,
                     max_queued,
                     ..
-                } => jobs::accept(&tx, delivery, replay_keys, jobs, *max_queued, now).map(Some),
+                } => Done::Accepted(jobs::accept(
+                    &tx,
+                    delivery,
+                    replay_keys,
+                    jobs,
+                    *max_queued,
+                    now,
+                )?),
                 Batched::Record {
                     delivery,
                     outcome,
                     reason,
                     ..
-                } => jobs::record(&tx, delivery, *outcome, reason, now).map(|()| None),
-            })
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+                } => {
+                    jobs::record(&tx, delivery, *outcome, reason, now)?;
+                    Done::Recorded
+                }
+                Batched::Prune { retention, .. } => {
+                    Done::Pruned(prune_within(&mut tx, *retention, now)?)
+                }
+            });
+        }
         tx.commit()?;
-        Ok(outcomes)
+        Ok(done)
     })();
-    let outcomes = match result {
-        Ok(outcomes) => {
+    let done: Vec<Result<Done, StoreError>> = match result {
+        Ok(done) => {
             announce(notify);
-            outcomes.into_iter().map(Ok).collect()
+            done.into_iter().map(Ok).collect()
         }
         Err(e) => {
             tracing::error!(error = %e, "state database write failed; deliveries are refused until it works again");
-            vec![Err(StoreError::Write(e.to_string())); batch.len()]
+            let e = e.to_string();
+            (0..batch.len())
+                .map(|_| Err(StoreError::Write(e.clone())))
+                .collect()
         }
     };
-    for (b, outcome) in batch.into_iter().zip(outcomes) {
-        match b {
-            Batched::Accept { reply, .. } => {
-                let _ = reply.send(outcome.map(|o| o.expect("an acceptance has an outcome")));
+    // Only now, the transaction durable (or failed), does anyone hear back: a pruned job's
+    // log is removed only once its row is gone for good.
+    for (b, done) in batch.into_iter().zip(done) {
+        match (b, done) {
+            (Batched::Accept { reply, .. }, Ok(Done::Accepted(a))) => {
+                let _ = reply.send(Ok(a));
             }
-            Batched::Record { reply, .. } => {
-                let _ = reply.send(outcome.map(|_| ()));
+            (Batched::Record { reply, .. }, Ok(Done::Recorded)) => {
+                let _ = reply.send(Ok(()));
             }
+            (Batched::Prune { reply, .. }, Ok(Done::Pruned(ids))) => {
+                let _ = reply.send(ids);
+            }
+            (Batched::Accept { reply, .. }, Err(e)) => {
+                let _ = reply.send(Err(e));
+            }
+            (Batched::Record { reply, .. }, Err(e)) => {
+                let _ = reply.send(Err(e));
+            }
+            (Batched::Prune { reply, .. }, Err(e)) => {
+                let _ = reply.send(Err(e));
+            }
+            (_, Ok(_)) => unreachable!("each batched write is answered with its own outcome"),
+        }
+    }
+}
+
+/// Prunes inside a savepoint of the group commit's transaction: a failed prune undoes
+/// itself alone and reports its error; only a failure to set up or release the savepoint
+/// (the transaction itself is broken) fails the batch.
+fn prune_within(
+    tx: &mut rusqlite::Transaction<'_>,
+    retention: Retention,
+    now: Now,
+) -> rusqlite::Result<Result<Vec<JobId>, StoreError>> {
+    let mut sp = tx.savepoint()?;
+    match jobs::prune(&sp, retention, now) {
+        Ok(ids) => {
+            sp.commit()?;
+            Ok(Ok(ids))
+        }
+        Err(e) => {
+            sp.rollback()?;
+            Ok(Err(StoreError::from(e)))
         }
     }
 }
@@ -508,20 +575,41 @@ mod tests {
         .await;
     }
 
-    /// The writer never copies the log into the database itself: with checkpoints held,
-    /// three checkpoints' worth of deliveries commit and the database file is untouched
-    /// (SQLite's automatic checkpoint, run by the committing connection, would have
-    /// copied the log at the first thousand pages); let go, the checkpoint thread does.
-    #[test]
-    fn a_checkpoint_never_runs_on_the_writer_thread() {
-        use super::super::Backend as _;
-        use super::super::types::Queue;
+    /// A current-thread runtime and a fresh store in a temp dir, for tests that reach
+    /// into the writer.
+    fn writer_under_test() -> (tokio::runtime::Runtime, tempfile::TempDir, super::Sqlite) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let store = super::Sqlite::open(dir.path()).unwrap();
+        (rt, dir, store)
+    }
+
+    /// Delivery `n` of hook `h`: one supersede job for commit `n`, replay key `id:<n>`.
+    fn accept_nth(
+        store: &super::Sqlite,
+        n: u32,
+    ) -> super::Answer<'_, super::super::types::Acceptance> {
+        use super::super::Backend as _;
+        let mut job = conformance::job(0, super::super::types::Queue::Supersede, 'a');
+        job.event.after = crate::event::Sha::parse(&format!("{n:040x}")).unwrap();
+        store.accept(
+            conformance::delivery("h"),
+            vec![format!("id:{n}")],
+            vec![job],
+            1_000,
+        )
+    }
+
+    /// The writer never copies the log into the database itself: with checkpoints held,
+    /// three checkpoints' worth of deliveries commit and the database file is untouched
+    /// (SQLite's automatic checkpoint, run by the committing connection, would have
+    /// copied the log at the first thousand pages); let go, the checkpoint thread does.
+    #[test]
+    fn a_checkpoint_never_runs_on_the_writer_thread() {
+        let (rt, dir, store) = writer_under_test();
         let (db, wal) = (
             dir.path().join("deployhook.db"),
             dir.path().join("deployhook.db-wal"),
@@ -533,11 +621,7 @@ mod tests {
             .unwrap();
         let page = u64::try_from(page).unwrap();
         let accept = |n: u32| {
-            let mut job = conformance::job(0, Queue::Supersede, 'a');
-            job.event.after = crate::event::Sha::parse(&format!("{n:040x}")).unwrap();
-            let keys = vec![format!("id:{n}")];
-            rt.block_on(store.accept(conformance::delivery("h"), keys, vec![job], 1_000))
-                .unwrap();
+            rt.block_on(accept_nth(&store, n)).unwrap();
         };
         let checkpoints = std::sync::Arc::clone(&store.checkpoint_hold);
         let held = checkpoints.lock().unwrap();
@@ -569,6 +653,69 @@ mod tests {
             );
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+    }
+
+    /// A prune rides the group commit of the deliveries waiting beside it (one commit,
+    /// one fsync, not one of its own), and a prune that fails undoes only itself: the
+    /// deliveries in the same transaction are still accepted, the old job is still there,
+    /// and the next prune removes it.
+    #[test]
+    fn a_prune_commits_with_the_deliveries_beside_it() {
+        use super::super::Backend as _;
+        use super::super::types::{Acceptance, Retention};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (rt, _dir, store) = writer_under_test();
+        let accept = |n: u32| accept_nth(&store, n);
+        let Acceptance::Queued(old) = rt.block_on(accept(0)).unwrap() else {
+            panic!("not queued")
+        };
+        rt.block_on(store.cancel(old[0])).unwrap();
+        let keep = Retention {
+            keep_jobs: 0,
+            keep_for: std::time::Duration::from_secs(3600),
+            at_most: 10,
+        };
+        // Runs `f` on the writer's connection, between group commits; `f` may hold it.
+        let on_writer = |f: Box<dyn FnOnce(&mut rusqlite::Connection) + Send>| {
+            store.tx.send(super::Op::Alone(f)).unwrap();
+        };
+        let commits = std::sync::Arc::new(AtomicUsize::new(0));
+        let counter = std::sync::Arc::clone(&commits);
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        on_writer(Box::new(move |conn| {
+            conn.execute_batch(
+                "CREATE TEMP TRIGGER no_prune BEFORE DELETE ON main.jobs
+                 BEGIN SELECT RAISE(ABORT, 'held by the test'); END",
+            )
+            .unwrap();
+            conn.commit_hook(Some(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                false
+            }))
+            .unwrap();
+            held.recv().unwrap();
+        }));
+        // Queued while the writer is held, so they wait for the same group commit.
+        let (first, prune, second) = (accept(1), store.prune(keep), accept(2));
+        release.send(()).unwrap();
+        let (first, prune, second) = rt.block_on(async { tokio::join!(first, prune, second) });
+        assert!(matches!(first, Ok(Acceptance::Queued(_))), "{first:?}");
+        assert!(matches!(second, Ok(Acceptance::Queued(_))), "{second:?}");
+        let err = prune.expect_err("the trigger refuses the prune's delete");
+        assert!(err.to_string().contains("held by the test"), "{err}");
+        assert_eq!(
+            commits.load(Ordering::SeqCst),
+            1,
+            "two deliveries and a prune, one commit"
+        );
+        assert!(rt.block_on(store.get(old[0])).unwrap().is_some());
+        on_writer(Box::new(|conn| {
+            conn.execute_batch("DROP TRIGGER temp.no_prune").unwrap();
+        }));
+        // The first of the two deliveries' jobs, superseded by the second, goes too.
+        let pruned = rt.block_on(store.prune(keep)).unwrap();
+        assert!(pruned.contains(&old[0]), "{pruned:?}");
+        assert!(rt.block_on(store.get(old[0])).unwrap().is_none());
     }
 
     /// What SQLite counted for one statement, as of its last run.
