@@ -139,8 +139,13 @@ async fn status(
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?
         .ok_or_else(closed)?;
+    let jobs = jobs_of(&state.store, &ids).await?;
+    // The delivery's replay key, which names its jobs, is kept a year; the link goes
+    // with the last of its jobs.
+    if jobs.is_empty() && !ids.is_empty() {
+        return Err(closed());
+    }
     if !super::wants_event_stream(&req) {
-        let jobs = jobs_of(&state.store, &ids).await?;
         return Ok(HttpResponse::Ok().json(snapshot(&hook, &delivery, &jobs)));
     }
     let (store, worker) = (state.store.clone(), state.worker.clone());

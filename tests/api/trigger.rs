@@ -316,6 +316,50 @@ fn the_status_link_shows_its_deliverys_jobs_only_and_a_tampered_one_is_unknown()
     assert_eq!(answers[0].0, 404);
 }
 
+/// A status link names its delivery's jobs; once the last of them is pruned the link is
+/// a 404, like one that never existed, while a newer delivery's link still answers.
+#[test]
+fn a_status_link_goes_with_the_last_of_its_jobs() {
+    let repo = Repo::new();
+    let first = repo.commit(&[("v", "one")], &[]);
+    let second = repo.commit(&[("v", "two")], &[]);
+    let out = tempfile::tempdir().unwrap();
+    let text = config(out.path(), &hook("site", &repo, RULES))
+        .replace("[server]\n", "[server]\nkeep_jobs = 1\n");
+    let app = TestApp::spawn(&text);
+    let path = |res: &Response| {
+        let link = res.json()["status_url"].as_str().unwrap().to_owned();
+        link.strip_prefix(&format!("http://{}", app.addr))
+            .unwrap()
+            .to_owned()
+    };
+    let old = push_generic(&app, "site", "refs/heads/main", ZERO, &first);
+    let (old_job, old_link) = (job_id(&old), path(&old));
+    wait_job(&app, old_job);
+    assert_eq!(get(app.addr, &old_link).status, 200);
+    let new = push_generic(&app, "site", "refs/heads/main", &first, &second);
+    let (new_job, new_link) = (job_id(&new), path(&new));
+    wait_job(&app, new_job);
+    wait_for(
+        "the old job pruned",
+        std::time::Duration::from_secs(30),
+        || {
+            let r = get(app.addr, &format!("/api/jobs/{old_job}"));
+            (r.status == 404).then_some(())
+        },
+    );
+    let answer = get(app.addr, &old_link);
+    assert_eq!(answer.status, 404, "{}", answer.body);
+    assert!(
+        answer.body.contains("no such status link"),
+        "{}",
+        answer.body
+    );
+    let live = get(app.addr, &new_link);
+    assert_eq!(live.status, 200, "{}", live.body);
+    assert_eq!(live.json()["jobs"][0]["id"].as_i64(), Some(new_job));
+}
+
 #[test]
 fn the_secret_is_not_in_the_daemons_log() {
     let repo = Repo::new();

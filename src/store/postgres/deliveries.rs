@@ -68,13 +68,13 @@ pub(super) async fn accept(
     }
     let remember = tx
         .prepare_cached(
-            "INSERT INTO deliveries (hook, key, received_at, delivery, job)
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO deliveries (hook, key, received_at, delivery, job, jobs)
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .await?;
-    let first = ids.first().map(|id| id.0);
+    let (first, all) = (ids.first().map(|id| id.0), wording::job_list(&ids));
     for key in replay_keys {
-        tx.execute(&remember, &[&hook, key, &now.secs, &id, &first])
+        tx.execute(&remember, &[&hook, key, &now.secs, &id, &first, &all])
             .await?;
     }
     let why = wording::queued_jobs(&ids, delivery.note.as_deref());
@@ -206,8 +206,9 @@ pub(super) async fn delivery_jobs(
 ) -> Result<Option<Vec<JobId>>, Fail> {
     let stmt = c
         .prepare_cached(
-            "SELECT jobs FROM delivery_log
-             WHERE hook = $1 AND delivery = $2 AND outcome = 'queued' ORDER BY id LIMIT 1",
+            // The delivery id's replay key (`intake::replay_keys` writes it as `id:<id>`).
+            "SELECT jobs FROM deliveries
+             WHERE hook = $1 AND key = 'id:' || $2 AND jobs IS NOT NULL",
         )
         .await?;
     c.query_opt(&stmt, &[&hook, &delivery])

@@ -9,7 +9,7 @@ const MIGRATE_LOCK: i64 = 0x6470_686b_6d69;
 
 /// Migrations in order; entry N brings the schema from version N to N+1. The tables
 /// follow the SQLite backend's (times are unix seconds or ms as there, in BIGINTs).
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     "
     CREATE TABLE deliveries (
         hook        TEXT   NOT NULL,
@@ -151,6 +151,17 @@ const MIGRATIONS: &[&str] = &[
     -- Ended jobs are rewritten once or twice each; vacuum the queue often enough that
     -- index-only scans (max_queued's count) need not visit their dead versions.
     ALTER TABLE jobs SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 500);
+",
+    "
+    -- A delivery's jobs, for its status link, on its replay key (as in SQLite): one index
+    -- of the delivery log fewer to change in every delivery's transaction.
+    ALTER TABLE deliveries ADD COLUMN jobs TEXT;   -- the job ids queued, comma-separated
+    UPDATE deliveries d SET jobs = (
+        SELECT l.jobs FROM delivery_log l
+        WHERE l.hook = d.hook AND l.delivery = d.delivery AND l.outcome = 'queued'
+        ORDER BY l.id LIMIT 1)
+    WHERE d.key = 'id:' || d.delivery;
+    DROP INDEX delivery_log_by_delivery;
 ",
 ];
 

@@ -495,3 +495,61 @@ async fn a_prune_reads_what_it_removes_not_the_history() {
         "{large} blocks with 8,000 jobs against {small} with 2,000"
     );
 }
+
+/// Status links read a delivery's jobs off its replay key now: the migration copies them
+/// from the delivery log, for the rows whose record is still there.
+#[tokio::test]
+async fn the_migration_moves_each_deliverys_jobs_onto_its_replay_key() {
+    let Some(cluster) = cluster() else { return };
+    let db = cluster.database();
+    let (client, conn) = connect(cluster, &db)
+        .config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(conn);
+    let moving = super::schema::MIGRATIONS
+        .iter()
+        .position(|m| m.contains("DROP INDEX delivery_log_by_delivery"))
+        .unwrap();
+    client
+        .batch_execute("CREATE TABLE deployhook_schema (version BIGINT NOT NULL)")
+        .await
+        .unwrap();
+    for sql in &super::schema::MIGRATIONS[..moving] {
+        client.batch_execute(sql).await.unwrap();
+    }
+    client
+        .batch_execute(&format!(
+            "INSERT INTO deployhook_schema (version) VALUES ({moving});
+             INSERT INTO deliveries (hook, key, received_at, delivery, job) VALUES
+                 ('h', 'id:one', 1, 'one', 7),
+                 ('h', 'body:abc', 1, 'one', 7),
+                 ('h', 'id:gone', 1, 'gone', 3);
+             INSERT INTO delivery_log (hook, delivery, forge, received_at, outcome, jobs, reason)
+             VALUES ('h', 'one', 'github', 1, 'duplicate', '2', 'seen'),
+                    ('h', 'one', 'github', 1, 'queued', '7,8', 'queued');"
+        ))
+        .await
+        .unwrap();
+    drop(client);
+    driver.await.unwrap().unwrap();
+    let store = open(cluster, &db).await;
+    assert_eq!(
+        store.delivery_jobs("h".into(), "one".into()).await.unwrap(),
+        Some(vec![JobId(7), JobId(8)])
+    );
+    assert_eq!(
+        store
+            .delivery_jobs("h".into(), "gone".into())
+            .await
+            .unwrap(),
+        None,
+        "its record was pruned"
+    );
+    let index = cluster.psql(
+        &db.name,
+        "SELECT count(*) FROM pg_indexes WHERE indexname = 'delivery_log_by_delivery'",
+    );
+    assert_eq!(index.trim(), "0");
+}

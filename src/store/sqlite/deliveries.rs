@@ -8,8 +8,7 @@ use super::jobs::{forge, insert, parse, parse_opt};
 use super::{Now, from_ms};
 use crate::event::{DeliveryId, RefName, Sha};
 use crate::store::types::{
-    Acceptance, Delivery, DeliveryOutcome, DeliveryRecord, JobId, JobState, NewJob, NotQueued,
-    Prior,
+    Acceptance, Delivery, DeliveryOutcome, DeliveryRecord, JobId, NewJob, NotQueued, Prior,
 };
 use crate::store::wording;
 
@@ -46,17 +45,20 @@ pub(in crate::store) fn accept(
             return Ok(Acceptance::Duplicate(prior));
         }
     }
-    // Counting stops at the limit: the cost is bounded, whatever the queue's depth. One
-    // count per state: `state IN (...)` would build a temporary b-tree per delivery.
-    let mut count = conn.prepare_cached(
-        "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE hook = ?1 AND state = ?2 LIMIT ?3)",
-    )?;
-    let limit = i64::try_from(max_queued).unwrap_or(i64::MAX);
-    let mut waiting = 0_usize;
-    for state in [JobState::Queued, JobState::Held] {
-        let n: i64 = count.query_row(params![hook, state.as_str(), limit], |r| r.get(0))?;
-        waiting = waiting.saturating_add(usize::try_from(n).unwrap_or(usize::MAX));
-    }
+    // Counting stops at the limit: the cost is bounded, whatever the queue's depth. The
+    // pending jobs' partial index holds queued and held jobs alone, so its condition is
+    // met by every entry and builds nothing.
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM
+                 (SELECT 1 FROM jobs INDEXED BY jobs_pending
+                  WHERE hook = ?1 AND state IN ('queued', 'held') LIMIT ?2)",
+        )?
+        .query_row(
+            params![hook, i64::try_from(max_queued).unwrap_or(i64::MAX)],
+            |r| r.get(0),
+        )?;
+    let waiting = usize::try_from(n).unwrap_or(usize::MAX);
     if !jobs.is_empty() && waiting >= max_queued {
         let why = wording::queue_full(waiting);
         log(
@@ -74,10 +76,12 @@ pub(in crate::store) fn accept(
         ids.push(insert(conn, hook, job, id, now)?);
     }
     let mut remember = conn.prepare_cached(
-        "INSERT INTO deliveries (hook, key, received_at, delivery, job) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO deliveries (hook, key, received_at, delivery, job, jobs)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
+    let (first, all) = (ids.first().map(|id| id.0), wording::job_list(&ids));
     for key in replay_keys {
-        remember.execute(params![hook, key, now.secs, id, ids.first().map(|id| id.0)])?;
+        remember.execute(params![hook, key, now.secs, id, first, all])?;
     }
     let why = wording::queued_jobs(&ids, delivery.note.as_deref());
     log(
@@ -184,10 +188,12 @@ pub(in crate::store) fn delivery_jobs(
     hook: &str,
     delivery: &str,
 ) -> rusqlite::Result<Option<Vec<JobId>>> {
+    // The delivery id's replay key (`intake::replay_keys` writes it as `id:<id>`); a row
+    // from before its jobs were kept there, whose delivery record is gone, has none.
     let jobs: Option<Option<String>> = conn
         .prepare_cached(
-            "SELECT jobs FROM delivery_log
-             WHERE hook = ?1 AND delivery = ?2 AND outcome = 'queued' ORDER BY id LIMIT 1",
+            "SELECT jobs FROM deliveries
+             WHERE hook = ?1 AND key = 'id:' || ?2 AND jobs IS NOT NULL",
         )?
         .query_row(params![hook, delivery], |r| r.get(0))
         .optional()?;

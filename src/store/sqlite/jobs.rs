@@ -121,7 +121,7 @@ pub(super) fn event(
 /// At open, while this process holds the state directory alone: no lease can be live.
 pub(super) fn void_leases(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute(
-        "UPDATE jobs SET lease_until = 0 WHERE state = 'running'",
+        "UPDATE jobs SET lease_until = 0 WHERE state IN ('queued', 'running') AND state = 'running'",
         [],
     )?;
     Ok(())
@@ -250,7 +250,8 @@ fn supersede_older(
     // changes collects its rows in a temporary b-tree first, and `IN` makes another.
     let mut pending = conn.prepare_cached(
         "SELECT id FROM jobs
-         WHERE hook = ?1 AND rule_key = ?2 AND state = ?3 AND queue = 'supersede' AND id < ?4",
+         WHERE hook = ?1 AND rule_key = ?2 AND state IN ('queued', 'held') AND state = ?3
+           AND queue = 'supersede' AND id < ?4",
     )?;
     let mut replaced = Vec::new();
     for state in [JobState::Queued, JobState::Held] {
@@ -285,6 +286,13 @@ pub(super) fn distinct(conn: &Connection, next: &str) -> rusqlite::Result<Vec<St
     }
 }
 
+/// A job running in lane `?1`, and the running job holding lock `?1`: by the active jobs'
+/// partial index, whose condition SQLite wants spelled out (see the schema).
+const RUNNING_IN_LANE: &str = "SELECT 1 FROM jobs
+     WHERE state IN ('queued', 'running') AND state = 'running' AND lane = ?1 LIMIT 1";
+const LOCK_HOLDER: &str = "SELECT id FROM jobs
+     WHERE state IN ('queued', 'running') AND state = 'running' AND lock = ?1 LIMIT 1";
+
 /// The oldest queued job of each lane (a hook, or a hook's rule) with nothing running and
 /// whose lock (if any) is free, oldest first, leaving out the hooks in `skip`: the lanes
 /// with queued jobs are walked one index step each (see [`distinct`]), so the cost grows
@@ -292,15 +300,16 @@ pub(super) fn distinct(conn: &Connection, next: &str) -> rusqlite::Result<Vec<St
 fn next_to_claim(conn: &Connection, skip: &[String]) -> rusqlite::Result<Option<(i64, String)>> {
     let lanes = distinct(
         conn,
-        "SELECT lane FROM jobs WHERE state = 'queued' AND lane > ?1 ORDER BY lane LIMIT 1",
+        "SELECT lane FROM jobs WHERE state IN ('queued', 'running') AND state = 'queued' AND lane > ?1
+         ORDER BY lane LIMIT 1",
     )?;
-    let mut busy =
-        conn.prepare_cached("SELECT 1 FROM jobs WHERE state = 'running' AND lane = ?1 LIMIT 1")?;
+    let mut busy = conn.prepare_cached(RUNNING_IN_LANE)?;
     let mut oldest = conn.prepare_cached(
-        "SELECT id, hook, lock FROM jobs WHERE state = 'queued' AND lane = ?1 ORDER BY id LIMIT 1",
+        "SELECT id, hook, lock FROM jobs
+         WHERE state IN ('queued', 'running') AND state = 'queued' AND lane = ?1
+         ORDER BY id LIMIT 1",
     )?;
-    let mut locked =
-        conn.prepare_cached("SELECT 1 FROM jobs WHERE state = 'running' AND lock = ?1 LIMIT 1")?;
+    let mut locked = conn.prepare_cached(LOCK_HOLDER)?;
     let mut first: Option<(i64, String)> = None;
     for lane in &lanes {
         if busy.exists([lane])? {
@@ -454,7 +463,8 @@ pub(super) fn recover(
     let mut lapsed: Vec<Job> = conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM jobs
-             WHERE state = 'running' AND (lease_until IS NULL OR lease_until < ?1)"
+             WHERE state IN ('queued', 'running') AND state = 'running'
+               AND (lease_until IS NULL OR lease_until < ?1)"
         ))?
         .query_map(params![expired_before], job)?
         .collect::<rusqlite::Result<_>>()?;
@@ -511,7 +521,7 @@ pub(super) fn requeue(conn: &Connection, id: JobId, now: Now) -> rusqlite::Resul
 
 /// The running job that holds `lock`, if one does.
 pub(super) fn lock_holder(conn: &Connection, lock: &str) -> rusqlite::Result<Option<JobId>> {
-    conn.prepare_cached("SELECT id FROM jobs WHERE state = 'running' AND lock = ?1 LIMIT 1")?
+    conn.prepare_cached(LOCK_HOLDER)?
         .query_row([lock], |r| r.get(0).map(JobId))
         .optional()
 }
@@ -585,12 +595,15 @@ pub(super) fn count_by_state(conn: &Connection) -> rusqlite::Result<Vec<(JobStat
 const HOOKS_WITH_JOBS: &str = "SELECT hook FROM jobs WHERE hook > ?1 ORDER BY hook LIMIT 1";
 
 /// Finished jobs that no pending notification needs, of one hook in one state.
-const NEWEST_DONE: &str = "SELECT id FROM jobs INDEXED BY jobs_by_hook_state
+const NEWEST_DONE: &str = "SELECT id FROM jobs INDEXED BY jobs_done
      WHERE hook = ?1 AND state = ?2
+       AND state <> 'queued' AND state <> 'held' AND state <> 'running'
        AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.job = jobs.id AND outbox.state = 'pending')
      ORDER BY id DESC LIMIT ?3";
-const OLDEST_PAST: &str = "SELECT id FROM jobs INDEXED BY jobs_by_hook_state
-     WHERE hook = ?1 AND state = ?2 AND (id < ?3 OR created_at < ?4)
+const OLDEST_PAST: &str = "SELECT id FROM jobs INDEXED BY jobs_done
+     WHERE hook = ?1 AND state = ?2
+       AND state <> 'queued' AND state <> 'held' AND state <> 'running'
+       AND (id < ?3 OR created_at < ?4)
        AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.job = jobs.id AND outbox.state = 'pending')
      ORDER BY id LIMIT ?5";
 

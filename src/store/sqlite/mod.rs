@@ -655,6 +655,97 @@ mod tests {
         }
     }
 
+    /// The pages of the `jobs` table and its indexes that each commit in the log after
+    /// byte `from` changed, summed over those commits.
+    fn jobs_pages_in_log(
+        db: &std::path::Path,
+        from: usize,
+    ) -> std::collections::BTreeMap<String, usize> {
+        let wal = std::fs::read(db.with_extension("db-wal")).unwrap();
+        let page = usize::try_from(u32::from_be_bytes(wal[8..12].try_into().unwrap())).unwrap();
+        let frame = 24 + page;
+        let mut at = 32 + from.saturating_sub(32) / frame * frame;
+        let conn = rusqlite::Connection::open(db).unwrap();
+        let mut owner = std::collections::HashMap::new();
+        let mut rows = conn
+            .prepare(
+                "SELECT d.pageno, d.name FROM dbstat d JOIN sqlite_schema s ON s.name = d.name
+                 WHERE s.tbl_name = 'jobs'",
+            )
+            .unwrap();
+        for row in rows
+            .query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?)))
+            .unwrap()
+        {
+            let (pageno, name) = row.unwrap();
+            owner.insert(pageno, name);
+        }
+        let (mut pages, mut commit) = (
+            std::collections::BTreeMap::new(),
+            std::collections::HashSet::new(),
+        );
+        while at + frame <= wal.len() {
+            let pageno = u32::from_be_bytes(wal[at..at + 4].try_into().unwrap());
+            commit.insert(pageno);
+            if wal[at + 4..at + 8] != [0; 4] {
+                for p in commit.drain() {
+                    if let Some(name) = owner.get(&p) {
+                        *pages.entry(name.clone()).or_insert(0) += 1;
+                    }
+                }
+            }
+            at += frame;
+        }
+        pages
+    }
+
+    /// A delivery changes no index of jobs that grows with the history, but where it
+    /// appends: with 5,000 ended jobs, a delivery that supersedes the job before it
+    /// changes about six pages of `jobs` and its indexes (the row's leaf, one of the
+    /// commits-built-on index, one each of the small pending and active jobs' indexes,
+    /// the end of the ended jobs' range). With an index of every job's state there were
+    /// two more pages per such index: the pending job's and the superseded one's.
+    #[test]
+    fn a_delivery_changes_few_pages_of_the_jobs_whatever_the_history() {
+        let (rt, dir, store) = writer_under_test();
+        let db = dir.path().join("deployhook.db");
+        {
+            let mut seed = rusqlite::Connection::open(&db).unwrap();
+            let tx = seed.transaction().unwrap();
+            for i in 0..5_000 {
+                let state = ["succeeded", "superseded"][i % 2];
+                tx.execute(
+                    "INSERT INTO jobs (hook, rule, state, forge, repository, git_ref, before_sha,
+                                       after_sha, created_at, finished_at, rule_key, lane)
+                     VALUES ('h', 0, ?1, 'generic', 'a/b', 'refs/heads/main', ?2, ?2, 1, 1, '0', 'h')",
+                    rusqlite::params![state, format!("{:040x}", 1_000_000 + i)],
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let held = std::sync::Arc::clone(&store.checkpoint_hold);
+        let _held = held.lock().unwrap();
+        rt.block_on(accept_nth(&store, 0)).unwrap();
+        let from = usize::try_from(
+            std::fs::metadata(db.with_extension("db-wal"))
+                .unwrap()
+                .len(),
+        )
+        .unwrap();
+        let deliveries = 40;
+        for n in 1..=deliveries {
+            rt.block_on(accept_nth(&store, n)).unwrap();
+        }
+        let pages = jobs_pages_in_log(&db, from);
+        let total: usize = pages.values().sum();
+        let per_delivery = f64::from(u32::try_from(total).unwrap()) / f64::from(deliveries);
+        assert!(
+            per_delivery <= 7.0,
+            "{per_delivery:.2} pages of jobs per delivery: {pages:?}"
+        );
+    }
+
     /// A prune rides the group commit of the deliveries waiting beside it (one commit,
     /// one fsync, not one of its own), and a prune that fails undoes only itself: the
     /// deliveries in the same transaction are still accepted, the old job is still there,

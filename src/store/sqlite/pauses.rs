@@ -83,19 +83,24 @@ pub(super) fn resume(
     Ok(Some(released))
 }
 
-/// Moves `hook`'s jobs in state `from` to `to`; returns them, oldest first. Found, then
-/// changed by id: an UPDATE that walks the index whose `state` it changes, or RETURNING,
-/// collects its rows in a temporary b-tree.
+/// Moves `hook`'s pending jobs in state `from` (queued or held) to `to`; returns them,
+/// oldest first. Found, then changed by id: an UPDATE that walks the index whose `state`
+/// it changes, or RETURNING, collects its rows in a temporary b-tree. The pending jobs'
+/// index is ordered by rule first, so they are sorted here.
 fn move_state(
     conn: &Connection,
     hook: &str,
     from: JobState,
     to: JobState,
 ) -> rusqlite::Result<Vec<JobId>> {
-    let ids: Vec<JobId> = conn
-        .prepare_cached("SELECT id FROM jobs WHERE hook = ?1 AND state = ?2 ORDER BY id")?
+    let mut ids: Vec<JobId> = conn
+        .prepare_cached(
+            "SELECT id FROM jobs INDEXED BY jobs_pending
+             WHERE hook = ?1 AND state IN ('queued', 'held') AND state = ?2",
+        )?
         .query_map(params![hook, from.as_str()], |r| r.get(0).map(JobId))?
         .collect::<rusqlite::Result<_>>()?;
+    ids.sort_unstable_by_key(|id| id.0);
     let mut set = conn.prepare_cached("UPDATE jobs SET state = ?2 WHERE id = ?1")?;
     for id in &ids {
         set.execute(params![id.0, to.as_str()])?;

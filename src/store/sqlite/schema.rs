@@ -137,6 +137,35 @@ const MIGRATIONS: &[&str] = &["
     -- Every lookup by state alone is of running jobs (few), which jobs_by_state_lane
     -- finds as well; one index less to change on each job's every state change.
     DROP INDEX jobs_by_state;
+", "
+    -- A delivery's jobs, for its status link, on its replay key: the delivery log's
+    -- (hook, delivery) index was a b-tree page of its own, at a random place, in every
+    -- delivery's commit.
+    ALTER TABLE deliveries ADD COLUMN jobs TEXT;   -- the job ids queued, comma-separated
+    UPDATE deliveries SET jobs = (
+        SELECT l.jobs FROM delivery_log l
+        WHERE l.hook = deliveries.hook AND l.delivery = deliveries.delivery
+          AND l.outcome = 'queued'
+        ORDER BY l.id LIMIT 1)
+    WHERE key = 'id:' || delivery;
+    DROP INDEX delivery_log_by_delivery;
+", "
+    -- The jobs' state indexes split by what reads them: pending and running jobs (for
+    -- supersede, the queue limit, pauses and the claim) apart from ended ones (for the
+    -- prune). A pending job leaves the small indexes as it ends, and enters the ended
+    -- jobs' index only then, so a delivery that supersedes a job changes one small leaf
+    -- of each, plus the end of the ended jobs' range, instead of two leaves of each of
+    -- three b-trees the size of the history; a claim changes no history-sized index at
+    -- all. SQLite uses a partial index only for a WHERE that names its condition, so the
+    -- queries spell it out beside the state they want. (Not `NOT IN` of three states:
+    -- that builds a temporary b-tree on every write of a job row, to test its condition.)
+    DROP INDEX jobs_by_rule;
+    CREATE INDEX jobs_pending ON jobs (hook, rule_key, state, id) WHERE state IN ('queued', 'held');
+    DROP INDEX jobs_by_state_lane;
+    CREATE INDEX jobs_active ON jobs (state, lane, id) WHERE state IN ('queued', 'running');
+    DROP INDEX jobs_by_hook_state;
+    CREATE INDEX jobs_done ON jobs (hook, state, id)
+        WHERE state <> 'queued' AND state <> 'held' AND state <> 'running';
 "];
 
 /// Sets durability pragmas and applies any migrations not yet applied.
@@ -180,4 +209,63 @@ pub fn plan_once(conn: &Connection) -> rusqlite::Result<()> {
         true,
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Brings a fresh database to `version`, as an older build left it.
+    fn at_version(conn: &Connection, version: usize) {
+        for sql in &MIGRATIONS[..version] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", i64::try_from(version).unwrap())
+            .unwrap();
+    }
+
+    /// Status links read a delivery's jobs off its replay key now: the migration copies
+    /// them from the delivery log, for the rows whose record is still there.
+    #[test]
+    fn the_migration_moves_each_deliverys_jobs_onto_its_replay_key() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let moving = MIGRATIONS
+            .iter()
+            .position(|m| m.contains("DROP INDEX delivery_log_by_delivery"))
+            .unwrap();
+        at_version(&conn, moving);
+        conn.execute_batch(
+            "INSERT INTO deliveries (hook, key, received_at, delivery, job) VALUES
+                 ('h', 'id:one', 1, 'one', 7),
+                 ('h', 'body:abc', 1, 'one', 7),
+                 ('h', 'id:gone', 1, 'gone', 3),
+                 ('g', 'id:one', 1, 'one', 9);
+             INSERT INTO delivery_log (hook, delivery, forge, received_at, outcome, jobs, reason)
+             VALUES ('h', 'one', 'github', 1, 'duplicate', '2', 'seen'),
+                    ('h', 'one', 'github', 1, 'queued', '7,8', 'queued'),
+                    ('g', 'one', 'github', 1, 'queued', '9', 'queued');",
+        )
+        .unwrap();
+        prepare(&mut conn).unwrap();
+        let jobs = |hook: &str, key: &str| -> Option<String> {
+            conn.query_row(
+                "SELECT jobs FROM deliveries WHERE hook = ?1 AND key = ?2",
+                [hook, key],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(jobs("h", "id:one").as_deref(), Some("7,8"));
+        assert_eq!(jobs("g", "id:one").as_deref(), Some("9"));
+        assert_eq!(jobs("h", "body:abc"), None, "only the id's key is read");
+        assert_eq!(jobs("h", "id:gone"), None, "its record was pruned");
+        let index: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'delivery_log_by_delivery'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(index, 0);
+    }
 }
