@@ -746,6 +746,39 @@ mod tests {
         );
     }
 
+    /// The counts by state, read off the three partial indexes, are the table's own.
+    #[test]
+    fn jobs_are_counted_by_state_off_the_partial_indexes() {
+        use super::super::types::JobState;
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        super::schema::prepare(&mut conn).unwrap();
+        for (i, state) in JobState::ALL.iter().cycle().take(50).enumerate() {
+            conn.execute(
+                "INSERT INTO jobs (hook, rule, state, forge, repository, git_ref, before_sha,
+                                   after_sha, created_at, rule_key, lane)
+                 VALUES (?1, 0, ?2, 'generic', 'a/b', 'refs/heads/main', 'b', 'a', 1, '0', ?1)",
+                rusqlite::params![["h", "g", "f"][i % 3], state.as_str()],
+            )
+            .unwrap();
+        }
+        let naive: Vec<(String, u64)> = conn
+            .prepare("SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state")
+            .unwrap()
+            .query_map([], |r| {
+                Ok((r.get(0)?, u64::try_from(r.get::<_, i64>(1)?).unwrap()))
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let counted: Vec<(String, u64)> = super::jobs::count_by_state(&conn)
+            .unwrap()
+            .into_iter()
+            .map(|(s, n)| (s.as_str().to_owned(), n))
+            .collect();
+        assert_eq!(naive.len(), JobState::ALL.len());
+        assert_eq!(counted, naive);
+    }
+
     /// A prune rides the group commit of the deliveries waiting beside it (one commit,
     /// one fsync, not one of its own), and a prune that fails undoes only itself: the
     /// deliveries in the same transaction are still accepted, the old job is still there,
