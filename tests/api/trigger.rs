@@ -249,6 +249,14 @@ fn a_429_is_retried_after_its_retry_after() {
     assert_eq!(r.jobs, 1);
 }
 
+/// The path of the status link a push's 202 gave, without the daemon's address.
+fn status_path(app: &TestApp, res: &Response) -> String {
+    let link = res.json()["status_url"].as_str().unwrap().to_owned();
+    link.strip_prefix(&format!("http://{}", app.addr))
+        .unwrap()
+        .to_owned()
+}
+
 #[test]
 fn the_status_link_shows_its_deliverys_jobs_only_and_a_tampered_one_is_unknown() {
     let repo = Repo::new();
@@ -258,11 +266,7 @@ fn the_status_link_shows_its_deliverys_jobs_only_and_a_tampered_one_is_unknown()
     let other = job_id(&push_generic(&app, "site", "refs/heads/main", ZERO, &good));
     let res = push_generic(&app, "site", "refs/heads/main", &good, &good);
     let mine = job_id(&res);
-    let link = res.json()["status_url"].as_str().unwrap().to_owned();
-    let path = link
-        .strip_prefix(&format!("http://{}", app.addr))
-        .unwrap()
-        .to_owned();
+    let path = status_path(&app, &res);
     wait_job(&app, mine);
     let status = get(app.addr, &path);
     assert_eq!(status.status, 200, "{}", status.body);
@@ -327,18 +331,12 @@ fn a_status_link_goes_with_the_last_of_its_jobs() {
     let text = config(out.path(), &hook("site", &repo, RULES))
         .replace("[server]\n", "[server]\nkeep_jobs = 1\n");
     let app = TestApp::spawn(&text);
-    let path = |res: &Response| {
-        let link = res.json()["status_url"].as_str().unwrap().to_owned();
-        link.strip_prefix(&format!("http://{}", app.addr))
-            .unwrap()
-            .to_owned()
-    };
     let old = push_generic(&app, "site", "refs/heads/main", ZERO, &first);
-    let (old_job, old_link) = (job_id(&old), path(&old));
+    let (old_job, old_link) = (job_id(&old), status_path(&app, &old));
     wait_job(&app, old_job);
     assert_eq!(get(app.addr, &old_link).status, 200);
     let new = push_generic(&app, "site", "refs/heads/main", &first, &second);
-    let (new_job, new_link) = (job_id(&new), path(&new));
+    let (new_job, new_link) = (job_id(&new), status_path(&app, &new));
     wait_job(&app, new_job);
     wait_for(
         "the old job pruned",
