@@ -1032,12 +1032,12 @@ fn a_checkout_over_a_limit_writes_nothing_and_names_the_limit() {
 }
 
 /// The next checkout writes only what changed, yet trusts nothing a command left: an
-/// edit that kept the file's size and modification time (invisible to a stat cache) is
-/// undone, a tracked file turned into a hard link to a file outside is cut loose
-/// without writing through it, and a file nobody touched keeps its inode (it was not
-/// written again).
+/// edit that kept the file's size and modification time (invisible to a cache of those)
+/// is undone, as its change time gives it away, a tracked file turned into a hard link
+/// to a file outside is cut loose without writing through it, and a file nobody touched
+/// keeps its inode (it was not written again).
 #[test]
-fn the_next_checkout_is_incremental_but_trusts_no_stat_data() {
+fn the_next_checkout_is_incremental_but_trusts_no_size_or_mtime() {
     use std::os::unix::fs::MetadataExt as _;
     let tmp = TempDir::new().unwrap();
     let upstream = new_repo(&tmp.path().join("upstream"));
@@ -1058,8 +1058,11 @@ fn the_next_checkout_is_incremental_but_trusts_no_stat_data() {
     checkout_main(&gits, &remote, &first, &worktree).unwrap();
     let inode = |name: &str| fs::metadata(worktree.join(name)).unwrap().ino();
     let untouched = inode("same.txt");
+    // Past the clock tick the index was written in, so the record vouches for files by
+    // their stat data alone (an edit in that same tick is covered by hashing).
+    wait_past_index(&gits, &worktree, tmp.path());
 
-    // Same length, same mtime: a stat cache sees nothing.
+    // Same length, same mtime: a cache of size and mtime sees nothing.
     let config = worktree.join("config.php");
     let mtime = fs::metadata(&config).unwrap().modified().unwrap();
     fs::write(&config, "$admin = true; \n").unwrap();
@@ -1095,4 +1098,76 @@ fn the_next_checkout_is_incremental_but_trusts_no_stat_data() {
         "an untouched file was written again"
     );
     assert_at(&gits, &worktree, &second);
+}
+
+/// Waits (polling, with a deadline) until a file written now gets a later timestamp than
+/// the work tree's index: then no file the last checkout recorded shares its clock tick.
+fn wait_past_index(gits: &Git, worktree: &Path, scratch: &Path) {
+    use std::os::unix::fs::MetadataExt as _;
+    let stamp = |m: fs::Metadata| (m.mtime(), m.mtime_nsec());
+    let sealed = stamp(fs::metadata(gits.git_dir_of(worktree).join("index")).unwrap());
+    let probe = scratch.join("clock-probe");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        fs::write(&probe, "tick").unwrap();
+        if stamp(fs::metadata(&probe).unwrap()) > sealed {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the file clock did not move in 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Bytes this thread has read with read(2) and the like so far (not through mmap, as
+/// libgit2 reads packs): `rchar` of /proc/thread-self/io.
+fn bytes_read_by_this_thread() -> u64 {
+    let io = fs::read_to_string("/proc/thread-self/io").expect("/proc/thread-self/io is readable");
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("rchar in /proc/thread-self/io")
+}
+
+/// A file no command touched is neither hashed by the scrub nor by libgit2's checkout:
+/// the next deploy reads none of its bytes (it used to read each kept file twice).
+#[test]
+fn an_untouched_file_is_not_read_again() {
+    const BIG: usize = 4 << 20;
+    let tmp = TempDir::new().unwrap();
+    let upstream = new_repo(&tmp.path().join("upstream"));
+    let line = "an untouched line of a large generated file, the same from deploy to deploy\n";
+    let big = line.repeat(BIG / line.len() + 1);
+    let first = commit(
+        &upstream,
+        &[("assets/big.txt", Some(&big)), ("app.txt", Some("v1\n"))],
+        "v1",
+    );
+    let second = commit(&upstream, &[("app.txt", Some("v2\n"))], "v2");
+    let third = commit(&upstream, &[("app.txt", Some("v3\n"))], "v3");
+    let gits = Git::new(tmp.path().join("cache"), quick_retry(1));
+    let worktree = tmp.path().join("w");
+    let remote = remote(file_url(&upstream));
+    checkout_main(&gits, &remote, &first, &worktree).unwrap();
+    // A file written in the clock tick its index was written in is hashed once more
+    // (the second checkout may read it); after that its record is sealed by a later index.
+    wait_past_index(&gits, &worktree, tmp.path());
+    checkout_main(&gits, &remote, &second, &worktree).unwrap();
+    wait_past_index(&gits, &worktree, tmp.path());
+
+    let before = bytes_read_by_this_thread();
+    checkout_main(&gits, &remote, &third, &worktree).unwrap();
+    let read = bytes_read_by_this_thread() - before;
+
+    assert!(
+        read < (BIG / 4) as u64,
+        "the second checkout read {read} bytes: the untouched {BIG}-byte file was read again"
+    );
+    assert_eq!(
+        files(&worktree),
+        tree(&[("assets/big.txt", &big), ("app.txt", "v3\n")])
+    );
+    assert_at(&gits, &worktree, &third);
 }

@@ -9,7 +9,8 @@
 //! nothing is copied.
 //!
 //! Each checkout starts from what `scrub` leaves of the last one (exactly its files,
-//! each hashed; everything else removed without following a link), or from an empty work
+//! each hashed or vouched for by the change time the last checkout recorded; everything
+//! else removed without following a link), or from an empty work
 //! tree ([`crate::wipe::empty_dir`]: any depth, any mode) when there is no last one or a
 //! checkout failed, so nothing a previous job left, not a nested repository, a symlink in
 //! place of a directory or a changed file mode, reaches the next one.
@@ -117,8 +118,8 @@ pub(super) fn empty(work_dir: &Path) -> Result<(), GitError> {
 
 /// Opens (or creates) the git directory of the work tree and points it at the cache's
 /// objects, then readies the work tree: on top of the last checkout, scrubbed
-/// ([`super::scrub`]) and with an index of that checkout's tree but no stat data, so
-/// that libgit2 hashes what it keeps and rewrites what differs; or, with no usable last
+/// ([`super::scrub`]) and with an index of that checkout's tree and the stat data the
+/// scrub read, so that libgit2 rewrites only what differs; or, with no usable last
 /// checkout, emptied, with HEAD unborn and no index.
 fn prepare(target: Target<'_>, cache_objects: &Path) -> Result<Repository, GitError> {
     let Target {
@@ -174,16 +175,22 @@ fn prepare(target: Target<'_>, cache_objects: &Path) -> Result<Repository, GitEr
     }
 }
 
-/// Scrubs `work_dir` against `tree` and writes an index of `tree` without stat data.
+/// Scrubs `work_dir` against `tree`, reading the last checkout's record from the git
+/// directory's index, then writes an index of `tree` with the stat data of every file
+/// the scrub kept (so libgit2 compares those by stat and hashes none of them again).
 fn on_top_of(repo: &Repository, work_dir: &Path, tree: Oid) -> Result<usize, String> {
-    let removed = super::scrub::scrub(repo, work_dir, tree).map_err(|e| e.to_string())?;
-    let tree = repo.find_tree(tree).map_err(|e| e.message().to_owned())?;
-    let mut index = repo.index().map_err(|e| e.message().to_owned())?;
-    index
-        .read_tree(&tree)
-        .and_then(|()| index.write())
-        .map_err(|e| e.message().to_owned())?;
-    Ok(removed)
+    let message = |e: git2::Error| e.message().to_owned();
+    let mut index = repo.index().map_err(message)?;
+    let scrubbed = super::scrub::scrub(repo, work_dir, tree, &super::scrub::Record::of(&index))
+        .map_err(|e| e.to_string())?;
+    let tree = repo.find_tree(tree).map_err(message)?;
+    index.read_tree(&tree).map_err(message)?;
+    for entry in &scrubbed.kept {
+        index.add(entry).map_err(message)?;
+    }
+    index.write().map_err(message)?;
+    tracing::debug!(worktree = %work_dir.display(), kept = scrubbed.kept.len(), hashed = scrubbed.hashed, "scrubbed the work tree");
+    Ok(scrubbed.removed)
 }
 
 /// Opens the work tree's git directory, creating it if missing. It holds nothing but
