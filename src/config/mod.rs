@@ -29,7 +29,7 @@ pub use units::{parse_duration, parse_size};
 use crate::access::Cidr;
 use crate::event::Forge;
 pub use crate::git::{RemoteAuth, TreeLimits};
-pub use crate::runner::{Command, Limits};
+pub use crate::runner::{Command, Limits, Nice};
 use crate::secret::Secret;
 pub use crate::tls::Tls;
 use crate::verify::Auth;

@@ -446,6 +446,12 @@ pub struct RawLimits {
     /// Processes of the user the command runs as.
     #[schemars(with = "Option<i64>", range(min = 1))]
     pub nproc: Option<Spanned<i64>>,
+    /// Steps of niceness below the daemon's own CPU priority that the job's checkout and
+    /// commands run at, 0 to 19. Default 10: a build that wants every core still leaves
+    /// the daemon the CPU to answer deliveries; with nothing else to run it runs at full
+    /// speed. 0 runs them at the daemon's priority.
+    #[schemars(with = "Option<i64>", range(min = 0, max = 19))]
+    pub nice: Option<Spanned<i64>>,
 }
 
 /// One value or several: `secret_file = "a"` or `secret_file = ["new", "old"]` while a

@@ -18,8 +18,8 @@ use super::raw::{
 };
 use super::units::{parse_duration, parse_size};
 use super::{
-    Command, Config, Globs, Hook, Invalid, Limits, Loaded, Matching, QueueMode, RemoteAuth, Rule,
-    Server, StoreBackend, Tls, TreeLimits, keys,
+    Command, Config, Globs, Hook, Invalid, Limits, Loaded, Matching, Nice, QueueMode, RemoteAuth,
+    Rule, Server, StoreBackend, Tls, TreeLimits, keys,
 };
 use crate::access::Cidr;
 use crate::event::{Forge, is_valid_ref_path};
@@ -942,7 +942,16 @@ impl Validator<'_> {
         let memory = self.field(raw.memory, "limits.memory", |s| nonzero_size(s));
         let nofile = self.field(raw.nofile, "limits.nofile", |n| positive(*n));
         let nproc = self.field(raw.nproc, "limits.nproc", |n| positive(*n));
+        let nice = self.field(raw.nice, "limits.nice", |n| {
+            u8::try_from(*n).ok().and_then(Nice::new).ok_or_else(|| {
+                format!(
+                    "must be 0 (the daemon's own CPU priority) to {} (the lowest), not {n}",
+                    Nice::MAX
+                )
+            })
+        });
         Some(Limits {
+            nice: nice.ok()?.unwrap_or_default(),
             cpu: cpu.ok()?,
             memory: memory.ok()?,
             nofile: nofile.ok()?,

@@ -16,7 +16,8 @@
 //!                  └─ exec argv  (same pid: the command)
 //! ```
 //!
-//! **supervise** makes a new session and becomes a child subreaper, so everything the
+//! **supervise** first lowers its own CPU priority by `--nice` steps (so both stages and
+//! the command run below the daemon), then makes a new session and becomes a child subreaper, so everything the
 //! command starts stays below it, even processes that call `setsid` or double-fork: when
 //! their parent exits they are re-parented to the supervisor, not to init. When the
 //! command exits, or when the daemon sends SIGTERM (timeout, cancel), it sends SIGTERM to
@@ -32,7 +33,7 @@
 //! ## Arguments
 //!
 //! ```text
-//! deployhook-sandbox sandbox-exec supervise --grace-ms <ms> [confine options] -- <program> [args...]
+//! deployhook-sandbox sandbox-exec supervise --grace-ms <ms> [--nice <steps>] [confine options] -- <program> [args...]
 //! deployhook-sandbox sandbox-exec confine [confine options] -- <program> [args...]
 //!
 //! confine options:  --cpu <seconds>  --memory <bytes>  --nofile <n>  --nproc <n>
@@ -65,6 +66,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, User};
 
+use super::priority::Nice;
 use super::procs;
 
 /// The subcommand name main.rs dispatches on.
@@ -151,6 +153,8 @@ pub(crate) struct Confinement {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Args {
     pub grace: Duration,
+    /// Steps of niceness the supervisor adds to its own (and so to everything below it).
+    pub nice: Nice,
     pub confinement: Confinement,
     pub argv: Vec<OsString>,
 }
@@ -196,6 +200,10 @@ impl Args {
             out.push("--grace-ms".into());
             let millis = u64::try_from(self.grace.as_millis()).unwrap_or(u64::MAX);
             out.push(millis.to_string().into());
+            if self.nice != Nice::SAME {
+                out.push("--nice".into());
+                out.push(self.nice.to_string().into());
+            }
         }
         out.extend(self.confinement.to_args());
         out.push("--".into());
@@ -205,7 +213,10 @@ impl Args {
 
     fn parse(args: impl Iterator<Item = OsString>) -> Result<Args, String> {
         let mut args = args.peekable();
-        let mut parsed = Args::default();
+        let mut parsed = Args {
+            nice: Nice::SAME,
+            ..Args::default()
+        };
         let c = &mut parsed.confinement;
         loop {
             let Some(flag) = args.next() else {
@@ -224,6 +235,7 @@ impl Args {
             if !matches!(
                 flag.as_str(),
                 "--grace-ms"
+                    | "--nice"
                     | "--cpu"
                     | "--memory"
                     | "--nofile"
@@ -245,6 +257,12 @@ impl Args {
             };
             match flag.as_str() {
                 "--grace-ms" => parsed.grace = Duration::from_millis(number()?),
+                "--nice" => {
+                    parsed.nice = u8::try_from(number()?)
+                        .ok()
+                        .and_then(Nice::new)
+                        .ok_or_else(|| format!("option --nice: not 0 to {}", Nice::MAX))?;
+                }
                 "--cpu" => c.cpu_secs = Some(number()?),
                 "--memory" => c.memory = Some(number()?),
                 "--nofile" => c.nofile = Some(number()?),
@@ -302,6 +320,17 @@ fn supervise(args: &Args) -> ExitCode {
     // A new session: off the daemon's terminal and process group, and one id (our pid)
     // for the whole tree, which the daemon can kill as a last resort. Fails only if we
     // already lead a group (started by hand from a shell): harmless.
+    // Before the runtime starts its threads, so that they and the command inherit it.
+    if let Err(e) = args.nice.lower_this_thread() {
+        return fail(
+            &mut report,
+            EXIT_INTERNAL,
+            &format!(
+                "cannot lower the command's CPU priority by {}: {e}",
+                args.nice
+            ),
+        );
+    }
     let daemon = nix::unistd::getppid();
     let _ = nix::unistd::setsid();
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
@@ -598,6 +627,7 @@ mod tests {
     fn arguments_round_trip() {
         let args = Args {
             grace: Duration::from_millis(1500),
+            nice: Nice::new(7).unwrap(),
             confinement: Confinement {
                 cpu_secs: Some(60),
                 memory: Some(1 << 30),
@@ -616,6 +646,7 @@ mod tests {
 
         let bare = Args {
             grace: Duration::ZERO,
+            nice: Nice::SAME,
             confinement: Confinement::default(),
             argv: os(&["/bin/sh", "-c", "echo hi"]),
         };
@@ -641,6 +672,10 @@ mod tests {
             "unknown option --bogus"
         );
         assert_eq!(parse(&["--nofile"]), "option --nofile needs a value");
+        assert_eq!(
+            parse(&["--nice", "20", "--", "a"]),
+            "option --nice: not 0 to 19"
+        );
         assert_eq!(parse(&["--"]), "no program given after `--`");
         assert_eq!(parse(&["make"]), "unknown option make");
     }

@@ -19,6 +19,7 @@ pub mod changed;
 mod cleanup;
 pub mod identity;
 pub mod launcher;
+pub mod priority;
 mod procs;
 mod sandbox;
 pub mod summary;
@@ -37,6 +38,7 @@ use tokio::process::{Child, ChildStderr, ChildStdout};
 use tokio::sync::watch;
 
 use crate::joblog::{JobLog, Lines, LogFile, Stream};
+pub use priority::Nice;
 
 /// One deploy command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +53,8 @@ pub enum Command {
 /// inherited by everything it starts. `None` leaves the daemon's own limit.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Limits {
+    /// How far below the daemon's CPU priority the job's checkout and commands run.
+    pub nice: Nice,
     /// CPU time (RLIMIT_CPU, whole seconds, rounded up). At the limit the command gets
     /// SIGXCPU, a second later SIGKILL.
     pub cpu: Option<Duration>,
@@ -521,6 +525,7 @@ fn spawn_supervisor(
 ) -> Result<(Child, Supervisor, std::io::PipeReader), String> {
     let launch = launcher::Args {
         grace: spec.kill_grace,
+        nice: spec.limits.nice,
         confinement: confinement.clone(),
         argv: argv(command),
     };

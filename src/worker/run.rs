@@ -14,7 +14,7 @@ use crate::git::{self, Abort, Git, GitError, OnRef, Remote, Retry};
 use crate::joblog::JobLogs;
 use crate::metrics::Metrics;
 use crate::runner::identity::CommandUser;
-use crate::runner::{Outcome, RunSpec};
+use crate::runner::{Nice, Outcome, RunSpec};
 use crate::store::{CheckIn, Finished, InstanceId, Job, JobId, JobState, Origin, Retention, Store};
 
 /// The permissions of `state_dir`'s folders. Commands of another user must reach their
@@ -650,6 +650,7 @@ impl Worker {
             on_ref,
             worktree.clone(),
             rule.timeout,
+            rule.limits.nice,
             &mut cancel,
         )
         .await;
@@ -761,7 +762,12 @@ fn rule_of<'c>(config: &'c Config, job: &Job) -> Option<(&'c Hook, &'c Rule)> {
 /// the job does not wait for that: it ends now, the thread stops at the next chance, and
 /// the next checkout of this work tree waits for it (the git module holds a lock per work
 /// tree). A plain thread rather than `spawn_blocking`: the runtime waits for blocking
-/// tasks when it shuts down, and a stopping daemon must not.
+/// tasks when it shuts down, and a stopping daemon must not; and one of the job's own,
+/// so that it can run at the job's CPU priority (`nice`) and end with it.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "each is one part of what to check out, how, and for how long"
+)]
 async fn checkout_within(
     git: Arc<dyn Checkout>,
     remote: Remote,
@@ -769,6 +775,7 @@ async fn checkout_within(
     on_ref: OnRef,
     worktree: PathBuf,
     budget: Duration,
+    nice: Nice,
     cancel: &mut watch::Receiver<bool>,
 ) -> Result<git::CheckoutInfo, GitError> {
     let abort = Abort::after(budget);
@@ -777,6 +784,12 @@ async fn checkout_within(
     std::thread::Builder::new()
         .name(format!("checkout-{}", job.id.0))
         .spawn(move || {
+            // Raising a niceness needs no privilege, so this fails only where the call
+            // is filtered out; the checkout then runs at the daemon's priority, as
+            // before: worth a warning, not a failed job.
+            if let Err(e) = nice.lower_this_thread() {
+                tracing::warn!("cannot lower the checkout's CPU priority by {nice}: {e}");
+            }
             let _ = done.send(git.checkout(&remote, &git_ref, &sha, on_ref, &abort, &worktree));
         })
         .map_err(|e| GitError::Local {

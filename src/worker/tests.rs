@@ -717,3 +717,50 @@ async fn an_end_that_cannot_be_recorded_is_recorded_once_it_can() {
     };
     assert_eq!((job, state), (second, JobState::Succeeded));
 }
+
+/// Checks out nothing, and notes the CPU priority of the thread it was asked on.
+struct PriorityCheckout(std::sync::Mutex<Option<i32>>);
+
+impl Checkout for PriorityCheckout {
+    fn checkout(
+        &self,
+        remote: &Remote,
+        git_ref: &str,
+        sha: &str,
+        on_ref: OnRef,
+        abort: &Abort,
+        worktree: &Path,
+    ) -> Result<CheckoutInfo, GitError> {
+        *self.0.lock().unwrap() = Some(crate::runner::priority::this_thread().unwrap());
+        NoCheckout.checkout(remote, git_ref, sha, on_ref, abort, worktree)
+    }
+}
+
+/// A job's checkout runs at the job's CPU priority (`limits.nice`, 10 by default) on a
+/// thread of its own, and the worker's threads keep the daemon's.
+#[tokio::test]
+async fn a_checkout_runs_below_the_daemon_s_cpu_priority() {
+    let s = setup(Commands::Succeed, false);
+    let checkout = Arc::new(PriorityCheckout(std::sync::Mutex::new(None)));
+    let parts = Parts {
+        checkout: Arc::clone(&checkout) as Arc<dyn Checkout>,
+        ..s.parts.clone()
+    };
+    let state_dir = s.config.get().server.state_dir.clone();
+    let worker = Worker::new(
+        Arc::clone(&s.config),
+        s.store.clone(),
+        JobLogs::open(&state_dir).unwrap(),
+        Arc::new(Metrics::default()),
+        parts,
+    );
+    let daemon = crate::runner::priority::this_thread().unwrap();
+    let id = queue(&s.store, "h").await;
+    assert!(matches!(worker.execute_one().await, Step::Ran { job, .. } if job == id));
+    let nice = crate::config::Nice::default();
+    assert_eq!(
+        *checkout.0.lock().unwrap(),
+        Some((daemon + i32::from(nice.steps())).min(19))
+    );
+    assert_eq!(crate::runner::priority::this_thread().unwrap(), daemon);
+}

@@ -153,7 +153,7 @@ fn the_schema_accepts_the_shipped_configs() {
         retry_interrupted = true
         env = { A = "1" }
         run_as = "deploy"
-        limits = { cpu = "1m", memory = "1GiB", nofile = 64, nproc = 32 }
+        limits = { cpu = "1m", memory = "1GiB", nofile = 64, nproc = 32, nice = 4 }
         sandbox = true
 
         [[hook]]
@@ -360,6 +360,11 @@ fn check(root: &Value, schema: &Value, value: &Value, path: &str, errors: &mut S
             "minimum" => {
                 if value.as_f64().is_some_and(|n| n < rule.as_f64().unwrap()) {
                     let _ = writeln!(errors, "{here}: below the minimum {rule}");
+                }
+            }
+            "maximum" => {
+                if value.as_f64().is_some_and(|n| n > rule.as_f64().unwrap()) {
+                    let _ = writeln!(errors, "{here}: above the maximum {rule}");
                 }
             }
             "items" => {

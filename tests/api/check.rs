@@ -181,7 +181,7 @@ commands = [["make"]]
 queue = "lifo"
 run_as = "no-such-user-here"
 env = { "1BAD" = "x", DEPLOYHOOK_SHA = "y", GOOD = "z" }
-limits = { cpu = "1h", memory = "lots", nofiles = 10 }
+limits = { cpu = "1h", memory = "lots", nofiles = 10, nice = 25 }
 "#;
     let dir = TestDir::new(text);
     let file = dir.config_path().display().to_string();
@@ -199,6 +199,7 @@ limits = { cpu = "1h", memory = "lots", nofiles = 10 }
         "20:23: env: DEPLOYHOOK_SHA is set by deployhook itself for every job".to_owned(),
         "21:33: limits.memory: \"lots\" is not a size: write a whole number and a unit, like \"25MiB\"".to_owned(),
         "21:41: unknown key `nofiles` in limits; did you mean `nofile`?".to_owned(),
+        "21:62: limits.nice: must be 0 (the daemon's own CPU priority) to 19 (the lowest), not 25".to_owned(),
     ];
     let mut want: Vec<String> = want.iter().map(|w| format!("{file}:{w}")).collect();
     want.sort_by_key(|l| {

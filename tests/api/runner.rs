@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use deployhook::config::Command;
 use deployhook::joblog::JobLogs;
-use deployhook::runner::{self, Limits, Outcome, RunSpec};
+use deployhook::runner::{self, Limits, Nice, Outcome, RunSpec};
 use deployhook::store::JobId;
 use tokio::sync::watch;
 
@@ -692,6 +692,7 @@ fn resource_limits_are_set() {
         memory: Some(512 << 20),
         nofile: Some(64),
         nproc: Some(321),
+        nice: Nice::SAME,
     };
     assert_eq!(job.run(), Outcome::Succeeded);
     let out = job.log().out();
@@ -712,6 +713,33 @@ fn resource_limits_are_set() {
     );
     assert_eq!(limit("Max open files"), ["64", "64", "files"]);
     assert_eq!(limit("Max processes"), ["321", "321", "processes"]);
+}
+
+/// The niceness of this thread, as the kernel shows it (field 19 of its `stat`).
+fn niceness(stat: &str) -> i32 {
+    // The command name, field 2, is in parentheses and may hold spaces.
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    after_name.split(' ').nth(16).unwrap().parse().unwrap()
+}
+
+/// A command runs `limits.nice` steps below the daemon's CPU priority; the daemon
+/// (this test) keeps its own.
+#[test]
+fn a_command_runs_at_the_rule_s_cpu_priority() {
+    let own = || niceness(&std::fs::read_to_string("/proc/thread-self/stat").unwrap());
+    let daemon = own();
+    for steps in [0, 5] {
+        let mut job = Job::new(vec![argv(&["cat", "/proc/self/stat"])]);
+        job.spec.limits.nice = Nice::new(steps).unwrap();
+        assert_eq!(job.run(), Outcome::Succeeded);
+        let out = job.log().out();
+        assert_eq!(
+            niceness(&out[0]),
+            (daemon + i32::from(steps)).min(19),
+            "nice {steps}: {out:?}"
+        );
+    }
+    assert_eq!(own(), daemon);
 }
 
 #[test]
