@@ -77,16 +77,18 @@ impl Application {
                 .app_data(web::JsonConfig::default().error_handler(|e, _| {
                     error::ApiError::BadRequest(format!("invalid JSON body: {e}")).into()
                 }))
-                .configure(api::routes)
-                .configure(controls::routes)
-                .configure(ui::routes)
-                .configure(ops::routes)
-                .configure(status::routes)
+                // First: the router tries resources in this order, each dynamic one
+                // with a regex, and deliveries are most of the requests.
                 .service(
                     web::resource("/hooks/{id}")
                         .route(web::post().to(hooks::deliver))
                         .default_service(web::to(error::method_not_allowed)),
                 )
+                .configure(api::routes)
+                .configure(controls::routes)
+                .configure(ui::routes)
+                .configure(ops::routes)
+                .configure(status::routes)
                 .default_service(web::to(error::not_found))
         })
         // main handles SIGINT/SIGTERM itself and stops the server through its handle.
