@@ -1,9 +1,10 @@
 //! The embedded backend: one SQLite file, `state_dir/deployhook.db`, in WAL mode with
 //! `synchronous=FULL`.
 //!
-//! All writes go through one writer thread. Acceptances and delivery records that arrive
-//! together are committed in one transaction (group commit): each is durable (fsync)
-//! before its caller hears back, yet a burst costs one fsync, not one per delivery. Reads
+//! All writes go through one writer thread. Acceptances, delivery records and the
+//! worker's claims, heartbeats and finishes that arrive together are committed in one
+//! transaction (group commit): each is durable (fsync) before its caller hears back, yet
+//! a burst costs one fsync, not one per write. Reads
 //! run on connections of their own (WAL lets them), so an API call never waits behind
 //! the writer.
 
@@ -66,6 +67,49 @@ enum Batched {
         retention: Retention,
         reply: Reply<Vec<JobId>>,
     },
+    /// Any other write that may share a group commit (the worker's claims, heartbeats
+    /// and finishes: in a busy hour one job's two or three commits each cost a
+    /// delivery queued behind it a whole fsync). It runs in a savepoint of its own.
+    Joined(Box<dyn JoinedWrite>),
+}
+
+/// A write run inside a group commit's transaction, answered once that is durable.
+trait JoinedWrite: Send {
+    /// Does the write; false: it failed, and what it did is to be rolled back.
+    fn run(&mut self, conn: &Connection, now: Now) -> bool;
+    /// Answers the caller with the write's outcome, or `committed`'s error.
+    fn answer(self: Box<Self>, committed: Result<(), StoreError>);
+}
+
+/// A closure's [`JoinedWrite`]: `f` runs once, its outcome kept for [`JoinedWrite::answer`].
+struct Pending<T, F> {
+    f: Option<F>,
+    out: Option<Result<T, StoreError>>,
+    reply: Reply<T>,
+}
+
+impl<T, F> JoinedWrite for Pending<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection, Now) -> rusqlite::Result<T> + Send,
+{
+    fn run(&mut self, conn: &Connection, now: Now) -> bool {
+        let Some(f) = self.f.take() else {
+            return false;
+        };
+        let out = f(conn, now).map_err(StoreError::from);
+        let ok = out.is_ok();
+        self.out = Some(out);
+        ok
+    }
+
+    fn answer(self: Box<Self>, committed: Result<(), StoreError>) {
+        let Pending { out, reply, .. } = *self;
+        let out = committed.and_then(|()| {
+            out.unwrap_or_else(|| Err(StoreError::Write("the write never ran".to_owned())))
+        });
+        let _ = reply.send(out);
+    }
 }
 
 /// What one batched write did, before its transaction commits.
@@ -75,6 +119,8 @@ enum Done {
     /// A prune's error stays its own: its savepoint rolled back, the deliveries beside it
     /// commit.
     Pruned(Result<Vec<JobId>, StoreError>),
+    /// Its outcome is kept in the write itself.
+    Joined,
 }
 
 /// One request to the writer thread.
@@ -179,6 +225,22 @@ impl Sqlite {
             answer.await.map_err(|_| StoreError::Closed)?
         }
         .boxed()
+    }
+
+    /// Runs `f` on the writer thread in the next group commit, in a savepoint of its own:
+    /// it shares the fsync of the deliveries beside it, and its error undoes it alone.
+    fn joined<T, F>(&self, f: F) -> Answer<'_, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, Now) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.batched(move |reply| {
+            Batched::Joined(Box::new(Pending {
+                f: Some(f),
+                out: None,
+                reply,
+            }))
+        })
     }
 
     /// Runs `f` on the writer thread, in a transaction of its own.
@@ -295,7 +357,7 @@ impl Backend for Sqlite {
             if !self.read(move |c| jobs::claimable(c, &ask)).await? {
                 return Ok(None);
             }
-            self.write(move |tx, now| jobs::claim(tx, &owner, ms(lease_until), &skip_hooks, now))
+            self.joined(move |c, now| jobs::claim(c, &owner, ms(lease_until), &skip_hooks, now))
                 .await
         }
         .boxed()
@@ -307,7 +369,7 @@ impl Backend for Sqlite {
         running: Vec<JobId>,
         lease_until: SystemTime,
     ) -> Answer<'_, Heartbeat> {
-        self.write(move |tx, _| jobs::heartbeat(tx, &owner, &running, ms(lease_until)))
+        self.joined(move |c, _| jobs::heartbeat(c, &owner, &running, ms(lease_until)))
     }
 
     fn finish(
@@ -318,8 +380,8 @@ impl Backend for Sqlite {
         detail: String,
         summary: Option<String>,
     ) -> Answer<'_, Finished> {
-        self.write(move |tx, now| {
-            jobs::finish(tx, &owner, id, state, &detail, summary.as_deref(), now)
+        self.joined(move |c, now| {
+            jobs::finish(c, &owner, id, state, &detail, summary.as_deref(), now)
         })
     }
 
@@ -457,7 +519,7 @@ fn announce(notify: &watch::Sender<u64>) {
     notify.send_modify(|n| *n = n.wrapping_add(1));
 }
 
-fn commit_batch(conn: &mut Connection, batch: Vec<Batched>, notify: &watch::Sender<u64>) {
+fn commit_batch(conn: &mut Connection, mut batch: Vec<Batched>, notify: &watch::Sender<u64>) {
     if batch.is_empty() {
         return;
     }
@@ -465,7 +527,7 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Batched>, notify: &watch::Send
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = Now::system();
         let mut done = Vec::with_capacity(batch.len());
-        for b in &batch {
+        for b in &mut batch {
             done.push(match b {
                 Batched::Accept {
                     delivery,
@@ -492,6 +554,10 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Batched>, notify: &watch::Send
                 }
                 Batched::Prune { retention, .. } => {
                     Done::Pruned(prune_within(&mut tx, *retention, now)?)
+                }
+                Batched::Joined(write) => {
+                    join_within(&mut tx, write.as_mut(), now)?;
+                    Done::Joined
                 }
             });
         }
@@ -533,6 +599,8 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Batched>, notify: &watch::Send
             (Batched::Prune { reply, .. }, Err(e)) => {
                 let _ = reply.send(Err(e));
             }
+            (Batched::Joined(write), Ok(Done::Joined)) => write.answer(Ok(())),
+            (Batched::Joined(write), Err(e)) => write.answer(Err(e)),
             (_, Ok(_)) => unreachable!("each batched write is answered with its own outcome"),
         }
     }
@@ -556,6 +624,21 @@ fn prune_within(
             sp.rollback()?;
             Ok(Err(StoreError::from(e)))
         }
+    }
+}
+
+/// Runs a joined write inside a savepoint of the group commit's transaction, as
+/// [`prune_within`] does a prune.
+fn join_within(
+    tx: &mut rusqlite::Transaction<'_>,
+    write: &mut dyn JoinedWrite,
+    now: Now,
+) -> rusqlite::Result<()> {
+    let mut sp = tx.savepoint()?;
+    if write.run(&sp, now) {
+        sp.commit()
+    } else {
+        sp.rollback()
     }
 }
 
@@ -779,6 +862,38 @@ mod tests {
         assert_eq!(counted, naive);
     }
 
+    /// Runs `f` on `store`'s writer connection, between group commits; `f` may hold it.
+    fn on_writer(store: &super::Sqlite, f: Box<dyn FnOnce(&mut rusqlite::Connection) + Send>) {
+        store.tx.send(super::Op::Alone(f)).unwrap();
+    }
+
+    /// Holds `store`'s writer until the returned sender sends, after running `sql` on its
+    /// connection (a temporary trigger, say) and counting its commits from then on.
+    fn hold_writer(
+        store: &super::Sqlite,
+        sql: &'static str,
+    ) -> (
+        std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        std::sync::mpsc::Sender<()>,
+    ) {
+        let commits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = std::sync::Arc::clone(&commits);
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        on_writer(
+            store,
+            Box::new(move |conn| {
+                conn.execute_batch(sql).unwrap();
+                conn.commit_hook(Some(move || {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    false
+                }))
+                .unwrap();
+                held.recv().unwrap();
+            }),
+        );
+        (commits, release)
+    }
+
     /// A prune rides the group commit of the deliveries waiting beside it (one commit,
     /// one fsync, not one of its own), and a prune that fails undoes only itself: the
     /// deliveries in the same transaction are still accepted, the old job is still there,
@@ -787,7 +902,7 @@ mod tests {
     fn a_prune_commits_with_the_deliveries_beside_it() {
         use super::super::Backend as _;
         use super::super::types::{Acceptance, Retention};
-        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::atomic::Ordering;
         let (rt, _dir, store) = writer_under_test();
         let accept = |n: u32| accept_nth(&store, n);
         let Acceptance::Queued(old) = rt.block_on(accept(0)).unwrap() else {
@@ -799,26 +914,11 @@ mod tests {
             keep_for: std::time::Duration::from_secs(3600),
             at_most: 10,
         };
-        // Runs `f` on the writer's connection, between group commits; `f` may hold it.
-        let on_writer = |f: Box<dyn FnOnce(&mut rusqlite::Connection) + Send>| {
-            store.tx.send(super::Op::Alone(f)).unwrap();
-        };
-        let commits = std::sync::Arc::new(AtomicUsize::new(0));
-        let counter = std::sync::Arc::clone(&commits);
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        on_writer(Box::new(move |conn| {
-            conn.execute_batch(
-                "CREATE TEMP TRIGGER no_prune BEFORE DELETE ON main.jobs
-                 BEGIN SELECT RAISE(ABORT, 'held by the test'); END",
-            )
-            .unwrap();
-            conn.commit_hook(Some(move || {
-                counter.fetch_add(1, Ordering::SeqCst);
-                false
-            }))
-            .unwrap();
-            held.recv().unwrap();
-        }));
+        let (commits, release) = hold_writer(
+            &store,
+            "CREATE TEMP TRIGGER no_prune BEFORE DELETE ON main.jobs
+             BEGIN SELECT RAISE(ABORT, 'held by the test'); END",
+        );
         // Queued while the writer is held, so they wait for the same group commit.
         let (first, prune, second) = (accept(1), store.prune(keep), accept(2));
         release.send(()).unwrap();
@@ -833,13 +933,90 @@ mod tests {
             "two deliveries and a prune, one commit"
         );
         assert!(rt.block_on(store.get(old[0])).unwrap().is_some());
-        on_writer(Box::new(|conn| {
-            conn.execute_batch("DROP TRIGGER temp.no_prune").unwrap();
-        }));
+        on_writer(
+            &store,
+            Box::new(|conn| {
+                conn.execute_batch("DROP TRIGGER temp.no_prune").unwrap();
+            }),
+        );
         // The first of the two deliveries' jobs, superseded by the second, goes too.
         let pruned = rt.block_on(store.prune(keep)).unwrap();
         assert!(pruned.contains(&old[0]), "{pruned:?}");
         assert!(rt.block_on(store.get(old[0])).unwrap().is_none());
+    }
+
+    /// The worker's heartbeats and finishes ride the group commit of the deliveries
+    /// beside them (one commit for all), and a finish that fails undoes only itself: the
+    /// deliveries and the heartbeat in the same transaction stand, the job is still
+    /// running, and finishing it again works.
+    #[test]
+    fn a_job_s_heartbeat_and_finish_commit_with_the_deliveries_beside_them() {
+        use super::super::Backend as _;
+        use super::super::types::{Acceptance, Finished, InstanceId, JobState};
+        use std::sync::atomic::Ordering;
+        let (rt, _dir, store) = writer_under_test();
+        let accept = |n: u32| accept_nth(&store, n);
+        let me = InstanceId::new();
+        let lease = |s| std::time::SystemTime::now() + std::time::Duration::from_secs(s);
+        rt.block_on(accept(0)).unwrap();
+        let job = rt
+            .block_on(store.claim(me.clone(), lease(60)))
+            .unwrap()
+            .expect("the delivery's job is claimable");
+        let (commits, release) = hold_writer(
+            &store,
+            "CREATE TEMP TRIGGER no_finish BEFORE UPDATE OF state ON main.jobs
+             WHEN NEW.state = 'succeeded'
+             BEGIN SELECT RAISE(ABORT, 'held by the test'); END",
+        );
+        // Queued while the writer is held, so they wait for the same group commit.
+        let until = lease(3600);
+        let first = accept(1);
+        let beat = store.heartbeat(me.clone(), vec![job.id], until);
+        let finish = store.finish(me.clone(), job.id, JobState::Succeeded, "done".into(), None);
+        let second = accept(2);
+        release.send(()).unwrap();
+        let (first, beat, finish, second) =
+            rt.block_on(async { tokio::join!(first, beat, finish, second) });
+        assert!(matches!(first, Ok(Acceptance::Queued(_))), "{first:?}");
+        assert!(matches!(second, Ok(Acceptance::Queued(_))), "{second:?}");
+        let beat = beat.expect("the heartbeat commits");
+        assert!(beat.lost.is_empty(), "{beat:?}");
+        let err = finish.expect_err("the trigger refuses the finish's update");
+        assert!(err.to_string().contains("held by the test"), "{err}");
+        assert_eq!(
+            commits.load(Ordering::SeqCst),
+            1,
+            "two deliveries, a heartbeat and a finish: one commit"
+        );
+        let still = rt.block_on(store.get(job.id)).unwrap().unwrap();
+        assert_eq!(still.state, JobState::Running);
+        let renewed: i64 = {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let id = job.id.0;
+            on_writer(
+                &store,
+                Box::new(move |conn| {
+                    conn.execute_batch("DROP TRIGGER temp.no_finish").unwrap();
+                    let until: i64 = conn
+                        .query_row("SELECT lease_until FROM jobs WHERE id = ?1", [id], |r| {
+                            r.get(0)
+                        })
+                        .unwrap();
+                    tx.send(until).unwrap();
+                }),
+            );
+            rx.recv().unwrap()
+        };
+        assert_eq!(
+            renewed,
+            super::ms(until),
+            "the heartbeat beside the failed finish was kept"
+        );
+        let again = rt.block_on(store.finish(me, job.id, JobState::Succeeded, "done".into(), None));
+        assert!(matches!(again, Ok(Finished::Recorded)), "{again:?}");
+        let done = rt.block_on(store.get(job.id)).unwrap().unwrap();
+        assert_eq!(done.state, JobState::Succeeded);
     }
 
     /// What SQLite counted for one statement, as of its last run.
