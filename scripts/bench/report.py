@@ -328,7 +328,8 @@ def build(values, failures):
     dur = (r.f("dh_ingest_duration_us") or 0) / 1e6
     w(f"| of which the `store-writer` thread (every SQLite write) | {fmt(a, 2, ' s')}"
       + (f" ({a / dur:.0%} of one core)" if a is not None and dur else "") + " | | |")
-    ck = r.f("dh_ingest_thread_cpu_store_checkpoint") or 0.0
+    # Linux keeps 15 bytes of a thread's name: "store-checkpoint" reads "store-checkpoin".
+    ck = r.f("dh_ingest_thread_cpu_store_checkpoin") or 0.0
     w(f"| of which the `store-checkpoint` thread (copying the WAL into the database) | {fmt(ck, 2, ' s')} | | |")
     a = r.f("dh_ingest_thread_cpu_actix_rt_system")
     w(f"| of which the HTTP workers (`actix-rt`) | {fmt(a, 2, ' s')} | | |")
