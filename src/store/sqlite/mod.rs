@@ -61,15 +61,10 @@ enum Batched {
         reason: String,
         reply: Reply<()>,
     },
-    /// A slice of history: committed with the deliveries beside it rather than with an
-    /// fsync of its own, so a delivery waits at most one small slice's statements.
-    Prune {
-        retention: Retention,
-        reply: Reply<Vec<JobId>>,
-    },
-    /// Any other write that may share a group commit (the worker's claims, heartbeats
-    /// and finishes: in a busy hour one job's two or three commits each cost a
-    /// delivery queued behind it a whole fsync). It runs in a savepoint of its own.
+    /// Any other write that may share a group commit, run in a savepoint of its own: a
+    /// slice of history (so a delivery waits at most one small slice's statements), and
+    /// the worker's claims, heartbeats and finishes (in a busy hour one job's two or
+    /// three commits each cost a delivery queued behind it a whole fsync).
     Joined(Box<dyn JoinedWrite>),
 }
 
@@ -116,10 +111,8 @@ where
 enum Done {
     Accepted(Acceptance),
     Recorded,
-    /// A prune's error stays its own: its savepoint rolled back, the deliveries beside it
-    /// commit.
-    Pruned(Result<Vec<JobId>, StoreError>),
-    /// Its outcome is kept in the write itself.
+    /// Its outcome is kept in the write itself: an error stays its own (its savepoint
+    /// rolled back, the deliveries beside it commit).
     Joined,
 }
 
@@ -446,7 +439,7 @@ impl Backend for Sqlite {
     }
 
     fn prune(&self, retention: Retention) -> Answer<'_, Vec<JobId>> {
-        self.batched(|reply| Batched::Prune { retention, reply })
+        self.joined(move |c, now| jobs::prune(c, retention, now))
     }
 
     fn outbox_due(
@@ -552,9 +545,6 @@ fn commit_batch(conn: &mut Connection, mut batch: Vec<Batched>, notify: &watch::
                     jobs::record(&tx, delivery, *outcome, reason, now)?;
                     Done::Recorded
                 }
-                Batched::Prune { retention, .. } => {
-                    Done::Pruned(prune_within(&mut tx, *retention, now)?)
-                }
                 Batched::Joined(write) => {
                     join_within(&mut tx, write.as_mut(), now)?;
                     Done::Joined
@@ -587,16 +577,10 @@ fn commit_batch(conn: &mut Connection, mut batch: Vec<Batched>, notify: &watch::
             (Batched::Record { reply, .. }, Ok(Done::Recorded)) => {
                 let _ = reply.send(Ok(()));
             }
-            (Batched::Prune { reply, .. }, Ok(Done::Pruned(ids))) => {
-                let _ = reply.send(ids);
-            }
             (Batched::Accept { reply, .. }, Err(e)) => {
                 let _ = reply.send(Err(e));
             }
             (Batched::Record { reply, .. }, Err(e)) => {
-                let _ = reply.send(Err(e));
-            }
-            (Batched::Prune { reply, .. }, Err(e)) => {
                 let _ = reply.send(Err(e));
             }
             (Batched::Joined(write), Ok(Done::Joined)) => write.answer(Ok(())),
@@ -606,29 +590,9 @@ fn commit_batch(conn: &mut Connection, mut batch: Vec<Batched>, notify: &watch::
     }
 }
 
-/// Prunes inside a savepoint of the group commit's transaction: a failed prune undoes
-/// itself alone and reports its error; only a failure to set up or release the savepoint
-/// (the transaction itself is broken) fails the batch.
-fn prune_within(
-    tx: &mut rusqlite::Transaction<'_>,
-    retention: Retention,
-    now: Now,
-) -> rusqlite::Result<Result<Vec<JobId>, StoreError>> {
-    let mut sp = tx.savepoint()?;
-    match jobs::prune(&sp, retention, now) {
-        Ok(ids) => {
-            sp.commit()?;
-            Ok(Ok(ids))
-        }
-        Err(e) => {
-            sp.rollback()?;
-            Ok(Err(StoreError::from(e)))
-        }
-    }
-}
-
-/// Runs a joined write inside a savepoint of the group commit's transaction, as
-/// [`prune_within`] does a prune.
+/// Runs a joined write inside a savepoint of the group commit's transaction: a failed
+/// write undoes itself alone; only a failure to set up or end the savepoint (the
+/// transaction itself is broken) fails the batch.
 fn join_within(
     tx: &mut rusqlite::Transaction<'_>,
     write: &mut dyn JoinedWrite,
