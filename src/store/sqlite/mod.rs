@@ -182,7 +182,8 @@ impl Sqlite {
         // worker's first recovery finds those jobs at once instead of a lease later.
         jobs::void_leases(&conn).map_err(|e| open_err(e.to_string()))?;
         let checkpoint_hold = Arc::new(Mutex::new(()));
-        checkpoint::start(&path, &mut conn, Arc::clone(&checkpoint_hold)).map_err(open_err)?;
+        let gate =
+            checkpoint::start(&path, &mut conn, Arc::clone(&checkpoint_hold)).map_err(open_err)?;
         let (tx, rx) = mpsc::channel();
         let notify = Arc::new(watch::Sender::new(0));
         let announce = Arc::clone(&notify);
@@ -191,7 +192,7 @@ impl Sqlite {
             .spawn(move || {
                 // Held for as long as this store can write: see `lock`.
                 let _held = lock;
-                writer(conn, &rx, &announce);
+                writer(conn, &rx, &announce, &gate);
             })
             .map_err(|e| open_err(e.to_string()))?;
         Ok(Sqlite {
@@ -483,7 +484,13 @@ impl Backend for Sqlite {
     }
 }
 
-fn writer(mut conn: Connection, rx: &mpsc::Receiver<Op>, notify: &watch::Sender<u64>) {
+/// Each transaction inside `gate`, which a checkpoint catching up holds for a moment.
+fn writer(
+    mut conn: Connection,
+    rx: &mpsc::Receiver<Op>,
+    notify: &watch::Sender<u64>,
+    gate: &checkpoint::Gate,
+) {
     while let Ok(first) = rx.recv() {
         // Gather the deliveries waiting right now into one transaction; any other
         // operation is done on its own, in arrival order.
@@ -498,13 +505,14 @@ fn writer(mut conn: Connection, rx: &mpsc::Receiver<Op>, notify: &watch::Sender<
                     }
                 }
                 Op::Alone(run) => {
-                    commit_batch(&mut conn, std::mem::take(&mut batch), notify);
+                    commit_batch(&mut conn, std::mem::take(&mut batch), notify, gate);
+                    let _turn = gate.enter();
                     run(&mut conn);
                     next = rx.try_recv().ok();
                 }
             }
         }
-        commit_batch(&mut conn, batch, notify);
+        commit_batch(&mut conn, batch, notify, gate);
     }
 }
 
@@ -512,10 +520,16 @@ fn announce(notify: &watch::Sender<u64>) {
     notify.send_modify(|n| *n = n.wrapping_add(1));
 }
 
-fn commit_batch(conn: &mut Connection, mut batch: Vec<Batched>, notify: &watch::Sender<u64>) {
+fn commit_batch(
+    conn: &mut Connection,
+    mut batch: Vec<Batched>,
+    notify: &watch::Sender<u64>,
+    gate: &checkpoint::Gate,
+) {
     if batch.is_empty() {
         return;
     }
+    let turn = gate.enter();
     let result = (|| -> rusqlite::Result<Vec<Done>> {
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = Now::system();
@@ -554,6 +568,7 @@ fn commit_batch(conn: &mut Connection, mut batch: Vec<Batched>, notify: &watch::
         tx.commit()?;
         Ok(done)
     })();
+    drop(turn);
     let done: Vec<Result<Done, StoreError>> = match result {
         Ok(done) => {
             announce(notify);
@@ -700,6 +715,52 @@ mod tests {
             );
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+    }
+
+    /// The log starts over even while commits never stop: eight senders commit back to
+    /// back, so every checkpoint pass is overtaken by the commits landing while it copies,
+    /// and the writer never pauses long enough for a pass to finish between two of them.
+    /// A pass left behind is followed by one that holds the writer back, so the log
+    /// starts over (its header's salt changes) again and again. Without that second
+    /// pass it never starts over here, and grows for as long as the deliveries come.
+    #[test]
+    fn the_log_starts_over_while_deliveries_keep_coming() {
+        let (rt, dir, store) = writer_under_test();
+        let wal = dir.path().join("deployhook.db-wal");
+        let header = |p: &std::path::Path| -> Option<(u64, [u8; 8])> {
+            use std::io::Read as _;
+            let mut f = std::fs::File::open(p).ok()?;
+            let mut h = [0u8; 32];
+            f.read_exact(&mut h).ok()?;
+            let page = u64::from(u32::from_be_bytes(h[8..12].try_into().unwrap()));
+            Some((page, h[16..24].try_into().unwrap()))
+        };
+        let next = std::sync::atomic::AtomicU32::new(0);
+        let restarts = std::sync::Mutex::new((None, 0_u32));
+        let sender = || async {
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= 6_000 {
+                    break;
+                }
+                accept_nth(&store, n).await.unwrap();
+                let salt = header(&wal).map(|(_, salt)| salt);
+                let mut seen = restarts.lock().unwrap();
+                if seen.0.is_some() && seen.0 != salt {
+                    seen.1 += 1;
+                }
+                seen.0 = salt;
+            }
+        };
+        rt.block_on(futures_util::future::join_all((0..8).map(|_| sender())));
+        let (page, _) = header(&wal).unwrap();
+        let frames = (std::fs::metadata(&wal).unwrap().len() - 32) / (page + 24);
+        let restarts = restarts.lock().unwrap().1;
+        // About twenty here; none without the pass that holds the writer back.
+        assert!(
+            restarts >= 5,
+            "the log started over {restarts} times in 6,000 deliveries and is {frames} frames long: checkpoints did not catch up with the writer"
+        );
     }
 
     /// The pages of the `jobs` table and its indexes that each commit in the log after
