@@ -33,9 +33,13 @@ fn queued(v: &Value, out: &mut dyn Write) -> Result<u64, CtlError> {
         .as_str()
         .map(|r| format!(": {r}"))
         .unwrap_or_default();
+    let held = match j["state"].as_str() {
+        Some("held") => ", held until the hook is resumed",
+        _ => "",
+    };
     let _ = writeln!(
         out,
-        "queued job {id} for {} at {} (rule {}){why}",
+        "queued job {id} for {} at {} (rule {}){why}{held}",
         j["ref"].as_str().unwrap_or(""),
         j["sha"].as_str().unwrap_or(""),
         j["rule_key"].as_str().unwrap_or("?"),

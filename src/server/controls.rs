@@ -47,6 +47,8 @@ struct ManualJob<'a> {
 pub(super) struct Queued {
     pub hook: String,
     pub id: JobId,
+    /// `queued`, or `held` on a paused hook.
+    state: JobState,
     rule: usize,
     rule_key: String,
     git_ref: RefName,
@@ -62,7 +64,7 @@ impl Queued {
             "hook": self.hook,
             "jobs": [{
                 "id": self.id.0, "rule": self.rule, "rule_key": self.rule_key,
-                "ref": self.git_ref.as_str(), "sha": self.sha.as_str(), "state": "queued",
+                "ref": self.git_ref.as_str(), "sha": self.sha.as_str(), "state": self.state.as_str(),
                 "reason": self.reason,
             }],
         }))
@@ -108,8 +110,8 @@ async fn queue_manual(state: &AppState, m: ManualJob<'_>) -> Result<Queued, ApiE
         .accept(asked, Vec::new(), vec![job], m.hook.max_queued)
         .await
         .map_err(unavailable)?;
-    let id = match accepted {
-        Acceptance::Queued(ids) => ids[0],
+    let job = match accepted {
+        Acceptance::Queued(entered) => entered[0],
         Acceptance::Full { waiting } => {
             return Err(ApiError::QueueFull {
                 hook: m.hook.id.clone(),
@@ -120,11 +122,15 @@ async fn queue_manual(state: &AppState, m: ManualJob<'_>) -> Result<Queued, ApiE
             return Err(ApiError::Unavailable("the store refused the job".into()));
         }
     };
-    state.worker.wake();
-    tracing::info!(hook = %m.hook.id, job = id.0, git_ref = %m.git_ref, sha = %m.sha, force = m.force, reason = ?m.reason, "manual job queued");
+    if job.state == JobState::Queued {
+        state.worker.wake();
+    }
+    let id = job.id;
+    tracing::info!(hook = %m.hook.id, job = id.0, state = job.state.as_str(), git_ref = %m.git_ref, sha = %m.sha, force = m.force, reason = ?m.reason, "manual job queued");
     Ok(Queued {
         hook: m.hook.id.clone(),
         id,
+        state: job.state,
         rule: m.rule.index,
         rule_key: m.rule.key(),
         git_ref: m.git_ref,

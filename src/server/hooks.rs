@@ -15,7 +15,7 @@ use crate::config::Hook;
 use crate::event::{DeliveryId, RefName, Sha};
 use crate::forge;
 use crate::intake::{self, Decision, Deploy, IntakeError, JobSpec};
-use crate::store::{Acceptance, Delivery, NewJob, NotQueued, Origin, Prior};
+use crate::store::{Acceptance, Delivery, JobState, NewJob, NotQueued, Origin, Prior};
 use crate::verify::Headers;
 
 /// How long a request body may take to arrive in full.
@@ -264,17 +264,21 @@ async fn queue(
                 waiting,
             })
         }
-        Acceptance::Queued(ids) => {
+        Acceptance::Queued(entered) => {
             state
                 .metrics
                 .delivery(&hook.id, hook.forge.as_str(), "queued");
-            state.worker.wake();
-            let jobs: Vec<_> = ids
+            // A paused hook's jobs wait for its resume, which wakes the worker itself.
+            if entered.iter().any(|j| j.state == JobState::Queued) {
+                state.worker.wake();
+            }
+            let jobs: Vec<_> = entered
                 .iter()
                 .zip(&summary)
-                .map(|(id, ((rule, key), git_ref, sha))| {
-                    tracing::info!(hook = %hook.id, delivery = %show(delivery.as_ref()), job = id.0, rule = %key, git_ref = %git_ref, sha = %sha, "job queued");
-                    json!({ "id": id.0, "rule": rule, "rule_key": key, "ref": git_ref, "sha": sha, "state": "queued" })
+                .map(|(job, ((rule, key), git_ref, sha))| {
+                    let (id, job_state) = (job.id.0, job.state.as_str());
+                    tracing::info!(hook = %hook.id, delivery = %show(delivery.as_ref()), job = id, state = job_state, rule = %key, git_ref = %git_ref, sha = %sha, "job queued");
+                    json!({ "id": id, "rule": rule, "rule_key": key, "ref": git_ref, "sha": sha, "state": job_state })
                 })
                 .collect();
             let link = match delivery_str {

@@ -28,9 +28,9 @@ pub use pg_target::PgTarget;
 pub use postgres::{Connect as PgConnect, tls_config as pg_tls_config};
 pub use types::{
     Acceptance, Attempt, CancelResult, CheckIn, Cursor, Delivery, DeliveryOutcome, DeliveryRecord,
-    EventKind, Finished, Heartbeat, InstanceId, Job, JobEvent, JobFilter, JobId, JobState, NewJob,
-    NotQueued, Notification, Origin, OutboxDepth, OutboxId, OutboxState, Outgoing, Pause, Prior,
-    Queue, Retention, Subscription,
+    Entered, EventKind, Finished, Heartbeat, InstanceId, Job, JobEvent, JobFilter, JobId, JobState,
+    NewJob, NotQueued, Notification, Origin, OutboxDepth, OutboxId, OutboxState, Outgoing, Pause,
+    Prior, Queue, Retention, Subscription,
 };
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -286,13 +286,29 @@ pub enum Finished {
 /// The store's answer to a delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Acceptance {
-    /// Recorded; these jobs are queued.
-    Queued(Vec<JobId>),
+    /// Recorded; these jobs were queued, each left as its `state` says.
+    Queued(Vec<Entered>),
     /// One of the delivery's replay keys was accepted for this hook before.
     Duplicate(Prior),
     /// `max_queued` jobs already wait for this hook: nothing was queued (and the
     /// delivery may come again).
     Full { waiting: usize },
+}
+
+/// A job just queued, and the state its own transaction left it in: `Queued` (it may run),
+/// `Held` (its hook is paused) or `Superseded` (a push made on top of it was already
+/// here). Only a `Queued` one is worth waking the worker for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entered {
+    pub id: JobId,
+    pub state: JobState,
+}
+
+impl Entered {
+    /// The ids of `jobs`, in order.
+    pub fn ids(jobs: &[Entered]) -> Vec<JobId> {
+        jobs.iter().map(|j| j.id).collect()
+    }
 }
 
 /// What a duplicate's replay key was first accepted as.

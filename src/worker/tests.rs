@@ -196,7 +196,7 @@ async fn queue(store: &Store, hook: &str) -> JobId {
         .await
         .unwrap()
     {
-        Acceptance::Queued(ids) => ids[0],
+        Acceptance::Queued(entered) => entered[0].id,
         other @ (Acceptance::Duplicate(_) | Acceptance::Full { .. }) => panic!("{other:?}"),
     }
 }

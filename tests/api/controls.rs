@@ -70,10 +70,21 @@ fn pause_holds_jobs_across_a_restart_and_resume_deploys_them() {
     let (code, stdout, stderr) = cli(&app, &["pause", "site", "--reason", "incident 42"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.trim(), "hook site paused; 0 queued job(s) held");
-    // Deliveries are still verified, recorded and answered 202; the job is held.
-    let id = job_id(&push_generic(&app, "site", "refs/heads/main", ZERO, &v[0]));
+    // Deliveries are still verified, recorded and answered 202; the job is held, and the
+    // answer says so.
+    let answer = push_generic(&app, "site", "refs/heads/main", ZERO, &v[0]);
+    assert_eq!(answer.json()["jobs"][0]["state"], "held", "{}", answer.body);
+    let id = job_id(&answer);
     let job = get(app.addr, &format!("/api/jobs/{id}")).json();
     assert_eq!(job["state"], "held", "{job}");
+    // So is an operator's deploy, and the CLI says so.
+    let (code, stdout, stderr) = cli(&app, &["deploy", "site", "--ref", "main", "--sha", &v[0]]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("held until the hook is resumed"),
+        "{stdout}"
+    );
+    let manual = job_of(&stdout);
     assert_eq!(job["waiting_for"], "hook site is paused: incident 42");
     let metrics = get(app.addr, "/metrics").body;
     assert!(
@@ -95,8 +106,9 @@ fn pause_holds_jobs_across_a_restart_and_resume_deploys_them() {
     assert!(stdout.contains("paused: incident 42"), "{stdout}");
     let (code, stdout, _) = cli(&app, &["resume", "site"]);
     assert_eq!(code, 0);
-    assert_eq!(stdout.trim(), "hook site resumed; 1 held job(s) queued");
+    assert_eq!(stdout.trim(), "hook site resumed; 2 held job(s) queued");
     assert_eq!(wait_job(&app, id)["state"], "succeeded");
+    assert_eq!(wait_job(&app, manual)["state"], "succeeded");
     assert_eq!(read(&out.path().join("deployed")), "1");
     let (code, _, stderr) = cli(&app, &["resume", "site"]);
     assert_eq!(code, 1);

@@ -83,12 +83,17 @@ pub fn delivery(hook: &str) -> Delivery {
 }
 
 pub async fn queue(s: &Store, hook: &str, jobs: Vec<NewJob>) -> Vec<JobId> {
+    Entered::ids(&entered(s, hook, jobs).await)
+}
+
+/// Accepts a delivery of `jobs` for `hook`: the jobs and the state each was left in.
+pub async fn entered(s: &Store, hook: &str, jobs: Vec<NewJob>) -> Vec<Entered> {
     match s
         .accept(delivery(hook), Vec::new(), jobs, ROOM)
         .await
         .unwrap()
     {
-        Acceptance::Queued(ids) => ids,
+        Acceptance::Queued(entered) => entered,
         other @ (Acceptance::Duplicate(_) | Acceptance::Full { .. }) => {
             panic!("not queued: {other:?}")
         }
@@ -121,7 +126,7 @@ async fn accept_and_replay(s: &Store) {
         .await
         .unwrap()
     {
-        Acceptance::Queued(ids) => ids,
+        Acceptance::Queued(entered) => Entered::ids(&entered),
         other @ (Acceptance::Duplicate(_) | Acceptance::Full { .. }) => panic!("{other:?}"),
     };
     assert_eq!(first.len(), 1);
@@ -210,8 +215,16 @@ async fn supersede_keeps_the_newest_pending_job(s: &Store) {
 
 async fn out_of_order_pushes_and_rollbacks(s: &Store) {
     // Pushes a→b and b→c, delivered c first: b is older and must not win.
-    let c = queue(s, "h", vec![push('b', 'c')]).await[0];
-    let b = queue(s, "h", vec![push('a', 'b')]).await[0];
+    let c = entered(s, "h", vec![push('b', 'c')]).await[0];
+    assert_eq!(
+        c.state,
+        JobState::Queued,
+        "the acceptance says how it left the job"
+    );
+    let c = c.id;
+    let b = entered(s, "h", vec![push('a', 'b')]).await[0];
+    assert_eq!(b.state, JobState::Superseded);
+    let b = b.id;
     assert_eq!(state(s, c).await, JobState::Queued);
     let late = s.get(b).await.unwrap().unwrap();
     assert_eq!(late.state, JobState::Superseded);
@@ -512,7 +525,7 @@ async fn delivery_records(s: &Store) {
         .await
         .unwrap()
     {
-        Acceptance::Queued(ids) => ids,
+        Acceptance::Queued(entered) => Entered::ids(&entered),
         other @ (Acceptance::Duplicate(_) | Acceptance::Full { .. }) => panic!("{other:?}"),
     };
     s.accept(
@@ -600,7 +613,7 @@ async fn delivery_jobs_and_secrets(s: &Store) {
         .await
         .unwrap()
     {
-        Acceptance::Queued(ids) => ids,
+        Acceptance::Queued(entered) => Entered::ids(&entered),
         other @ (Acceptance::Duplicate(_) | Acceptance::Full { .. }) => panic!("{other:?}"),
     };
     // A retry of it is a duplicate; the delivery still names its first jobs.

@@ -1,7 +1,7 @@
 //! Pauses: a paused hook's queued and new jobs are held (never claimed), supersede still
 //! applies among them, a pause survives reopening the store, and resume queues them again.
 
-use super::{hour, job, owner, queue, state};
+use super::{entered, hour, job, owner, queue, state};
 use crate::store::Store;
 use crate::store::types::*;
 
@@ -22,8 +22,11 @@ async fn held_jobs_wait_for_resume(s: &Store) {
         (1, "incident 42")
     );
     // A job queued while paused is held at once; supersede still applies among held.
+    // The acceptance says so (the answer to the delivery, and no wake-up of the worker).
     let old = queue(s, "h", vec![job(1, Queue::Supersede, 'b')]).await[0];
-    let new = queue(s, "h", vec![job(1, Queue::Supersede, 'c')]).await[0];
+    let new = entered(s, "h", vec![job(1, Queue::Supersede, 'c')]).await[0];
+    assert_eq!(new.state, JobState::Held);
+    let new = new.id;
     assert_eq!(state(s, old).await, JobState::Superseded);
     assert_eq!(state(s, new).await, JobState::Held);
     let other = queue(s, "other", vec![job(0, Queue::Fifo, 'a')]).await[0];

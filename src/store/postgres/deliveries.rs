@@ -9,7 +9,7 @@ use super::jobs::{forge, insert, parse, parse_opt};
 use super::{Fail, Tx};
 use crate::event::{DeliveryId, RefName, Sha};
 use crate::store::types::{
-    Acceptance, Delivery, DeliveryOutcome, DeliveryRecord, JobId, NewJob, NotQueued, Prior,
+    Acceptance, Delivery, DeliveryOutcome, DeliveryRecord, Entered, JobId, NewJob, NotQueued, Prior,
 };
 use crate::store::wording::{self, Now, from_ms};
 
@@ -62,10 +62,11 @@ pub(super) async fn accept(
         return Ok(Acceptance::Full { waiting });
     }
     let id = delivery.delivery.as_ref().map(DeliveryId::as_str);
-    let mut ids = Vec::with_capacity(jobs.len());
+    let mut entered = Vec::with_capacity(jobs.len());
     for job in jobs {
-        ids.push(insert(tx, hook, job, id, now).await?);
+        entered.push(insert(tx, hook, job, id, now).await?);
     }
+    let ids = Entered::ids(&entered);
     let remember = tx
         .prepare_cached(
             "INSERT INTO deliveries (hook, key, received_at, delivery, job, jobs)
@@ -78,15 +79,8 @@ pub(super) async fn accept(
             .await?;
     }
     let why = wording::queued_jobs(&ids, delivery.note.as_deref());
-    log(
-        tx,
-        delivery,
-        &DeliveryOutcome::Queued(ids.clone()),
-        &why,
-        now,
-    )
-    .await?;
-    Ok(Acceptance::Queued(ids))
+    log(tx, delivery, &DeliveryOutcome::Queued(ids), &why, now).await?;
+    Ok(Acceptance::Queued(entered))
 }
 
 pub(super) async fn record(

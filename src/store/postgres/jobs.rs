@@ -9,8 +9,8 @@ use tokio_postgres::Row;
 use super::{DB_MS, Fail, Tx};
 use crate::event::{DeliveryId, Forge, RefName, Sha};
 use crate::store::types::{
-    CancelResult, Cursor, EventKind, Finished, Heartbeat, InstanceId, Job, JobEvent, JobFilter,
-    JobId, JobState, NewJob, Origin, Queue, Retention,
+    CancelResult, Cursor, Entered, EventKind, Finished, Heartbeat, InstanceId, Job, JobEvent,
+    JobFilter, JobId, JobState, NewJob, Origin, Queue, Retention,
 };
 use crate::store::wording::{self, Now, from_ms, from_secs};
 
@@ -113,14 +113,15 @@ pub(super) async fn event(
     super::outbox::fan_out(tx, job, id, kind, now).await
 }
 
-/// Inserts one queued job (and its `queued` event), superseding as its queue says.
+/// Inserts one queued job (and its `queued` event), superseding as its queue says, and
+/// holds it if its hook is paused.
 pub(super) async fn insert(
     tx: &Tx<'_>,
     hook: &str,
     job: &NewJob,
     delivery: Option<&str>,
     now: Now,
-) -> Result<JobId, Fail> {
+) -> Result<Entered, Fail> {
     let e = &job.event;
     let stmt = tx
         .prepare_cached(
@@ -177,12 +178,20 @@ pub(super) async fn insert(
                     .await?;
                 tx.execute(&stmt, &[&id.0, &now.secs, &why]).await?;
                 event(tx, id, hook, EventKind::Superseded, now, &why).await?;
+                return Ok(Entered {
+                    id,
+                    state: JobState::Superseded,
+                });
             }
             None => supersede_older(tx, hook, &job.rule_key, id, now).await?,
         }
     }
-    super::pauses::hold_if_paused(tx, hook, id, now).await?;
-    Ok(id)
+    let state = if super::pauses::hold_if_paused(tx, hook, id, now).await? {
+        JobState::Held
+    } else {
+        JobState::Queued
+    };
+    Ok(Entered { id, state })
 }
 
 /// A job already here for a push made on top of this one's commit (see the SQLite

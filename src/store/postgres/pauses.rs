@@ -10,27 +10,28 @@ use super::{Fail, Tx};
 use crate::store::types::{EventKind, JobId, Pause};
 use crate::store::wording::{self, Now, from_ms};
 
-/// Holds job `id` (just queued) if its hook is paused.
+/// Holds job `id` (just queued) if its hook is paused; says whether it did.
 pub(super) async fn hold_if_paused(
     tx: &Tx<'_>,
     hook: &str,
     id: JobId,
     now: Now,
-) -> Result<(), Fail> {
+) -> Result<bool, Fail> {
     let stmt = tx
         .prepare_cached("SELECT reason FROM pauses WHERE hook = $1")
         .await?;
     let Some(row) = tx.query_opt(&stmt, &[&hook]).await? else {
-        return Ok(());
+        return Ok(false);
     };
     let reason: String = row.try_get(0)?;
     let stmt = tx
         .prepare_cached("UPDATE jobs SET state = 'held' WHERE id = $1 AND state = 'queued'")
         .await?;
-    if tx.execute(&stmt, &[&id.0]).await? > 0 {
+    let held = tx.execute(&stmt, &[&id.0]).await? > 0;
+    if held {
         event(tx, id, hook, EventKind::Held, now, &wording::held(&reason)).await?;
     }
-    Ok(())
+    Ok(held)
 }
 
 /// Pauses `hook` (again: the reason is replaced) and holds its queued jobs; returns them.

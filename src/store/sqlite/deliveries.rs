@@ -8,7 +8,7 @@ use super::jobs::{forge, insert, parse, parse_opt};
 use super::{Now, from_ms};
 use crate::event::{DeliveryId, RefName, Sha};
 use crate::store::types::{
-    Acceptance, Delivery, DeliveryOutcome, DeliveryRecord, JobId, NewJob, NotQueued, Prior,
+    Acceptance, Delivery, DeliveryOutcome, DeliveryRecord, Entered, JobId, NewJob, NotQueued, Prior,
 };
 use crate::store::wording;
 
@@ -71,10 +71,11 @@ pub(in crate::store) fn accept(
         return Ok(Acceptance::Full { waiting });
     }
     let id = delivery.delivery.as_ref().map(DeliveryId::as_str);
-    let mut ids = Vec::with_capacity(jobs.len());
+    let mut entered = Vec::with_capacity(jobs.len());
     for job in jobs {
-        ids.push(insert(conn, hook, job, id, now)?);
+        entered.push(insert(conn, hook, job, id, now)?);
     }
+    let ids = Entered::ids(&entered);
     let mut remember = conn.prepare_cached(
         "INSERT INTO deliveries (hook, key, received_at, delivery, job, jobs)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -84,14 +85,8 @@ pub(in crate::store) fn accept(
         remember.execute(params![hook, key, now.secs, id, first, all])?;
     }
     let why = wording::queued_jobs(&ids, delivery.note.as_deref());
-    log(
-        conn,
-        delivery,
-        &DeliveryOutcome::Queued(ids.clone()),
-        &why,
-        now,
-    )?;
-    Ok(Acceptance::Queued(ids))
+    log(conn, delivery, &DeliveryOutcome::Queued(ids), &why, now)?;
+    Ok(Acceptance::Queued(entered))
 }
 
 pub(in crate::store) fn record(

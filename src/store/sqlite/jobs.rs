@@ -8,8 +8,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::{Now, from_ms, from_secs};
 use crate::event::{DeliveryId, Forge, RefName, Sha};
 use crate::store::types::{
-    CancelResult, Cursor, EventKind, Finished, Heartbeat, InstanceId, Job, JobEvent, JobFilter,
-    JobId, JobState, NewJob, Origin, Queue, Retention,
+    CancelResult, Cursor, Entered, EventKind, Finished, Heartbeat, InstanceId, Job, JobEvent,
+    JobFilter, JobId, JobState, NewJob, Origin, Queue, Retention,
 };
 use crate::store::wording;
 
@@ -127,22 +127,30 @@ pub(super) fn void_leases(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Inserts one queued job (and its `queued` event), superseding as its queue says.
+/// Inserts one job (and its `queued` event), superseding as its queue says, and held
+/// (with a `held` event) if its hook is paused.
 pub(super) fn insert(
     conn: &Connection,
     hook: &str,
     job: &NewJob,
     delivery: Option<&str>,
     now: Now,
-) -> rusqlite::Result<JobId> {
+) -> rusqlite::Result<Entered> {
     let e = &job.event;
     let rule = i64::try_from(job.rule).unwrap_or(i64::MAX);
     let lane = wording::lane(hook, job);
+    // Written held at once rather than queued and then held: a queued row would enter
+    // the running and queued jobs' index only to leave it in the same transaction.
+    let paused = super::pauses::paused(conn, hook)?;
+    let mut state = match paused {
+        Some(_) => JobState::Held,
+        None => JobState::Queued,
+    };
     conn.prepare_cached(
         "INSERT INTO jobs (hook, rule, state, queue, forge, repository, git_ref, before_sha, after_sha,
                            pusher, delivery, attempt, manual, created_at, force, rule_key, lane,
                            changed_paths, lock)
-         VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, ?11, ?12, ?13, ?14, ?15, ?16,
+         VALUES (?1, ?2, ?18, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, ?11, ?12, ?13, ?14, ?15, ?16,
                  ?17)",
     )?
     .execute(params![
@@ -163,6 +171,7 @@ pub(super) fn insert(
         lane,
         wording::paths_column(&e.paths),
         job.lock,
+        state.as_str(),
     ])?;
     let id = JobId(conn.last_insert_rowid());
     super::outbox::subscribe(conn, id, &job.notify)?;
@@ -182,12 +191,22 @@ pub(super) fn insert(
                 )?
                 .execute(params![id.0, now.secs, why])?;
                 event(conn, id, hook, EventKind::Superseded, now, &why)?;
+                state = JobState::Superseded;
             }
             None => supersede_older(conn, hook, &job.rule_key, id, now)?,
         }
     }
-    super::pauses::hold_if_paused(conn, hook, id, now)?;
-    Ok(id)
+    if let (JobState::Held, Some(reason)) = (state, paused) {
+        event(
+            conn,
+            id,
+            hook,
+            EventKind::Held,
+            now,
+            &wording::held(&reason),
+        )?;
+    }
+    Ok(Entered { id, state })
 }
 
 /// A job already here for a push that was made on top of this one's commit: deliveries

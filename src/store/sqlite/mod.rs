@@ -930,10 +930,11 @@ mod tests {
         use std::sync::atomic::Ordering;
         let (rt, _dir, store) = writer_under_test();
         let accept = |n: u32| accept_nth(&store, n);
-        let Acceptance::Queued(old) = rt.block_on(accept(0)).unwrap() else {
+        let Acceptance::Queued(entered) = rt.block_on(accept(0)).unwrap() else {
             panic!("not queued")
         };
-        rt.block_on(store.cancel(old[0])).unwrap();
+        let old = entered[0].id;
+        rt.block_on(store.cancel(old)).unwrap();
         let keep = Retention {
             keep_jobs: 0,
             keep_for: std::time::Duration::from_secs(3600),
@@ -957,7 +958,7 @@ mod tests {
             1,
             "two deliveries and a prune, one commit"
         );
-        assert!(rt.block_on(store.get(old[0])).unwrap().is_some());
+        assert!(rt.block_on(store.get(old)).unwrap().is_some());
         on_writer(
             &store,
             Box::new(|conn| {
@@ -966,8 +967,8 @@ mod tests {
         );
         // The first of the two deliveries' jobs, superseded by the second, goes too.
         let pruned = rt.block_on(store.prune(keep)).unwrap();
-        assert!(pruned.contains(&old[0]), "{pruned:?}");
-        assert!(rt.block_on(store.get(old[0])).unwrap().is_none());
+        assert!(pruned.contains(&old), "{pruned:?}");
+        assert!(rt.block_on(store.get(old)).unwrap().is_none());
     }
 
     /// The worker's heartbeats and finishes ride the group commit of the deliveries

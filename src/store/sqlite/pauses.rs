@@ -10,36 +10,10 @@ use crate::store::types::{EventKind, JobId, JobState, Pause};
 use crate::store::wording;
 
 /// Why a job of `hook` is held, if the hook is paused.
-fn paused(conn: &Connection, hook: &str) -> rusqlite::Result<Option<String>> {
+pub(super) fn paused(conn: &Connection, hook: &str) -> rusqlite::Result<Option<String>> {
     conn.prepare_cached("SELECT reason FROM pauses WHERE hook = ?1")?
         .query_row([hook], |r| r.get(0))
         .optional()
-}
-
-/// Holds job `id` (just queued) if its hook is paused.
-pub(super) fn hold_if_paused(
-    conn: &Connection,
-    hook: &str,
-    id: JobId,
-    now: Now,
-) -> rusqlite::Result<()> {
-    let Some(reason) = paused(conn, hook)? else {
-        return Ok(());
-    };
-    let held = conn
-        .prepare_cached("UPDATE jobs SET state = 'held' WHERE id = ?1 AND state = 'queued'")?
-        .execute([id.0])?;
-    if held > 0 {
-        event(
-            conn,
-            id,
-            hook,
-            EventKind::Held,
-            now,
-            &wording::held(&reason),
-        )?;
-    }
-    Ok(())
 }
 
 /// Pauses `hook` (again: the reason is replaced) and holds its queued jobs; returns them.
